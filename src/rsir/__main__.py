@@ -1,0 +1,5 @@
+import sys
+
+from rsir.cli import main
+
+sys.exit(main())

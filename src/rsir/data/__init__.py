@@ -1,0 +1,1 @@
+"""Archive formats, band handling, the Archive and the simulator."""

@@ -1,0 +1,557 @@
+"""The Archive: a catalog table (Parquet) + a tensor store (LMDB of safetensors values) + band statistics.
+
+Layout of an archive directory::
+
+    ARCHIVE/
+      manifest.json     format, version, modalities and their bands, nomenclature, per-band stats, counts
+      catalog.parquet   one row per item (see CATALOG_COLUMNS)
+      patches.lmdb/     key "<modality>/<id>", value = safetensors bytes of {band: array} at native resolution
+
+As in reBEN, bands are kept at their native resolution and brought to the common grid when read. The
+statistics are the per-band mean and standard deviation over the training split (over all items when the
+archive has no training split), computed on the native pixels.
+
+An archive is written by :class:`ArchiveWriter` into a hidden sibling directory and renamed into place only when
+complete, so an interrupted ingest never leaves a directory that looks like a finished archive.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import safetensors.numpy as stnp
+
+from rsir.data.bands import ModalitySpec, normalize, quicklook, to_grid
+from rsir.data.nomenclature import Nomenclature
+from rsir.errors import ArchiveError, ItemError, NotFoundError, RsirError
+
+FORMAT_NAME = "rsir-archive"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CATALOG = "catalog.parquet"
+STORE = "patches.lmdb"
+SPLITS = ("train", "validation", "test")
+
+# Catalog columns every archive has (others, source-specific, may follow).
+CATALOG_COLUMNS: dict[str, pa.DataType] = {
+    "id": pa.string(),
+    "split": pa.string(),                 # train / validation / test / "" when the source has none
+    "labels": pa.list_(pa.string()),      # class names in the archive's nomenclature
+    "label_vec": pa.list_(pa.uint8()),    # multi-hot over the nomenclature
+    "country": pa.string(),
+    "tile": pa.string(),
+    "date": pa.string(),                  # ISO 8601 acquisition date (or datetime), "" when unknown
+    "lon": pa.float64(),                  # centroid, WGS84
+    "lat": pa.float64(),
+    "bbox": pa.list_(pa.float64()),       # [min_lon, min_lat, max_lon, max_lat], WGS84
+    "crs": pa.string(),                   # native CRS of the patch (e.g. EPSG:32633) when known
+    "transform": pa.list_(pa.float64()),  # affine (a, b, c, d, e, f) in the native CRS when known
+    "modalities": pa.list_(pa.string()),
+    "s1_id": pa.string(),                 # Sentinel-1 partner name (reBEN s1_name)
+    "captions": pa.list_(pa.string()),
+    "partner_id": pa.string(),            # bitemporal partner item id
+    "source": pa.string(),                # the file or key the item came from
+}
+_DEFAULTS: dict[str, Any] = {
+    "split": "", "labels": [], "label_vec": None, "country": "", "tile": "", "date": "", "lon": math.nan,
+    "lat": math.nan, "bbox": None, "crs": "", "transform": None, "modalities": [], "s1_id": "",
+    "captions": [], "partner_id": "", "source": "",
+}
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON to a temporary name, then rename it over ``path``."""
+    _atomic_write_bytes(Path(path), json.dumps(obj, indent=2, sort_keys=False).encode())
+
+
+class _RunningStats:
+    """Per-band mean/std in float64, merged batch by batch (Chan et al. parallel variance)."""
+
+    def __init__(self) -> None:
+        self.n: dict[str, int] = {}
+        self.mean: dict[str, float] = {}
+        self.m2: dict[str, float] = {}
+        self.min: dict[str, float] = {}
+        self.max: dict[str, float] = {}
+
+    def update(self, band: str, a: np.ndarray) -> None:
+        a = np.asarray(a, dtype=np.float64).ravel()
+        a = a[np.isfinite(a)]
+        if a.size == 0:
+            return
+        nb, mb = a.size, float(a.mean())
+        m2b = float(((a - mb) ** 2).sum())
+        na = self.n.get(band, 0)
+        if na == 0:
+            self.n[band], self.mean[band], self.m2[band] = nb, mb, m2b
+            self.min[band], self.max[band] = float(a.min()), float(a.max())
+            return
+        ma = self.mean[band]
+        n = na + nb
+        d = mb - ma
+        self.mean[band] = ma + d * nb / n
+        self.m2[band] += m2b + d * d * na * nb / n
+        self.n[band] = n
+        self.min[band] = min(self.min[band], float(a.min()))
+        self.max[band] = max(self.max[band], float(a.max()))
+
+    def result(self) -> dict[str, dict[str, float]]:
+        return {
+            b: {"mean": self.mean[b], "std": math.sqrt(self.m2[b] / self.n[b]) if self.n[b] else 0.0,
+                "min": self.min[b], "max": self.max[b], "count": self.n[b]}
+            for b in self.n
+        }
+
+
+def encode_value(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """Safetensors bytes of a band dict (the reBEN value format)."""
+    return stnp.save({b: np.ascontiguousarray(a) for b, a in arrays.items()})
+
+
+def decode_value(data: bytes, key: str) -> dict[str, np.ndarray]:
+    """Band dict from safetensors bytes; a clear error naming the key when the value is damaged."""
+    try:
+        return dict(stnp.load(bytes(data)))
+    except Exception as e:  # safetensors raises several error types for bad headers
+        raise ItemError(key, f"stored value is not valid safetensors data ({type(e).__name__}: {e})") from None
+
+
+def validate_bands(item: str, spec: ModalitySpec, arrays: Mapping[str, np.ndarray], source: str = "",
+                   allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
+    """Check band names, shapes and values against a modality spec; return arrays cast to the spec dtype."""
+    have, want = set(arrays), set(spec.bands)
+    if have != want:
+        missing, extra = sorted(want - have), sorted(have - want)
+        raise ItemError(item, f"modality {spec.name}: band set mismatch (missing {missing}, unexpected {extra}); "
+                              f"expected {len(spec.bands)} bands {spec.bands}", source or None)
+    out: dict[str, np.ndarray] = {}
+    for b in spec.bands:
+        a = np.asarray(arrays[b])
+        if tuple(a.shape) != tuple(spec.shapes[b]):
+            raise ItemError(item, f"modality {spec.name} band {b}: shape {tuple(a.shape)}, expected "
+                                  f"{tuple(spec.shapes[b])}", source or None)
+        if not allow_nonfinite and a.dtype.kind == "f" and not np.isfinite(a).all():
+            bad = int((~np.isfinite(a)).sum())
+            raise ItemError(item, f"modality {spec.name} band {b}: {bad} NaN or infinite pixel values",
+                            source or None)
+        out[b] = a.astype(spec.dtype, copy=False)
+    return out
+
+
+@dataclass
+class SkippedItem:
+    item: str
+    problem: str
+
+
+class ArchiveWriter:
+    """Writes an archive atomically: items go to a hidden sibling directory renamed into place on close()."""
+
+    def __init__(self, path: str | Path, modalities: Sequence[ModalitySpec], nomenclature: Nomenclature,
+                 source_format: str, overwrite: bool = False, commit_every: int = 256,
+                 info: Mapping[str, Any] | None = None) -> None:
+        self.path = Path(path).absolute()
+        if self.path.exists() and not overwrite:
+            raise ArchiveError(f"{self.path} already exists (pass overwrite=True / --overwrite to replace it)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir()
+        self.specs = {m.name: m for m in modalities}
+        self.nomenclature = nomenclature
+        self.source_format = source_format
+        self.overwrite = overwrite
+        self.info = dict(info or {})
+        self.rows: list[dict[str, Any]] = []
+        self.ids: set[str] = set()
+        self.skipped: list[SkippedItem] = []
+        self._stats = {m: _RunningStats() for m in self.specs}
+        self._stats_all = {m: _RunningStats() for m in self.specs}
+        self._env = lmdb.open(str(self.tmp / STORE), map_size=1 << 40, subdir=True, lock=True,
+                              writemap=False, map_async=False, meminit=False, max_dbs=0)
+        self._txn = self._env.begin(write=True)
+        self._pending = 0
+        self.commit_every = commit_every
+        self._closed = False
+
+    def add(self, item_id: str, meta: Mapping[str, Any], arrays: Mapping[str, Mapping[str, np.ndarray]],
+            allow_nonfinite: bool = False) -> None:
+        """Add one item: catalog fields in ``meta`` and, per modality, a {band: array} dict."""
+        if self._closed:
+            raise ArchiveError("writer is closed")
+        item_id = str(item_id)
+        if item_id in self.ids:
+            raise ItemError(item_id, "duplicate id", meta.get("source") or None)
+        unknown = set(arrays) - set(self.specs)
+        if unknown:
+            raise ItemError(item_id, f"unknown modalities {sorted(unknown)} (archive has {sorted(self.specs)})")
+        source = str(meta.get("source", ""))
+        checked = {m: validate_bands(item_id, self.specs[m], a, source, allow_nonfinite) for m, a in arrays.items()}
+        labels = list(meta.get("labels", []) or [])
+        for lab in labels:
+            if lab not in self.nomenclature.classes:
+                raise ItemError(item_id, f"label {lab!r} is not in the {self.nomenclature.name} nomenclature",
+                                source or None)
+        row = {k: meta.get(k, v) for k, v in _DEFAULTS.items()}
+        row.update({k: v for k, v in meta.items() if k not in row})
+        row["id"] = item_id
+        row["labels"] = labels
+        row["label_vec"] = self.nomenclature.encode(labels).tolist()
+        row["modalities"] = sorted(checked)
+        for m, bands in checked.items():
+            self._txn.put(f"{m}/{item_id}".encode(), encode_value(bands))
+            stats = self._stats[m] if row.get("split") == "train" else None
+            for b, a in bands.items():
+                self._stats_all[m].update(b, a)
+                if stats is not None:
+                    stats.update(b, a)
+        self.rows.append(row)
+        self.ids.add(item_id)
+        self._pending += 1
+        if self._pending >= self.commit_every:
+            self._txn.commit()
+            self._txn = self._env.begin(write=True)
+            self._pending = 0
+
+    def skip(self, item: str, problem: str) -> None:
+        """Record an item left out (``--skip-bad``); listed in the manifest."""
+        self.skipped.append(SkippedItem(item, problem))
+
+    def abort(self) -> None:
+        """Drop everything written so far; the target path is left as it was."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._txn.abort()
+            self._env.close()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def close(self) -> Path:
+        """Write catalog, statistics and manifest, then rename the finished archive into place."""
+        if self._closed:
+            raise ArchiveError("writer is closed")
+        if not self.rows:
+            self.abort()
+            raise ArchiveError(f"no items were written to {self.path}"
+                               + (f" ({len(self.skipped)} skipped)" if self.skipped else ""))
+        self._txn.commit()
+        self._env.sync(True)
+        self._env.close()
+        self._closed = True
+        table = _rows_to_table(self.rows)
+        pq.write_table(table, self.tmp / CATALOG)
+        has_train = any(r.get("split") == "train" for r in self.rows)
+        stats_src = self._stats if has_train else self._stats_all
+        splits = pd.Series([r.get("split", "") for r in self.rows]).value_counts().to_dict()
+        manifest = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "source_format": self.source_format,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "n_items": len(self.rows),
+            "splits": {str(k): int(v) for k, v in splits.items()},
+            "nomenclature": self.nomenclature.to_json(),
+            "modalities": {m: s.to_json() for m, s in self.specs.items()},
+            "stats_split": "train" if has_train else "all",
+            "stats": {m: stats_src[m].result() for m in self.specs},
+            "resampling": "bilinear",
+            "skipped": [{"item": s.item, "problem": s.problem} for s in self.skipped],
+            "info": self.info,
+        }
+        atomic_write_json(self.tmp / MANIFEST, manifest)
+        old = None
+        if self.path.exists():
+            old = self.path.parent / f".{self.path.name}.old-{os.getpid()}"
+            os.replace(self.path, old)
+        os.replace(self.tmp, self.path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.path
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.close()
+
+
+def _rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    cols: dict[str, list[Any]] = {c: [r.get(c) for r in rows] for c in CATALOG_COLUMNS}
+    arrays = {c: pa.array(v, type=t) for (c, v), t in zip(cols.items(), CATALOG_COLUMNS.values(), strict=True)}
+    extra = sorted({k for r in rows for k in r} - set(CATALOG_COLUMNS))
+    for k in extra:
+        arrays[k] = pa.array([r.get(k) for r in rows])
+    return pa.table(arrays)
+
+
+class Archive:
+    """Read access to an archive: by id or position, in batches, as a torch Dataset."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        mpath = self.path / MANIFEST
+        if not self.path.is_dir():
+            raise ArchiveError(f"{self.path}: no archive here (not a directory)")
+        if not mpath.exists():
+            partial = list(self.path.parent.glob(f".{self.path.name}.partial-*"))
+            hint = " (an interrupted ingest left a partial copy beside it)" if partial else ""
+            raise ArchiveError(f"{self.path}: not an rsir archive, {MANIFEST} is missing{hint}")
+        try:
+            self.manifest: dict[str, Any] = json.loads(mpath.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ArchiveError(f"{mpath}: unreadable manifest ({e})") from None
+        if self.manifest.get("format") != FORMAT_NAME:
+            raise ArchiveError(f"{self.path}: foreign format {self.manifest.get('format')!r}, "
+                               f"expected {FORMAT_NAME!r}")
+        if int(self.manifest.get("version", -1)) > FORMAT_VERSION:
+            raise ArchiveError(f"{self.path}: archive format version {self.manifest['version']} is newer than "
+                               f"this rsir understands ({FORMAT_VERSION})")
+        try:
+            self.catalog: pd.DataFrame = pq.read_table(self.path / CATALOG).to_pandas()
+        except Exception as e:
+            raise ArchiveError(f"{self.path / CATALOG}: unreadable catalog ({e})") from None
+        if len(self.catalog) != int(self.manifest["n_items"]):
+            raise ArchiveError(f"{self.path}: catalog has {len(self.catalog)} rows, manifest says "
+                               f"{self.manifest['n_items']}")
+        self.nomenclature = Nomenclature.from_json(self.manifest["nomenclature"])
+        self.modalities: dict[str, ModalitySpec] = {
+            m: ModalitySpec.from_json(s) for m, s in self.manifest["modalities"].items()}
+        self.ids: list[str] = self.catalog["id"].astype(str).tolist()
+        self._pos: dict[str, int] = {i: p for p, i in enumerate(self.ids)}
+        self._env: lmdb.Environment | None = None
+        self._env_pid = -1
+        self._labels: np.ndarray | None = None
+
+    # -- basics ---------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"Archive({str(self.path)!r}, n={len(self)}, modalities={list(self.modalities)})"
+
+    @property
+    def primary_modality(self) -> str:
+        return next(iter(self.modalities))
+
+    @property
+    def stats(self) -> dict[str, dict[str, dict[str, float]]]:
+        return self.manifest.get("stats", {})
+
+    def band_stats(self, modality: str, bands: Sequence[str] | None = None) -> tuple[list[float], list[float]]:
+        """Training-split mean and std per band of a modality, in ``bands`` order."""
+        spec = self.spec(modality)
+        st = self.stats.get(modality, {})
+        order = list(bands or spec.bands)
+        try:
+            return [st[b]["mean"] for b in order], [st[b]["std"] for b in order]
+        except KeyError as e:
+            raise ArchiveError(f"{self.path}: no statistics for band {e} of modality {modality}") from None
+
+    def spec(self, modality: str | None = None) -> ModalitySpec:
+        m = modality or self.primary_modality
+        if m not in self.modalities:
+            raise NotFoundError(f"modality {m!r} is not in this archive (it has {sorted(self.modalities)})")
+        return self.modalities[m]
+
+    def position(self, item: str | int) -> int:
+        """Row position of an id (or a position, checked)."""
+        if isinstance(item, (int, np.integer)):
+            if not 0 <= int(item) < len(self):
+                raise NotFoundError(f"position {item} is out of range (archive has {len(self)} items)")
+            return int(item)
+        try:
+            return self._pos[str(item)]
+        except KeyError:
+            raise NotFoundError(f"id {item!r} is not in archive {self.path}") from None
+
+    def item(self, item: str | int) -> dict[str, Any]:
+        """Catalog row of one item as a plain dict."""
+        row = self.catalog.iloc[self.position(item)].to_dict()
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in row.items()}
+
+    @property
+    def labels(self) -> np.ndarray:
+        """N x C uint8 multi-hot label matrix in archive order."""
+        if self._labels is None:
+            c = len(self.nomenclature)
+            if len(self) == 0:
+                self._labels = np.zeros((0, c), np.uint8)
+            else:
+                self._labels = np.stack([np.asarray(v, dtype=np.uint8) if v is not None and len(v) == c
+                                         else np.zeros(c, np.uint8) for v in self.catalog["label_vec"]])
+        return self._labels
+
+    def split_positions(self, split: str | None) -> np.ndarray:
+        """Positions of the items of one split (all items for None)."""
+        if split is None:
+            return np.arange(len(self))
+        return np.flatnonzero(self.catalog["split"].to_numpy() == split)
+
+    # -- tensor store ---------------------------------------------------------------------------------------
+    def _store(self) -> lmdb.Environment:
+        # LMDB handles must not cross fork(): reopen in each DataLoader worker
+        if self._env is None or self._env_pid != os.getpid():
+            try:
+                self._env = lmdb.open(str(self.path / STORE), readonly=True, lock=False, readahead=False,
+                                      subdir=True, max_readers=512)
+            except lmdb.Error as e:
+                raise ArchiveError(f"{self.path / STORE}: cannot open tensor store ({e})") from None
+            self._env_pid = os.getpid()
+        return self._env
+
+    def get(self, item: str | int, modality: str | None = None) -> dict[str, np.ndarray]:
+        """Native-resolution bands {band: array} of one item and modality."""
+        m = self.spec(modality).name
+        item_id = self.ids[self.position(item)]
+        key = f"{m}/{item_id}"
+        with self._store().begin(buffers=False) as txn:
+            data = txn.get(key.encode())
+        if data is None:
+            raise NotFoundError(f"item {item_id!r} has no {m} data in {self.path}")
+        return decode_value(data, key)
+
+    def image(self, item: str | int, modality: str | None = None, bands: Sequence[str] | None = None,
+              normalized: bool = True) -> np.ndarray:
+        """Float32 CxHxW array on the modality's common grid, normalised with the training statistics."""
+        spec = self.spec(modality)
+        order = list(bands or spec.bands)
+        x = to_grid(self.get(item, spec.name), order, spec.grid)
+        if normalized:
+            mean, std = self.band_stats(spec.name, order)
+            x = normalize(x, mean, std)
+        return x
+
+    def quicklook(self, item: str | int, modality: str | None = None) -> np.ndarray:
+        """HxWx3 uint8 quicklook of one item (true colour or SAR false colour)."""
+        return quicklook(self.get(item, modality))
+
+    def batches(self, batch_size: int = 256, split: str | None = None, modality: str | None = None,
+                positions: Sequence[int] | None = None, normalized: bool = True,
+                progress: bool = False) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Yield (ids, N x C x H x W float32) batches in archive order."""
+        pos = np.asarray(positions) if positions is not None else self.split_positions(split)
+        it: Iterable[int] = range(0, len(pos), batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, total=math.ceil(len(pos) / batch_size), desc="reading", unit="batch")
+        for s in it:
+            chunk = pos[s:s + batch_size]
+            yield ([self.ids[p] for p in chunk],
+                   np.stack([self.image(int(p), modality, normalized=normalized) for p in chunk]))
+
+    def dataset(self, modality: str | Sequence[str] | None = None, split: str | None = None,
+                normalized: bool = True, transforms: Callable[[dict], dict] | None = None) -> ArchiveDataset:
+        """A torch Dataset view returning {"image", "label", "id", ...} sample dicts."""
+        return ArchiveDataset(self, modality, split, normalized, transforms)
+
+    # -- summaries ------------------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Counts per split, label and modality, band shapes and statistics, as a JSON-able dict."""
+        cat = self.catalog
+        label_counts = dict(zip(self.nomenclature.classes, self.labels.sum(0).tolist(), strict=True))
+        mod_counts: dict[str, int] = {}
+        for mods in cat["modalities"]:
+            for m in mods:
+                mod_counts[m] = mod_counts.get(m, 0) + 1
+        paired = int(sum(1 for mods in cat["modalities"] if len(mods) > 1))
+        return {
+            "path": str(self.path),
+            "source_format": self.manifest.get("source_format"),
+            "n_items": len(self),
+            "splits": {str(k): int(v) for k, v in cat["split"].value_counts().items()},
+            "multi_modal_items": paired,
+            "modalities": {m: {"items": mod_counts.get(m, 0), "bands": s.bands,
+                               "shapes": {b: list(sh) for b, sh in s.shapes.items()}, "dtype": s.dtype,
+                               "unit": s.unit, "grid": list(s.grid)} for m, s in self.modalities.items()},
+            "nomenclature": self.nomenclature.name,
+            "n_classes": len(self.nomenclature),
+            "label_counts": {k: int(v) for k, v in label_counts.items() if v},
+            "items_with_labels": int((self.labels.sum(1) > 0).sum()),
+            "items_with_captions": int(sum(1 for c in cat["captions"] if c is not None and len(c))),
+            "items_with_partner": int((cat["partner_id"].fillna("") != "").sum()),
+            "stats_split": self.manifest.get("stats_split"),
+            "stats": self.stats,
+            "skipped": self.manifest.get("skipped", []),
+        }
+
+
+class ArchiveDataset:
+    """torch Dataset view of an archive (torchgeo style sample dicts).
+
+    A sample is ``{"image": CxHxW float tensor, "label": multi-hot float tensor, "id": str, "index": int}``;
+    with several modalities, each is also under ``"image_<modality>"`` and ``"image"`` is the first.
+    """
+
+    def __init__(self, archive: Archive, modality: str | Sequence[str] | None = None, split: str | None = None,
+                 normalized: bool = True, transforms: Callable[[dict], dict] | None = None) -> None:
+        self.archive = archive
+        if modality is None:
+            mods = [archive.primary_modality]
+        elif isinstance(modality, str):
+            mods = [modality]
+        else:
+            mods = list(modality)
+        for m in mods:
+            archive.spec(m)
+        self.modalities = mods
+        self.positions = archive.split_positions(split)
+        if split is not None and len(self.positions) == 0:
+            raise RsirError(f"archive {archive.path} has no items in split {split!r}")
+        self.normalized = normalized
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import torch
+
+        p = int(self.positions[i])
+        sample: dict[str, Any] = {
+            "id": self.archive.ids[p],
+            "index": p,
+            "label": torch.from_numpy(self.archive.labels[p].astype(np.float32)),
+        }
+        for j, m in enumerate(self.modalities):
+            x = torch.from_numpy(self.archive.image(p, m, normalized=self.normalized))
+            if j == 0:
+                sample["image"] = x
+            if len(self.modalities) > 1:
+                sample[f"image_{m}"] = x
+        if self.transforms is not None:
+            sample = self.transforms(sample)
+        return sample
+
+
+def open_archive(path: str | Path) -> Archive:
+    """Open an archive directory (clear error when it is missing, partial or foreign)."""
+    return Archive(path)

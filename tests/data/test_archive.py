@@ -1,0 +1,115 @@
+"""Archive: write/read round trip, statistics against numpy, atomicity, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from rsir.data.archive import Archive, ArchiveWriter, decode_value, open_archive
+from rsir.data.bands import s2_spec, to_grid
+from rsir.data.nomenclature import BEN19
+from rsir.errors import ArchiveError, ItemError, NotFoundError
+from tests.data.archive_helpers import write_tiny_archive
+
+
+def test_round_trip_and_access(tmp_path):
+    a = open_archive(write_tiny_archive(tmp_path / "a", n=9))
+    assert len(a) == 9 and a.ids[0] == "item000"
+    assert set(a.modalities) == {"s2", "s1"}
+    raw = a.get("item004", "s2")
+    assert raw["B01"].shape == (2, 2) and raw["B02"].shape == (12, 12) and raw["B02"].dtype == np.uint16
+    assert a.position("item004") == 4 and a.get(4, "s2")["B03"].tolist() == raw["B03"].tolist()
+    x = a.image("item004", "s2", normalized=False)
+    assert x.shape == (12, 12, 12)
+    np.testing.assert_array_equal(x[1], raw["B02"].astype(np.float32))  # 10 m band is not resampled
+    # label vector agrees with names
+    row = a.item("item004")
+    assert BEN19.decode(a.labels[4]) == row["labels"]
+
+
+def test_stats_are_training_split_moments(tmp_path):
+    a = open_archive(write_tiny_archive(tmp_path / "a", n=9))
+    train = a.split_positions("train")
+    vals = np.concatenate([a.get(int(p), "s2")["B05"].ravel().astype(np.float64) for p in train])
+    st = a.stats["s2"]["B05"]
+    assert st["mean"] == pytest.approx(vals.mean(), rel=1e-12)
+    assert st["std"] == pytest.approx(vals.std(), rel=1e-9)
+    mean, std = a.band_stats("s2")
+    xn = a.image(int(train[0]), "s2")
+    xr = a.image(int(train[0]), "s2", normalized=False)
+    assert np.allclose(xn[4], (xr[4] - mean[4]) / std[4], atol=1e-4)
+
+
+def test_dataset_samples(tmp_path):
+    a = open_archive(write_tiny_archive(tmp_path / "a", n=6))
+    ds = a.dataset(["s2", "s1"], split="train")
+    assert len(ds) == 2
+    s = ds[1]
+    assert s["image"].shape == (12, 12, 12) and s["image_s1"].shape == (2, 12, 12)
+    assert s["label"].shape == (19,) and s["id"] == "item003"
+
+
+def test_batches_cover_split(tmp_path):
+    a = open_archive(write_tiny_archive(tmp_path / "a", n=7))
+    got = [i for ids, x in a.batches(3, modality="s1") for i in ids]
+    assert got == a.ids
+
+
+def test_interrupted_write_leaves_nothing(tmp_path):
+    spec = s2_spec(12)
+    target = tmp_path / "arch"
+    with pytest.raises(RuntimeError):
+        with ArchiveWriter(target, [spec], BEN19, "test") as w:
+            w.add("x", {"split": "train"}, {"s2": {b: np.zeros(s, np.uint16) for b, s in spec.shapes.items()}})
+            raise RuntimeError("killed")
+    assert not target.exists()
+    assert not [p for p in tmp_path.iterdir()]
+    with pytest.raises(ArchiveError, match="not an rsir archive|no archive"):
+        Archive(target)
+
+
+def test_bad_items_are_named(tmp_path):
+    spec = s2_spec(12)
+    w = ArchiveWriter(tmp_path / "a", [spec], BEN19, "test")
+    good = {b: np.zeros(s, np.uint16) for b, s in spec.shapes.items()}
+    with pytest.raises(ItemError, match="p1.*band set mismatch.*missing \\['B12'\\]"):
+        w.add("p1", {}, {"s2": {k: v for k, v in good.items() if k != "B12"}})
+    with pytest.raises(ItemError, match="p2.*B03: shape \\(10, 10\\)"):
+        w.add("p2", {}, {"s2": {**good, "B03": np.zeros((10, 10), np.uint16)}})
+    with pytest.raises(ItemError, match="p3.*not in the bigearthnet-19"):
+        w.add("p3", {"labels": ["Lava"]}, {"s2": good})
+    w.abort()
+
+
+def test_existing_archive_survives_failed_overwrite(tmp_path):
+    path = write_tiny_archive(tmp_path / "a", n=3)
+    before = (path / "manifest.json").read_text()
+    with pytest.raises(ArchiveError, match="already exists"):
+        ArchiveWriter(path, [s2_spec(12)], BEN19, "test")
+    with pytest.raises(ValueError):
+        with ArchiveWriter(path, [s2_spec(12)], BEN19, "test", overwrite=True):
+            raise ValueError("boom")
+    assert (path / "manifest.json").read_text() == before
+    assert len(open_archive(path)) == 3
+
+
+def test_damaged_and_foreign(tmp_path):
+    path = write_tiny_archive(tmp_path / "a", n=3)
+    m = json.loads((path / "manifest.json").read_text())
+    m["format"] = "something-else"
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ArchiveError, match="foreign format"):
+        open_archive(path)
+    with pytest.raises(ItemError, match="k1.*not valid safetensors"):
+        decode_value(b"\x00garbage", "k1")
+    with pytest.raises(NotFoundError, match="nope"):
+        open_archive(write_tiny_archive(tmp_path / "b", n=3)).position("nope")
+    assert not os.path.exists(tmp_path / "b.partial")
+
+
+def test_to_grid_bilinear_upsamples_constant():
+    x = to_grid({"a": np.full((2, 2), 7.0, np.float32), "b": np.ones((4, 4), np.float32)}, ["a", "b"], (4, 4))
+    assert np.allclose(x[0], 7.0) and np.allclose(x[1], 1.0)
