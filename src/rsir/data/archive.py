@@ -359,6 +359,8 @@ class Archive:
 
     @property
     def primary_modality(self) -> str:
+        if not self.modalities:
+            raise NotFoundError(f"archive {self.path} holds no image modality (text or metadata only)")
         return next(iter(self.modalities))
 
     @property
