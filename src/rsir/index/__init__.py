@@ -1,1 +1,5 @@
-"""rsir.index."""
+"""rsir.index: one Index protocol (base.py) over faiss binary / float indexes and multi-index hashing."""
+
+from rsir.index.base import FORMAT_NAME, INDEX_KINDS, Index, IndexError_, IndexFileError, open_index
+
+__all__ = ["FORMAT_NAME", "INDEX_KINDS", "Index", "IndexError_", "IndexFileError", "open_index"]
