@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from rsir.data.archive import decode_value
-from rsir.data.bands import s1_spec, s2_spec
+from rsir.data.bands import ModalitySpec, s1_spec, s2_spec
 from rsir.data.formats import Arrays, Source, SourceItem
 from rsir.data.nomenclature import BEN19
 from rsir.errors import FormatError, ItemError
@@ -124,3 +124,177 @@ def _loader(env: lmdb.Environment, pid: str, s1_name: str):  # type: ignore[no-u
         return out
 
     return load
+
+
+# --- raw GeoTIFF layout ----------------------------------------------------------------------------------------
+S2_DIR, S1_DIR, REFMAP_DIR = "BigEarthNet-S2", "BigEarthNet-S1", "Reference_Maps"
+REFMAP_SUFFIX = "_reference_map.tif"
+REFMAP_BAND = "CLC2018"
+_S1_NAME = re.compile(r"^(?P<mission>S1[ABC])_IW_GRDH_1SDV_(?P<date>\d{8}T\d{6})_(?P<tile>\w{5})_"
+                      r"(?P<row>\d+)_(?P<col>\d+)$")
+
+
+def parse_s1_name(name: str) -> dict[str, Any]:
+    """Acquisition date (ISO), tile and row/column of a reBEN Sentinel-1 patch name (empty when it does not parse)."""
+    m = _S1_NAME.match(name)
+    if not m:
+        return {}
+    d = m.group("date")
+    return {"date": f"{d[0:4]}-{d[4:6]}-{d[6:8]}T{d[9:11]}:{d[11:13]}:{d[13:15]}", "tile": m.group("tile"),
+            "patch_row": int(m.group("row")), "patch_col": int(m.group("col"))}
+
+
+def refmap_spec(size: int = 120) -> ModalitySpec:
+    """The CLC 2018 pixel reference map of a reBEN patch: one uint16 band of CLC level-3 codes."""
+    return ModalitySpec("refmap", [REFMAP_BAND], {REFMAP_BAND: (size, size)}, "uint16", "CLC 2018 code",
+                        (size, size), "CORINE Land Cover 2018 reference map (class codes; resample with nearest)",
+                        extra={"resampling": "nearest"})
+
+
+def _patch_dirs(top: Path, marker: str) -> dict[str, Path]:
+    """{patch name: folder} of <top>/<tile or scene>/<patch>/ folders holding <patch><marker>."""
+    found: dict[str, Path] = {}
+    if not top.is_dir():
+        return found
+    for group in sorted(p for p in top.iterdir() if p.is_dir()):
+        for patch in sorted(p for p in group.iterdir() if p.is_dir()):
+            if (patch / f"{patch.name}{marker}").exists():
+                found[patch.name] = patch
+    return found
+
+
+def _find_tiff_metadata(root: Path, options: dict[str, Any]) -> list[Path]:
+    if options.get("metadata"):
+        p = Path(options["metadata"])
+        if p.is_dir():
+            return _find_metadata([p], {})
+        if not p.exists():
+            raise FormatError(f"{p}: metadata file not found (--option metadata=PATH)")
+        found = [p] + [p.parent / SNOW_CLOUD_METADATA] * (p.name == METADATA and
+                                                          (p.parent / SNOW_CLOUD_METADATA).exists())
+        return found
+    if (root / METADATA).exists():
+        return _find_metadata([root], {})
+    return []
+
+
+def _grid_key(info: dict[str, Any]) -> tuple[str, int, int] | None:
+    if not info:
+        return None
+    return (str(info["tile"]), int(info["patch_row"]), int(info["patch_col"]))
+
+
+def read_reben_tiff(root: Path, options: dict[str, Any]) -> Source:
+    """Items of the reBEN raw GeoTIFF layout: S2 patches (+ their S1 partner and CLC reference map).
+
+    Labels and splits come from a reBEN metadata.parquet (``--option metadata=PATH``, or one in ``root``);
+    without it items are unlabelled. S1 patches are paired with S2 by the metadata's ``s1_name``; without
+    metadata by the tile/row/column in the names when exactly one S1 and one S2 patch share them. S1 patches
+    left unpaired become items of their own (modality s1 only); ``--option s1=false`` leaves S1 out.
+    Reference maps attach to the S2 patch of the same name; one without its S2 patch is counted, not ingested.
+    """
+    from rsir.data.tiffio import read_band, read_geo
+
+    if (root / S2_DIR).is_dir() or (root / S1_DIR).is_dir():
+        base = root
+    elif root.name in (S2_DIR, S1_DIR, REFMAP_DIR):
+        base = root.parent
+    else:
+        raise FormatError(f"{root}: not the reBEN GeoTIFF layout (no {S2_DIR}/ or {S1_DIR}/ folder inside)")
+    size = int(options.get("size", 120))
+    with_s1 = str(options.get("s1", "true")).lower() not in ("0", "false", "no")
+    s2_dirs = _patch_dirs(base / S2_DIR, "_B02.tif")
+    s1_dirs = _patch_dirs(base / S1_DIR, "_VV.tif") if with_s1 else {}
+    ref_dirs = _patch_dirs(base / REFMAP_DIR, REFMAP_SUFFIX)
+    if not s2_dirs and not s1_dirs:
+        raise FormatError(f"{base}: no patches found under {S2_DIR}/<tile>/<patch>/ or {S1_DIR}/<scene>/<patch>/")
+
+    meta_paths = _find_tiff_metadata(base, options)
+    meta = read_metadata(meta_paths) if meta_paths else None
+    rows: dict[str, Any] = {} if meta is None else {str(r.patch_id): r for r in meta.itertuples(index=False)}
+
+    pair: dict[str, str] = {}
+    if meta is not None:
+        for pid in s2_dirs:
+            r = rows.get(pid)
+            s1_name = str(getattr(r, "s1_name", "") or "") if r is not None else ""
+            if s1_name in s1_dirs:
+                pair[pid] = s1_name
+        pairing = "metadata s1_name"
+    else:
+        s2_keys: dict[tuple[str, int, int], list[str]] = {}
+        s1_keys: dict[tuple[str, int, int], list[str]] = {}
+        for pid in s2_dirs:
+            k = _grid_key(parse_s2_name(pid))
+            if k:
+                s2_keys.setdefault(k, []).append(pid)
+        for name in s1_dirs:
+            k = _grid_key(parse_s1_name(name))
+            if k:
+                s1_keys.setdefault(k, []).append(name)
+        for k, s2s in s2_keys.items():
+            if len(s2s) == 1 and len(s1_keys.get(k, [])) == 1:
+                pair[s2s[0]] = s1_keys[k][0]
+        pairing = "tile/row/column in the patch names (unique matches only)"
+    paired_s1 = set(pair.values())
+    lone_s1 = [n for n in s1_dirs if n not in paired_s1]
+    orphan_refmaps = sorted(set(ref_dirs) - set(s2_dirs))
+    with_ref = any(p in ref_dirs for p in s2_dirs)
+
+    specs: list[ModalitySpec] = []
+    if s2_dirs:
+        specs.append(s2_spec(size))
+    if s1_dirs:
+        specs.append(s1_spec(size))
+    if with_ref:
+        specs.append(refmap_spec(size))
+    s2_bands = specs[0].bands if s2_dirs else []
+
+    def load_s2(pid: str) -> Arrays:
+        d = s2_dirs[pid]
+        out: Arrays = {"s2": {b: read_band(d / f"{pid}_{b}.tif", pid) for b in s2_bands}}
+        if pid in pair:
+            out.update(load_s1(pair[pid], pid))
+        if pid in ref_dirs:
+            out["refmap"] = {REFMAP_BAND: read_band(ref_dirs[pid] / f"{pid}{REFMAP_SUFFIX}", pid)}
+        return out
+
+    def load_s1(name: str, item: str) -> Arrays:
+        d = s1_dirs[name]
+        return {"s1": {b: np.asarray(read_band(d / f"{name}_{b}.tif", item), dtype=np.float32)
+                       for b in ("VV", "VH")}}
+
+    def items() -> Iterator[SourceItem]:
+        for pid, d in s2_dirs.items():
+            missing = [b for b in s2_bands if not (d / f"{pid}_{b}.tif").exists()]
+            m: dict[str, Any] = {"source": str(d)}
+            m.update(parse_s2_name(pid))
+            r = rows.get(pid)
+            if r is not None:
+                m.update({"split": str(r.split), "labels": [str(x) for x in r.labels],
+                          "country": str(getattr(r, "country", "") or "")})
+                if hasattr(r, "s2v1_name"):
+                    m["s2v1_name"] = str(r.s2v1_name)
+            if pid in pair:
+                m["s1_id"] = pair[pid]
+            if missing:
+                def fail(pid: str = pid, missing: list[str] = missing, d: Path = d) -> Arrays:
+                    raise ItemError(pid, f"band files missing: {', '.join(f'{pid}_{b}.tif' for b in missing)}",
+                                    str(d))
+                yield SourceItem(pid, m, fail)
+                continue
+            m.update(read_geo(d / f"{pid}_B02.tif", pid).meta())
+            yield SourceItem(pid, m, lambda pid=pid: load_s2(pid))  # type: ignore[misc]
+        for name in lone_s1:
+            d = s1_dirs[name]
+            m = {"source": str(d), **parse_s1_name(name)}
+            if (d / f"{name}_VH.tif").exists():
+                m.update(read_geo(d / f"{name}_VV.tif", name).meta())
+            yield SourceItem(name, m, lambda name=name: load_s1(name, name))  # type: ignore[misc]
+
+    info = {"pairing": pairing, "s2_patches": len(s2_dirs), "s1_patches": len(s1_dirs), "pairs": len(pair),
+            "unpaired_s1_items": len(lone_s1), "reference_maps": len(ref_dirs) - len(orphan_refmaps),
+            "reference_maps_without_s2": orphan_refmaps, "metadata": [str(p) for p in meta_paths]}
+    if meta is not None:
+        info["s2_not_in_metadata"] = sum(1 for p in s2_dirs if p not in rows)
+    return Source("reben-tiff", specs, BEN19, items(), len(s2_dirs) + len(lone_s1), info=info)
