@@ -339,7 +339,8 @@ class Index(ABC):
         return d, self._idmap.lookup(pos)
 
     def range_search(self, queries: np.ndarray, radius: float) -> list[tuple[np.ndarray, IdArray]]:
-        """All stored vectors within ``radius`` (<= for distances, >= for ip) of each query, best first."""
+        """All stored vectors within ``radius`` of each query, best first (hamming: distance <= radius;
+        float: faiss semantics, squared l2 < radius or ip > radius)."""
         q = self._check_vectors(queries)
         return [(d, self._idmap.lookup(p)) for d, p in self._range_search(q, radius)]
 
