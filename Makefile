@@ -22,7 +22,7 @@ demo: venv
 	$(BIN)/python -m rsir.demo --out $(DEMO_DIR)
 
 lint: venv
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 
 typecheck: venv
 	$(BIN)/mypy src/rsir
