@@ -1,1 +1,11 @@
-"""rsir.miners."""
+"""Triplet miners: each is called with (embeddings, labels) and returns (anchors, positives, negatives)."""
+
+from rsir.miners.batch_hard import BatchHardMiner
+from rsir.miners.milan_pairs import FixedTripletMiner, MilanPairsBatchSampler
+from rsir.miners.multilabel_diverse import MultiLabelDiverseMiner
+from rsir.miners.random import RandomTripletMiner
+
+MINERS = {"random": RandomTripletMiner, "batch-hard": BatchHardMiner, "diverse": MultiLabelDiverseMiner}
+
+__all__ = ["MINERS", "BatchHardMiner", "FixedTripletMiner", "MilanPairsBatchSampler", "MultiLabelDiverseMiner",
+           "RandomTripletMiner"]

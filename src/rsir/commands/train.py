@@ -1,0 +1,70 @@
+"""rsir train: learn a model (classifier features or MiLAN hash codes) on an archive."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "train"
+HELP = "train a model on an archive: multi-label classifier (float features) or MiLAN hashing"
+EXAMPLE = "rsir train archives/reben --method milan --bits 64 --epochs 5 --out models/milan64"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("archive", help="archive directory")
+    p.add_argument("--method", "-m", default="milan", choices=["classifier", "milan", "milan-e2e"],
+                   help="classifier: multi-label CNN whose pooled features are float embeddings; milan: frozen "
+                        "classifier features + MiLAN hash head (as published); milan-e2e: encoder trained too")
+    p.add_argument("--bits", type=int, default=64, help="hash code length K (milan, milan-e2e)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--out", "-o", required=True, help="model directory to write (config.json + model.safetensors)")
+    p.add_argument("--modality", default=None, help="image modality to train on (default: the archive's first)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="default: 64 for the classifier, 90 (30 triplets, as MiLAN) for milan")
+    p.add_argument("--lr", type=float, default=None, help="default: 1e-3 classifier, 1e-4 milan")
+    p.add_argument("--sampler", default="diverse", choices=["random", "batch-hard", "diverse", "milan-pairs"],
+                   help="triplet sampling for milan: multi-label random / batch-hard / Sumbul et al. diverse, or "
+                        "the original two-class MiLAN sampler (single-label archives only)")
+    p.add_argument("--loss", default="bce", choices=["bce", "focal"], help="classifier loss")
+    p.add_argument("--features", default=None, metavar="MODEL_DIR",
+                   help="classifier model whose features milan freezes (milan-e2e: starts from its encoder); "
+                        "without it milan first trains a classifier itself")
+    p.add_argument("--width", type=int, default=24, help="encoder base width")
+    p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without better validation mAP")
+    p.add_argument("--no-augment", action="store_true", help="no flips / 90-degree rotations")
+    p.add_argument("--preload", choices=["auto", "yes", "no"], default="auto",
+                   help="load the splits into memory (auto: when they fit in 2 GiB)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers for lazily read data")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=None, help="at most N batches per epoch")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rsir.errors import RsirError
+    from rsir.methods.train_api import MethodOptions, train_model
+    from rsir.train.loop import TrainConfig
+
+    if args.bits <= 0 or args.epochs <= 0:
+        raise RsirError("--bits and --epochs must be positive")
+    out = Path(args.out)
+    ckpt = out.with_name(out.name + ".ckpt")
+    if args.resume and not (ckpt / "checkpoint.pt").exists():
+        raise RsirError(f"--resume: no checkpoint at {ckpt / 'checkpoint.pt'}")
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size or 0, lr=args.lr, device=args.device,
+                      seed=args.seed, num_workers=args.workers, patience=args.patience, checkpoint_dir=ckpt,
+                      resume=args.resume, progress=not args.quiet, max_steps=args.max_steps)
+    preload = {"auto": None, "yes": True, "no": False}[args.preload]
+    opts = MethodOptions(bits=args.bits, sampler=args.sampler, cls_loss=args.loss, width=args.width,
+                         features=Path(args.features) if args.features else None, preload=preload,
+                         augment=not args.no_augment)
+    res = train_model(args.archive, args.method, out, cfg, opts, args.modality)
+    best = res.history.best_map
+    print(f"wrote {args.method} model to {res.path}"
+          + (f" (best validation mAP@20(A) {best:.4f} at epoch {res.history.best_epoch})" if best >= 0 else
+             " (no validation split: last epoch kept)"))
+    for n in res.notes:
+        print(f"note: {n}")
+    return 0

@@ -1,0 +1,187 @@
+"""Train a method on an archive and write the model directory: what `rsir train` runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, Dataset
+
+from rsir.data.archive import Archive, open_archive
+from rsir.errors import RsirError
+from rsir.methods.recipes import ClassifierRecipe, MilanE2ERecipe, MilanRecipe
+from rsir.miners.milan_pairs import MilanPairsBatchSampler
+from rsir.models.io import ModelMeta, load_model, save_model
+from rsir.models.net import NetConfig, RetrievalNet
+from rsir.models.resnet import ResNetConfig
+from rsir.train.data import SplitDataset, TensorItems
+from rsir.train.loop import History, TrainConfig, fit, resolve_device
+
+
+@dataclass
+class MethodOptions:
+    """What differs between methods: code length, sampler, classifier loss, encoder width, frozen features."""
+
+    bits: int = 64
+    sampler: str = "diverse"
+    cls_loss: str = "bce"
+    width: int = 24
+    blocks: list[int] = field(default_factory=lambda: [1, 1, 1])
+    features: Path | None = None       # classifier model whose features MiLAN freezes (milan) or starts from (e2e)
+    preload: bool | None = None
+    augment: bool = True
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    history: History
+    notes: list[str] = field(default_factory=list)
+
+
+def _meta(archive: Archive, modality: str, method: str, hist: History, extra: dict[str, Any]) -> ModelMeta:
+    spec = archive.spec(modality)
+    mean, std = archive.band_stats(modality)
+    info = {"method": method, "archive": str(archive.path), "best_epoch": hist.best_epoch,
+            "val_map@20_A": hist.best_map if hist.best_map >= 0 else None,
+            "validation": "validation split queries vs train+validation database, query left out",
+            "history": hist.epochs, **extra}
+    return ModelMeta(modality, list(spec.bands), mean, std, spec.grid[0], list(archive.nomenclature.classes), info)
+
+
+def _splits(archive: Archive, modality: str, opts: MethodOptions, seed: int) -> tuple[Dataset, Dataset | None,
+                                                                                      Dataset | None]:
+    has = set(archive.catalog["split"].astype(str))
+    train_split = "train" if "train" in has else None
+    train = SplitDataset(archive, modality, train_split, opts.preload, opts.augment, seed)
+    if "validation" not in has or train_split is None:
+        return train, None, None
+    val = SplitDataset(archive, modality, "validation", opts.preload, False, seed)
+    train_plain = SplitDataset(archive, modality, train_split, False, False, seed)
+    train_plain.images = train.images  # share the preloaded tensor; this view is never augmented
+    return train, val, ConcatDataset([train_plain, val])
+
+
+def train_classifier(archive: Archive, modality: str, out: Path, cfg: TrainConfig,
+                     opts: MethodOptions) -> TrainResult:
+    """Multi-label classifier; saved with output "features" (the float features of the archive)."""
+    spec = archive.spec(modality)
+    net_cfg = NetConfig(ResNetConfig(len(spec.bands), opts.width, list(opts.blocks)),
+                        n_classes=len(archive.nomenclature), output="features", method="classifier")
+    recipe = ClassifierRecipe(net_cfg, opts.cls_loss)
+    train, vq, vdb = _splits(archive, modality, opts, cfg.seed)
+    cfg = replace(cfg, batch_size=cfg.batch_size or recipe.default_batch_size)
+    hist = fit(recipe, train, cfg, vq, vdb)
+    path = save_model(out, recipe.net, _meta(archive, modality, "classifier", hist, {"loss": opts.cls_loss}))
+    return TrainResult(path, hist)
+
+
+@torch.no_grad()
+def _features(net: RetrievalNet, ds: SplitDataset, device: torch.device, batch: int = 256) -> TensorItems:
+    net.eval().to(device)
+    feats = []
+    for s in range(0, len(ds), batch):
+        xs = torch.stack([ds[i]["x"] for i in range(s, min(s + batch, len(ds)))]).to(device)
+        feats.append(net(xs)["features"].float().cpu())
+    return TensorItems(torch.cat(feats), ds.labels, ds.positions)
+
+
+def _load_features(archive: Archive, modality: str, features: Path) -> RetrievalNet:
+    net, meta = load_model(features)
+    spec = archive.spec(modality)
+    if meta.modality != modality or list(meta.bands) != list(spec.bands):
+        raise RsirError(f"--features {features}: trained on {meta.modality} bands {meta.bands}, but the archive's "
+                        f"{modality} has bands {spec.bands}")
+    return net
+
+
+def train_milan(archive: Archive, modality: str, out: Path, cfg: TrainConfig, opts: MethodOptions,
+                features_net: RetrievalNet) -> TrainResult:
+    """MiLAN: frozen classifier features -> 3-layer hash head trained with the MiLAN objective."""
+    device = resolve_device(cfg.device)
+    plain = replace(opts, augment=False)  # fixed features, as in the paper (no augmentation of the inputs)
+    train_ds, vq_ds, _ = _splits(archive, modality, plain, cfg.seed)
+    assert isinstance(train_ds, SplitDataset)
+    train = _features(features_net, train_ds, device)
+    vq = _features(features_net, vq_ds, device) if isinstance(vq_ds, SplitDataset) else None
+    vdb: Dataset | None = ConcatDataset([train, vq]) if vq is not None else None
+    recipe = MilanRecipe(features_net.feature_dim, opts.bits, sampler=opts.sampler, seed=cfg.seed)
+    cfg = replace(cfg, batch_size=cfg.batch_size or recipe.default_batch_size, num_workers=0)
+    sampler_factory = None
+    if opts.sampler == "milan-pairs":
+        labels = archive.labels[train_ds.positions]
+        if not (labels.sum(1) == 1).all():
+            raise RsirError("the milan-pairs sampler is for single-label archives; use --sampler random, "
+                            "batch-hard or diverse for multi-label data")
+        classes = labels.argmax(1)
+        n_trip = cfg.batch_size // 3
+        steps = max(1, len(train) // cfg.batch_size)
+        sampler_factory = lambda ep: MilanPairsBatchSampler(classes, n_trip, steps, cfg.seed + ep)  # noqa: E731
+    hist = fit(recipe, train, cfg, vq, vdb, sampler_factory)
+    net_cfg = replace(features_net.config, bits=opts.bits, output="hash", method="milan")
+    full = RetrievalNet(net_cfg)
+    full.encoder.load_state_dict(features_net.encoder.state_dict())
+    if full.classifier is not None and features_net.classifier is not None:
+        full.classifier.load_state_dict(features_net.classifier.state_dict())
+    assert full.hash_head is not None
+    full.hash_head.load_state_dict(recipe.net.state_dict())
+    extra = {"sampler": opts.sampler, "bits": opts.bits, "features": str(opts.features) if opts.features else None,
+             "frozen_encoder": True}
+    return TrainResult(save_model(out, full, _meta(archive, modality, "milan", hist, extra)), hist)
+
+
+def train_milan_e2e(archive: Archive, modality: str, out: Path, cfg: TrainConfig, opts: MethodOptions,
+                    init: RetrievalNet | None) -> TrainResult:
+    """MiLAN objective with the encoder trained too; starts from a classifier's encoder when given one."""
+    spec = archive.spec(modality)
+    enc = init.config.encoder if init is not None else ResNetConfig(len(spec.bands), opts.width, list(opts.blocks))
+    net_cfg = NetConfig(enc, n_classes=0, bits=opts.bits, output="hash", method="milan-e2e")
+    recipe = MilanE2ERecipe(net_cfg, sampler=opts.sampler, seed=cfg.seed)
+    if init is not None:
+        recipe.model.encoder.load_state_dict(init.encoder.state_dict())
+    train, vq, vdb = _splits(archive, modality, opts, cfg.seed)
+    cfg = replace(cfg, batch_size=cfg.batch_size or recipe.default_batch_size)
+    hist = fit(recipe, train, cfg, vq, vdb)
+    extra = {"sampler": opts.sampler, "bits": opts.bits, "init": str(opts.features) if opts.features else None,
+             "frozen_encoder": False}
+    return TrainResult(save_model(out, recipe.model, _meta(archive, modality, "milan-e2e", hist, extra)), hist)
+
+
+def train_model(archive: str | Path | Archive, method: str, out: str | Path, cfg: TrainConfig,
+                opts: MethodOptions, modality: str | None = None) -> TrainResult:
+    """Train ``method`` on an archive and save the model directory at ``out``."""
+    from rsir.methods import METHODS
+
+    if method not in METHODS:
+        raise RsirError(f"unknown method {method!r} (one of {', '.join(METHODS)})")
+    a = archive if isinstance(archive, Archive) else open_archive(archive)
+    mod = modality or a.primary_modality
+    a.spec(mod)
+    if not np.asarray(a.labels).any():
+        raise RsirError(f"archive {a.path} has no labels; {method} is a supervised method")
+    out = Path(out)
+    if method == "classifier":
+        return train_classifier(a, mod, out, cfg, opts)
+    notes: list[str] = []
+    feats: RetrievalNet | None = None
+    if opts.features is not None:
+        feats = _load_features(a, mod, Path(opts.features))
+    elif method == "milan":
+        cls_out = out.with_name(out.name + "-classifier")
+        notes.append(f"no --features given: trained a classifier first as the frozen feature extractor "
+                     f"({cls_out})")
+        ccfg = replace(cfg, checkpoint_dir=cls_out.with_name(cls_out.name + ".ckpt") if cfg.checkpoint_dir else None)
+        print(notes[-1], flush=True)
+        cres = train_classifier(a, mod, cls_out, ccfg, opts)
+        feats, _ = load_model(cres.path)
+        opts = replace(opts, features=cres.path)
+    if method == "milan":
+        assert feats is not None
+        res = train_milan(a, mod, out, cfg, opts, feats)
+    else:
+        res = train_milan_e2e(a, mod, out, cfg, opts, feats)
+    res.notes = notes + res.notes
+    return res

@@ -1,0 +1,93 @@
+"""Save and load a model directory: config.json + model.safetensors (+ band statistics, band order, modality).
+
+A directory is written into a hidden sibling and renamed into place, so a crash never leaves a half-written
+model that looks complete, and an existing model is only replaced once the new one is finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from rsir.errors import RsirError
+from rsir.models.net import NetConfig, RetrievalNet
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+FORMAT = "rsir-model"
+VERSION = 1
+
+
+@dataclass
+class ModelMeta:
+    """What a model needs to know about the data it was trained on, to encode new patches the same way."""
+
+    modality: str = "s2"
+    bands: list[str] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    patch_size: int = 0
+    classes: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def save_model(path: str | Path, net: RetrievalNet, meta: ModelMeta) -> Path:
+    """Write ``net`` and ``meta`` as a model directory at ``path`` (atomically)."""
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS))
+        cfg = {"format": FORMAT, "version": VERSION, "net": net.config.to_json(), "modality": meta.modality,
+               "bands": list(meta.bands), "mean": [float(v) for v in meta.mean],
+               "std": [float(v) for v in meta.std], "patch_size": int(meta.patch_size),
+               "classes": list(meta.classes), "info": meta.info}
+        (tmp / CONFIG).write_text(json.dumps(cfg, indent=2))
+        old = None
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[RetrievalNet, ModelMeta]:
+    """Read a model directory; clear errors when it is missing, partial or of a foreign format."""
+    path = Path(path)
+    cfg_path = path / CONFIG
+    if not path.is_dir() or not cfg_path.exists():
+        raise RsirError(f"{path}: not an rsir model directory ({CONFIG} missing)")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RsirError(f"{cfg_path}: unreadable model config ({e})") from None
+    if cfg.get("format") != FORMAT:
+        raise RsirError(f"{path}: foreign model format {cfg.get('format')!r}, expected {FORMAT!r}")
+    if not (path / WEIGHTS).exists():
+        raise RsirError(f"{path}: {WEIGHTS} missing")
+    net = RetrievalNet(NetConfig.from_json(cfg["net"]))
+    try:
+        state = load_file(str(path / WEIGHTS), device=str(device))
+        net.load_state_dict(state)
+    except Exception as e:
+        raise RsirError(f"{path / WEIGHTS}: weights do not fit the config ({type(e).__name__}: {e})") from None
+    meta = ModelMeta(cfg.get("modality", "s2"), list(cfg.get("bands", [])), list(cfg.get("mean", [])),
+                     list(cfg.get("std", [])), int(cfg.get("patch_size", 0)), list(cfg.get("classes", [])),
+                     dict(cfg.get("info", {})))
+    return net.to(device).eval(), meta
