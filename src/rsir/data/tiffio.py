@@ -58,13 +58,18 @@ def geo_from(crs: CRS | None, transform: Any, height: int, width: int) -> GeoInf
     tlist = [float(v) for v in tuple(transform)[:6]] if has_transform else None
     if crs is None or not has_transform:
         return GeoInfo(crs_string(crs), tlist, math.nan, math.nan, None, (height, width))
-    left, top = transform * (0, 0)
-    right, bottom = transform * (width, height)
+    a, b, c, d, e, f = tlist  # type: ignore[misc]
+
+    def xy(col: float, row: float) -> tuple[float, float]:
+        return c + a * col + b * row, f + d * col + e * row
+
+    left, top = xy(0, 0)
+    right, bottom = xy(width, height)
     xmin, xmax = min(left, right), max(left, right)
     ymin, ymax = min(top, bottom), max(top, bottom)
     try:
         bbox = list(rasterio.warp.transform_bounds(crs, WGS84, xmin, ymin, xmax, ymax, densify_pts=21))
-        cx, cy = transform * (width / 2.0, height / 2.0)
+        cx, cy = xy(width / 2.0, height / 2.0)
         lons, lats = rasterio.warp.transform(crs, WGS84, [cx], [cy])
         lon, lat = float(lons[0]), float(lats[0])
     except Exception:  # a CRS PROJ cannot transform: keep the native fields, leave WGS84 ones unknown
