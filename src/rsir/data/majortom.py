@@ -136,7 +136,7 @@ def read_majortom(root: Path, options: dict[str, Any]) -> Source:
             for r in range(rows):
                 for c in range(cols):
                     pid = f"{prefix}_{r}_{c}"
-                    ptr = tr * Affine.translation(c * n, r * n)
+                    ptr = tr @ Affine.translation(c * n, r * n)
                     left, top = ptr.c, ptr.f
                     right, bottom = left + ptr.a * n, top + ptr.e * n
                     bbox = list(transform_bounds(crs, "EPSG:4326", min(left, right), min(top, bottom),
