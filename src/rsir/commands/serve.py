@@ -1,0 +1,28 @@
+"""rsir serve: the search API and web page over an archive and its index."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+NAME = "serve"
+HELP = "serve search over an archive and its index: a JSON API and a web page (no internet needed)"
+EXAMPLE = "rsir serve archives/reben --index indexes/reben-lsh64 --port 8000"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("archive", help="archive directory (from rsir ingest)")
+    p.add_argument("--index", required=True, help="index directory (from rsir index)")
+    p.add_argument("--model", default=None, help="model directory, when the index was built with a trained model")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--token", default=os.environ.get("RSIR_TOKEN"),
+                   help="bearer token that allows POST /api/items (adding items); default $RSIR_TOKEN; "
+                        "without one, adding is disabled")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rsir.service.app import serve
+
+    serve(args.archive, args.index, host=args.host, port=args.port, model=args.model, token=args.token)
+    return 0

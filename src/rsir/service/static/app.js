@@ -1,0 +1,308 @@
+// rsir search page: plain JavaScript, no external resources (works with no internet).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { stats: null, browseOffset: 0, browseLimit: 16, last: null, offset: 0 };
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+
+async function api(path, opts = {}) {
+  const r = await fetch(path, opts);
+  let body = null;
+  try { body = await r.json(); } catch (_) { body = null; }
+  if (!r.ok) {
+    let msg = body && body.detail ? body.detail : r.statusText;
+    if (Array.isArray(msg)) msg = msg.map((d) => `${(d.loc || []).join(".")}: ${d.msg}`).join("; ");
+    throw new Error(`${r.status}: ${msg}`);
+  }
+  return body;
+}
+
+function showError(msg) {
+  const e = $("error");
+  if (!msg) { e.classList.add("hidden"); e.textContent = ""; return; }
+  e.textContent = msg;
+  e.classList.remove("hidden");
+}
+
+function modality() { return document.querySelector("input[name=modality]:checked").value; }
+
+function qlUrl(url) {
+  // switch the quicklook modality of an item URL to the one chosen on the page
+  if (!url || url.startsWith("data:")) return url;
+  const u = new URL(url, location.origin);
+  u.searchParams.set("modality", modality());
+  return u.pathname + u.search;
+}
+
+function filters() {
+  const f = {};
+  const labs = [...$("f-labels").selectedOptions].map((o) => o.value);
+  if (labs.length) { f.labels = labs; f.labels_mode = document.querySelector("input[name=f-mode]:checked").value; }
+  if ($("f-from").value) f.date_from = $("f-from").value;
+  if ($("f-to").value) f.date_to = $("f-to").value;
+  if ($("f-split").value) f.split = $("f-split").value;
+  return f;
+}
+
+function k() { return parseInt($("f-k").value, 10); }
+
+async function loadStats() {
+  const s = await api("/api/stats");
+  state.stats = s;
+  const idx = s.index;
+  $("stats").textContent = `${s.items.toLocaleString()} patches · index: ${idx.size.toLocaleString()} ` +
+    `${idx.metric === "hamming" ? idx.dim + "-bit codes" : idx.dim + "-d vectors"} of ${idx.modality} ` +
+    `(${idx.kind}) · text: ${s.text_mode}`;
+  const lab = $("f-labels");
+  for (const l of s.labels) {
+    const o = el("option", { value: l.name }, `${l.name} (${l.count})`);
+    if (!l.count) o.disabled = true;
+    lab.append(o);
+  }
+  for (const id of ["f-split", "browse-split"]) {
+    for (const name of Object.keys(s.splits)) {
+      if (name !== "(none)") $(id).append(el("option", { value: name }, name));
+    }
+  }
+  if (s.date_range) { $("f-from").min = $("f-to").min = s.date_range[0]; $("f-from").max = $("f-to").max = s.date_range[1]; }
+  for (const m of s.target_modalities) $("target-modality").append(el("option", { value: m }, m));
+  if (s.target_modalities.length < 2) $("target-row").classList.add("hidden");
+  for (const input of document.querySelectorAll("input[name=modality]")) {
+    if (!s.modalities.includes(input.value)) input.parentElement.classList.add("hidden");
+  }
+  const def = s.modalities.includes("s2") ? "s2" : s.modalities[0];
+  const r = document.querySelector(`input[name=modality][value="${def}"]`);
+  if (r) r.checked = true;
+  $("upload-hint").textContent = `GeoTIFF or .npz with ${idx.expects}` +
+    (idx.expects.startsWith("3 bands") ? ", or PNG/JPEG" : "") +
+    `; at most ${(s.limits.max_upload_bytes / 1048576).toFixed(0)} MB.`;
+}
+
+async function loadBrowse() {
+  const p = new URLSearchParams({ offset: state.browseOffset, limit: state.browseLimit, modality: modality() });
+  if ($("browse-split").value) p.set("split", $("browse-split").value);
+  const r = await api(`/api/items?${p}`);
+  const g = $("browse-grid");
+  g.replaceChildren();
+  for (const it of r.items) {
+    const img = el("img", { src: qlUrl(it.quicklook), alt: it.id, title: `${it.id}\n${it.labels.join(", ")}`,
+      "data-id": it.id, loading: "lazy" });
+    img.addEventListener("click", () => searchId(it.id, 0));
+    g.append(img);
+  }
+  const end = Math.min(r.total, state.browseOffset + r.items.length);
+  $("browse-info").textContent = r.total ? `${state.browseOffset + 1}–${end} of ${r.total}` : "no items";
+  $("browse-prev").disabled = state.browseOffset === 0;
+  $("browse-next").disabled = end >= r.total;
+}
+
+async function run(kind, payload, offset) {
+  showError(null);
+  state.offset = offset;
+  document.body.classList.add("busy");
+  try {
+    let r;
+    if (kind === "id") {
+      r = await api("/api/search/id", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ id: payload, k: k(), offset, filters: filters(),
+          target_modality: $("target-modality").value || null }) });
+    } else if (kind === "text") {
+      r = await api("/api/search/text", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ text: payload, k: k(), offset, filters: filters() }) });
+    } else {
+      const fd = new FormData();
+      fd.append("file", payload);
+      fd.append("k", k());
+      fd.append("offset", offset);
+      fd.append("filters", JSON.stringify(filters()));
+      r = await api("/api/search/upload", { method: "POST", body: fd });
+    }
+    state.last = { kind, payload, response: r };
+    render(r);
+  } catch (e) {
+    showError(e.message);
+  } finally {
+    document.body.classList.remove("busy");
+  }
+}
+
+function searchId(id, offset) { return run("id", id, offset); }
+
+function labelChips(labels, queryLabels) {
+  const box = el("div", { class: "labels" });
+  for (const l of labels) box.append(el("span", { class: "label" + (queryLabels.has(l) ? " shared" : "") }, l));
+  return box;
+}
+
+function render(r) {
+  $("empty").classList.add("hidden");
+  $("query-box").classList.remove("hidden");
+  const q = r.query;
+  const qLabels = new Set(q.labels || []);
+  const img = $("query-img");
+  if (r.mode === "id") {
+    img.src = qlUrl(q.quicklook); img.classList.remove("hidden");
+    $("query-title").textContent = `Query: ${q.id}` + (q.date ? ` · ${q.date}` : "") + (q.country ? ` · ${q.country}` : "");
+  } else if (r.mode === "upload") {
+    img.src = q.quicklook; img.classList.remove("hidden");
+    $("query-title").textContent = `Query: uploaded ${q.filename} (${q.format})`;
+  } else {
+    img.classList.add("hidden");
+    $("query-title").textContent = `Query: “${q.text}”`;
+  }
+  $("query-labels").replaceChildren(...labelChips(q.labels || [], qLabels).childNodes);
+  const modeName = { id: "search by example", upload: "search by upload", "label-match": "text: label-match" }[r.mode] || r.mode;
+  const parts = [el("span", { class: "mode", id: "mode" }, modeName)];
+  if (r.mode === "label-match") {
+    parts.push(el("span", {}, q.concepts.length
+      ? "matched: " + q.concepts.map((c) => `“${c.phrase}” → ${c.labels.join(" / ")}`).join("; ")
+      : "no class name or synonym found in the text"));
+  }
+  parts.push(el("span", {}, "precision: ", el("b", { id: "precision" },
+    r.precision === null ? "n/a" : `${(100 * r.precision).toFixed(0)}%`)));
+  parts.push(el("span", {}, "query time: ", el("b", { id: "query-time" }, `${r.query_ms.toFixed(1)} ms`)));
+  parts.push(el("span", {}, `${r.matching.toLocaleString()} items pass the filters`));
+  $("summary").replaceChildren(...parts);
+
+  const grid = $("results");
+  grid.replaceChildren();
+  for (const it of r.results) {
+    const cls = "card" + (it.shares_label === true ? " rel" : it.shares_label === false ? " nonrel" : "");
+    const dist = it.distance === null ? `overlap ${it.concepts_matched}` : r.metric === "hamming" ? `d=${it.distance}`
+      : `${r.metric}=${Number(it.distance).toFixed(3)}`;
+    const card = el("div", { class: cls, "data-id": it.id, title: "click to search with this patch" },
+      el("img", { src: qlUrl(it.quicklook), alt: it.id, loading: "lazy" }),
+      el("div", { class: "meta" },
+        el("div", { class: "top" }, el("span", {}, `#${it.rank}`), el("span", { class: "dist" }, dist)),
+        el("div", { class: "id" }, it.id + (it.date ? ` · ${it.date}` : "")),
+        labelChips(it.labels, qLabels)));
+    card.addEventListener("click", () => searchId(it.id, 0));
+    grid.append(card);
+  }
+  if (!r.results.length) grid.append(el("div", { class: "empty" }, "No results (try fewer filters)."));
+  const pager = $("result-pager");
+  pager.classList.toggle("hidden", r.offset === 0 && r.results.length < r.k);
+  $("res-prev").disabled = r.offset === 0;
+  $("res-next").disabled = r.results.length < r.k;
+  $("res-info").textContent = r.results.length ? `results ${r.offset + 1}–${r.offset + r.results.length}` : "";
+  drawMap(r);
+}
+
+function boxOf(it) {
+  if (it.bbox) return it.bbox;
+  if (it.lon !== null && it.lon !== undefined && it.lat !== null && it.lat !== undefined) {
+    const d = 0.006; // about a 1.2 km patch when only the centre is known
+    return [it.lon - d, it.lat - d, it.lon + d, it.lat + d];
+  }
+  return null;
+}
+
+function drawMap(r) {
+  const svg = $("map");
+  const NS = "http://www.w3.org/2000/svg";
+  const items = r.results.map((it) => ({ box: boxOf(it), it })).filter((x) => x.box);
+  const qbox = r.mode === "id" ? boxOf(r.query) : null;
+  if (!items.length && !qbox) { $("map-panel").classList.add("hidden"); return; }
+  $("map-panel").classList.remove("hidden");
+  const all = items.map((x) => x.box).concat(qbox ? [qbox] : []);
+  let x0 = Math.min(...all.map((b) => b[0])), x1 = Math.max(...all.map((b) => b[2]));
+  let y0 = Math.min(...all.map((b) => b[1])), y1 = Math.max(...all.map((b) => b[3]));
+  const W = 600, H = 320, pad = 20;
+  // keep degrees of longitude shortened by cos(latitude) so shapes look right
+  const kx = Math.cos(((y0 + y1) / 2) * Math.PI / 180);
+  let w = (x1 - x0) * kx, h = y1 - y0;
+  const minSpan = 0.05;
+  if (w < minSpan) { const c = (x0 + x1) / 2; x0 = c - minSpan / kx / 2; x1 = c + minSpan / kx / 2; w = minSpan; }
+  if (h < minSpan) { const c = (y0 + y1) / 2; y0 = c - minSpan / 2; y1 = c + minSpan / 2; h = minSpan; }
+  const s = Math.min((W - 2 * pad) / w, (H - 2 * pad) / h);
+  const ox = (W - w * s) / 2, oy = (H - h * s) / 2;
+  const px = (lon) => ox + (lon - x0) * kx * s;
+  const py = (lat) => H - (oy + (lat - y0) * s);
+  svg.replaceChildren();
+  const span = Math.max(x1 - x0, y1 - y0);
+  const steps = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30];
+  const step = steps.find((st) => span / st <= 8) || 45;
+  $("map-step").textContent = String(step);
+  const mk = (tag, attrs) => { const e = document.createElementNS(NS, tag); for (const [a, v] of Object.entries(attrs)) e.setAttribute(a, v); return e; };
+  const gx0 = Math.floor((x0 - span) / step) * step, gy0 = Math.floor((y0 - span) / step) * step;
+  for (let g = gx0; g <= x1 + span; g += step) {
+    const X = px(g); if (X < 0 || X > W) continue;
+    svg.append(mk("line", { x1: X, y1: 0, x2: X, y2: H, stroke: "#c7d4e8", "stroke-width": 1 }));
+    const t = mk("text", { x: X + 2, y: H - 4, "font-size": 10, fill: "#6b7a90" }); t.textContent = `${+g.toFixed(3)}°E`; svg.append(t);
+  }
+  for (let g = gy0; g <= y1 + span; g += step) {
+    const Y = py(g); if (Y < 0 || Y > H) continue;
+    svg.append(mk("line", { x1: 0, y1: Y, x2: W, y2: Y, stroke: "#c7d4e8", "stroke-width": 1 }));
+    const t = mk("text", { x: 2, y: Y - 2, "font-size": 10, fill: "#6b7a90" }); t.textContent = `${+g.toFixed(3)}°N`; svg.append(t);
+  }
+  const rect = (b, attrs) => {
+    const X = px(b[0]), Y = py(b[3]);
+    return mk("rect", Object.assign({ x: X, y: Y, width: Math.max(3, px(b[2]) - X), height: Math.max(3, py(b[1]) - Y) }, attrs));
+  };
+  items.slice().reverse().forEach(({ box, it }) => {
+    const a = 0.25 + 0.6 * (1 - (it.rank - 1 - r.offset) / Math.max(1, items.length));
+    const e = rect(box, { fill: `rgba(40,96,200,${a.toFixed(2)})`, stroke: "#1b3f86", "stroke-width": 1, class: "fp" });
+    const title = document.createElementNS(NS, "title"); title.textContent = `#${it.rank} ${it.id}`; e.append(title);
+    e.addEventListener("click", () => searchId(it.id, 0));
+    svg.append(e);
+  });
+  if (qbox) svg.append(rect(qbox, { fill: "rgba(232,120,12,.5)", stroke: "#e8780c", "stroke-width": 2 }));
+}
+
+function rerun(offset) {
+  if (state.last) run(state.last.kind, state.last.payload, offset);
+}
+
+function init() {
+  for (const b of document.querySelectorAll(".tab")) {
+    b.addEventListener("click", () => {
+      for (const t of document.querySelectorAll(".tab")) t.classList.toggle("active", t === b);
+      for (const p of document.querySelectorAll(".tabpane")) p.classList.toggle("hidden", p.id !== `pane-${b.dataset.tab}`);
+    });
+  }
+  $("browse-prev").addEventListener("click", () => { state.browseOffset = Math.max(0, state.browseOffset - state.browseLimit); loadBrowse(); });
+  $("browse-next").addEventListener("click", () => { state.browseOffset += state.browseLimit; loadBrowse(); });
+  $("browse-split").addEventListener("change", () => { state.browseOffset = 0; loadBrowse(); });
+  $("random-btn").addEventListener("click", async () => {
+    try {
+      const sp = $("browse-split").value;
+      const it = await api("/api/random" + (sp ? `?split=${encodeURIComponent(sp)}` : ""));
+      searchId(it.id, 0);
+    } catch (e) { showError(e.message); }
+  });
+  $("upload-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const f = $("upload-file").files[0];
+    if (!f) { showError("Choose a file first."); return; }
+    run("upload", f, 0);
+  });
+  $("text-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const t = $("text-input").value.trim();
+    if (!t) { showError("Type a sentence first."); return; }
+    run("text", t, 0);
+  });
+  $("res-prev").addEventListener("click", () => rerun(Math.max(0, state.offset - k())));
+  $("res-next").addEventListener("click", () => rerun(state.offset + k()));
+  for (const id of ["f-labels", "f-from", "f-to", "f-split", "f-k", "target-modality"]) {
+    $(id).addEventListener("change", () => rerun(0));
+  }
+  $("f-clear-labels").addEventListener("click", () => { for (const o of $("f-labels").options) o.selected = false; rerun(0); });
+  for (const m of document.querySelectorAll("input[name=f-mode]")) m.addEventListener("change", () => rerun(0));
+  for (const m of document.querySelectorAll("input[name=modality]")) {
+    m.addEventListener("change", () => { loadBrowse(); if (state.last) render(state.last.response); });
+  }
+  loadStats().then(loadBrowse).catch((e) => showError(e.message));
+}
+
+document.addEventListener("DOMContentLoaded", init);
