@@ -9,8 +9,13 @@ from rsir.data.archive import open_archive
 from rsir.data.formats import ingest, open_source
 from rsir.errors import FormatError, ItemError
 from tests.conftest import shared_path
-from tests.data.fixtures_misc import (rgb_picture, write_coco_json, write_dataset_json, write_picture,
-                                      write_precomp)
+from tests.data.fixtures_misc import (
+    rgb_picture,
+    write_coco_json,
+    write_dataset_json,
+    write_picture,
+    write_precomp,
+)
 
 
 def test_dataset_json_with_pictures(tmp_path):
