@@ -1,0 +1,133 @@
+"""The training loop: validation metric by hand, augmentations, resume, early stopping, MiLAN frozen encoder,
+and the `rsir train` command end to end on tiny archives."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from rsir.cli import main
+from rsir.data.archive import open_archive
+from rsir.errors import RsirError
+from rsir.methods.recipes import ClassifierRecipe, MilanRecipe
+from rsir.methods.train_api import MethodOptions, train_model
+from rsir.models.encoder import load_model_encoder
+from rsir.models.io import load_model
+from rsir.models.net import NetConfig
+from rsir.models.resnet import ResNetConfig
+from rsir.train.data import SplitDataset, dihedral
+from rsir.train.loop import TrainConfig, fit
+from rsir.train.validation import map_at_k_a, rank_database
+from tests.data.archive_helpers import write_tiny_archive
+
+
+def test_map_at_k_variant_a_hand_example():
+    # query labels {0}; retrieved relevance 1,0,1,0 -> P@1 = 1, P@3 = 2/3; R_k = 2 -> AP = (1 + 2/3)/2 = 5/6
+    q = np.array([[1, 0]])
+    ranked = np.array([[[1, 0], [0, 1], [1, 1], [0, 1]]])
+    assert map_at_k_a(q, ranked) == pytest.approx(5 / 6)
+    # no relevant item retrieved scores 0
+    assert map_at_k_a(q, np.array([[[0, 1], [0, 1]]])) == 0.0
+
+
+def test_ranking_leaves_query_out_and_breaks_ties_by_position():
+    codes = np.array([[1, 0, 1], [1, 0, 1], [1, 0, 1], [0, 1, 0]], dtype=np.float32)
+    pos = np.array([3, 1, 2, 0])
+    top = rank_database(codes[:1], codes, "hamming", 3, pos[:1], pos)
+    # query (position 3) left out; items at positions 1 and 2 have distance 0 -> 1 before 2; then position 0
+    assert pos[top[0]].tolist() == [1, 2, 0]
+
+
+def test_dihedral_keeps_spectra():
+    x = torch.arange(3 * 4 * 4, dtype=torch.float32).reshape(3, 4, 4)
+    spectra = {tuple(x[:, i, j].tolist()) for i in range(4) for j in range(4)}
+    outs = {tuple(dihedral(x, k).flatten().tolist()) for k in range(8)}
+    assert len(outs) == 8  # the 8 symmetries differ
+    for k in range(8):
+        y = dihedral(x, k)
+        assert {tuple(y[:, i, j].tolist()) for i in range(4) for j in range(4)} == spectra
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    return open_archive(write_tiny_archive(tmp_path_factory.mktemp("a") / "a", n=36, size=8, with_s1=False))
+
+
+def _cls_recipe(archive):
+    torch.manual_seed(0)
+    return ClassifierRecipe(NetConfig(ResNetConfig(12, 8, [1, 1]), n_classes=19, method="classifier"))
+
+
+def test_resume_reproduces_an_uninterrupted_run(archive, tmp_path):
+    ds = SplitDataset(archive, "s2", "train", augment=True)
+    cfg = TrainConfig(epochs=2, batch_size=4, progress=False, num_workers=0, checkpoint_dir=tmp_path / "c1")
+    r1 = _cls_recipe(archive)
+    fit(r1, ds, cfg)
+    r2 = _cls_recipe(archive)
+    fit(r2, ds, replace(cfg, epochs=1, checkpoint_dir=tmp_path / "c2"))
+    r3 = _cls_recipe(archive)
+    fit(r3, ds, replace(cfg, checkpoint_dir=tmp_path / "c2", resume=True))
+    for k, v in r1.net.state_dict().items():
+        assert torch.allclose(v.float(), r3.net.state_dict()[k].float(), atol=1e-6), k
+
+
+def test_early_stopping_on_flat_validation(archive):
+    ds = SplitDataset(archive, "s2", "train")
+    val = SplitDataset(archive, "s2", "validation")
+    cfg = TrainConfig(epochs=6, batch_size=4, lr=1e-30, patience=1, progress=False, num_workers=0)
+    hist = fit(_cls_recipe(archive), ds, cfg, val, torch.utils.data.ConcatDataset([ds, val]))
+    # with a vanishing learning rate only batch-norm statistics move, so the mAP soon stops improving; the run
+    # stops exactly `patience` epochs after its best one and keeps the best epoch's score
+    maps = [e["val_map@20"] for e in hist.epochs]
+    assert hist.stopped_early and len(hist.epochs) < 6 and len(hist.epochs) == hist.best_epoch + 1
+    assert hist.best_map == max(maps) == maps[hist.best_epoch - 1]
+
+
+def test_milan_optimiser_is_adam_1e4_05_09():
+    opt = MilanRecipe(16, 8).optimizer(None)
+    assert isinstance(opt, torch.optim.Adam)
+    g = opt.param_groups[0]
+    assert g["lr"] == 1e-4 and g["betas"] == (0.5, 0.9)
+
+
+def test_milan_keeps_the_feature_extractor_frozen(archive, tmp_path):
+    cfg = TrainConfig(epochs=1, batch_size=6, progress=False, num_workers=0)
+    opts = MethodOptions(bits=16, width=8, blocks=[1, 1], sampler="diverse")
+    cls = train_model(archive, "classifier", tmp_path / "cls", cfg, opts)
+    res = train_model(archive, "milan", tmp_path / "milan", replace(cfg, epochs=2),
+                      replace(opts, features=cls.path))
+    c, _ = load_model(cls.path)
+    m, meta = load_model(res.path)
+    for k, v in c.encoder.state_dict().items():
+        assert torch.equal(v, m.encoder.state_dict()[k]), k  # gradients reached only the hash head
+    assert m.config.output == "hash" and meta.info["frozen_encoder"] is True
+    enc = load_model_encoder(res.path)
+    x = np.stack([archive.image(i, "s2") for i in range(4)])
+    assert enc.metric == "hamming" and enc.encode(x).shape == (4, 2)
+
+
+def test_milan_pairs_rejects_multilabel(archive, tmp_path):
+    cfg = TrainConfig(epochs=1, batch_size=6, progress=False, num_workers=0)
+    opts = MethodOptions(bits=8, width=8, blocks=[1, 1], sampler="milan-pairs")
+    cls = train_model(archive, "classifier", tmp_path / "cls", cfg, opts)
+    with pytest.raises(RsirError, match="single-label"):
+        train_model(archive, "milan", tmp_path / "m", cfg, replace(opts, features=cls.path))
+
+
+def test_cli_train_milan_e2e_and_resume(tmp_path, capsys):
+    # its own archive: an LMDB environment can be open only once per process
+    apath = write_tiny_archive(tmp_path / "a", n=24, size=8, with_s1=False)
+    out = tmp_path / "e2e"
+    args = [str(apath), "--method", "milan-e2e", "--bits", "8", "--epochs", "1", "--out", str(out),
+            "--batch-size", "6", "--width", "8", "--quiet", "--workers", "0"]
+    assert main(["train", *args]) == 0
+    assert "wrote milan-e2e model" in capsys.readouterr().out
+    args[args.index("--epochs") + 1] = "2"
+    assert main(["train", *args, "--resume"]) == 0
+    enc = load_model_encoder(out)
+    assert enc.dim == 8 and enc.metric == "hamming"
+    assert len(load_model(out)[1].info["history"]) == 2
+    assert main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
