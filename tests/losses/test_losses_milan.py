@@ -6,8 +6,15 @@ import math
 
 import torch
 
-from rsir.losses import BitBalanceLoss, FocalLoss, MilanLoss, MultiLabelBCE, PushLoss, SquaredEuclidean
-from rsir.losses import TripletMarginLoss
+from rsir.losses import (
+    BitBalanceLoss,
+    FocalLoss,
+    MilanLoss,
+    MultiLabelBCE,
+    PushLoss,
+    SquaredEuclidean,
+    TripletMarginLoss,
+)
 
 
 def _h(n: int = 9, k: int = 8, seed: int = 0) -> torch.Tensor:

@@ -6,8 +6,13 @@ import numpy as np
 import torch
 
 from rsir.losses import SquaredEuclidean
-from rsir.miners import BatchHardMiner, FixedTripletMiner, MilanPairsBatchSampler, MultiLabelDiverseMiner
-from rsir.miners import RandomTripletMiner
+from rsir.miners import (
+    BatchHardMiner,
+    FixedTripletMiner,
+    MilanPairsBatchSampler,
+    MultiLabelDiverseMiner,
+    RandomTripletMiner,
+)
 from rsir.miners.base import relevance
 from rsir.miners.multilabel_diverse import farthest_point_order, rank_candidates
 
