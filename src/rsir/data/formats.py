@@ -111,6 +111,7 @@ def ingest(root: str | Path, fmt: str, out: str | Path, options: Mapping[str, An
             if limit is not None and k >= limit:
                 break
             try:
+                # load() first: readers may add pixel-derived fields (cloud or change fraction) to it.meta
                 arrays = it.load()
                 writer.add(it.id, it.meta, arrays, allow_nonfinite=source.allow_nonfinite)
             except ItemError as e:
