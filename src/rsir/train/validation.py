@@ -3,12 +3,15 @@
 AP@k = (1/R_k) sum_{i<=k} rel_i P@i, R_k = relevant items in the top k (0 when none): the MHCLN / DeepHash /
 torchmetrics form. Queries are the validation split, the database is train + validation with the query itself
 left out; ranking by Hamming distance of the thresholded codes (hash models) or by descending cosine (feature
-models), ties broken by ascending archive position.
+models), ties broken by ascending archive position. The AP itself is rsir.eval.metrics.average_precision_at_k
+(variant "A"), the metric module every reported number uses.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from rsir.eval.metrics import average_precision_at_k
 
 
 def rank_database(q: np.ndarray, db: np.ndarray, metric: str, k: int, q_pos: np.ndarray,
@@ -29,12 +32,10 @@ def rank_database(q: np.ndarray, db: np.ndarray, metric: str, k: int, q_pos: np.
 
 def map_at_k_a(q_labels: np.ndarray, ranked_labels: np.ndarray) -> float:
     """mean over queries of AP@k (variant A); ranked_labels is Q x k x C of the retrieved items' labels."""
-    rel = ((ranked_labels.astype(np.float64) * q_labels[:, None, :]).sum(-1) > 0).astype(np.float64)
-    hits = np.cumsum(rel, axis=1)
-    prec = hits / np.arange(1, rel.shape[1] + 1)
-    r_k = rel.sum(1)
-    ap = np.where(r_k > 0, (prec * rel).sum(1) / np.maximum(r_k, 1), 0.0)
-    return float(ap.mean()) if len(ap) else 0.0
+    rel = (ranked_labels.astype(np.float64) * q_labels[:, None, :]).sum(-1) > 0
+    if len(rel) == 0 or rel.shape[1] == 0:
+        return 0.0
+    return float(average_precision_at_k(rel, rel.shape[1], "A").mean())
 
 
 def validation_map(q: np.ndarray, q_labels: np.ndarray, q_pos: np.ndarray, db: np.ndarray, db_labels: np.ndarray,
