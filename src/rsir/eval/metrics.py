@@ -76,7 +76,8 @@ def ranked(values: np.ndarray, order: np.ndarray) -> np.ndarray:
 
 
 def _binary(rel: np.ndarray) -> np.ndarray:
-    return (np.asarray(rel) > 0).astype(np.float64)
+    r = np.asarray(rel)
+    return (r if r.dtype == bool else r > 0).astype(np.float64)
 
 
 def _check_k(k: int) -> int:
@@ -91,22 +92,22 @@ def _check_k(k: int) -> int:
 def precision_at_k(rel: np.ndarray, k: int) -> np.ndarray:
     """P@k = (relevant in the top k) / k per query (k is not clipped to the archive size)."""
     k = _check_k(k)
-    return _binary(rel)[:, :k].sum(1) / k
+    return np.count_nonzero(np.asarray(rel)[:, :k], axis=1) / k
 
 
 def recall_at_k(rel: np.ndarray, k: int) -> np.ndarray:
     """R@k = (relevant in the top k) / (all relevant in the ranking) per query; 0 without relevant items."""
-    b = _binary(rel)
-    total = b.sum(1)
-    hit = b[:, :_check_k(k)].sum(1)
+    r = np.asarray(rel)
+    total = np.count_nonzero(r, axis=1).astype(np.float64)
+    hit = np.count_nonzero(r[:, :_check_k(k)], axis=1).astype(np.float64)
     return np.divide(hit, total, out=np.zeros_like(hit), where=total > 0)
 
 
 def average_precision_at_k(rel: np.ndarray, k: int, variant: str = "A") -> np.ndarray:
     """AP@k per query in variant A, B or C (module docstring); ``rel`` must be the full ranking for B and C."""
     k = _check_k(k)
-    b = _binary(rel)
     if variant == "B":
+        b = _binary(rel)
         # rank_n of the n-th relevant item in the full ranking: at a relevant position j (1-based) the
         # running count is n, so its term is n / j; keep the first m = min(k, R) of them.
         cum = np.cumsum(b, axis=1)
@@ -116,11 +117,11 @@ def average_precision_at_k(rel: np.ndarray, k: int, variant: str = "A") -> np.nd
         return np.divide(terms, m, out=np.zeros_like(terms), where=m > 0)
     if variant not in ("A", "C"):
         raise ValueError(f"unknown mAP variant {variant!r} (one of {MAP_VARIANTS})")
-    top = b[:, :k]
+    top = _binary(np.asarray(rel)[:, :k])
     cum = np.cumsum(top, axis=1)
     prec = cum / np.arange(1, top.shape[1] + 1, dtype=np.float64)
     s = (top * prec).sum(1)
-    denom = top.sum(1) if variant == "A" else np.minimum(k, b.sum(1))
+    denom = top.sum(1) if variant == "A" else np.minimum(k, np.count_nonzero(rel, axis=1))
     return np.divide(s, denom, out=np.zeros_like(s), where=denom > 0)
 
 
@@ -221,8 +222,11 @@ def precision_recall_at_radius(dist: np.ndarray, rel: np.ndarray, bits: int) -> 
     The precision of an empty ball is defined as 0 (DeepHash "precision within Hamming radius 2" convention);
     recall is 0 for a query without relevant items. ``dist`` and ``rel`` are in archive (or any common) order.
     """
-    n_all, n_rel = radius_counts(dist, rel, bits)
-    total = _binary(rel).sum(1)[:, None]
+    return _radius_pr(*radius_counts(dist, rel, bits))
+
+
+def _radius_pr(n_all: np.ndarray, n_rel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    total = n_rel[:, -1:]
     p = np.divide(n_rel, n_all, out=np.zeros_like(n_rel), where=n_all > 0)
     r = np.divide(n_rel, np.broadcast_to(total, n_rel.shape), out=np.zeros_like(n_rel),
                   where=np.broadcast_to(total > 0, n_rel.shape))
@@ -237,54 +241,73 @@ def precision_curve(rel: np.ndarray, ks: Sequence[int]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------
 # tie-aware metrics for integer (Hamming) distances
 # ---------------------------------------------------------------------------------------------------------
-def _tie_groups(sorted_dist: np.ndarray, rel: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per ranked position: group size g, relevant in group r, relevant before the group c, offset j (0-based)
-    of the position inside its group, and the group's start position s (0-based)."""
-    nq, n = sorted_dist.shape
-    new = np.ones((nq, n), dtype=bool)
-    new[:, 1:] = sorted_dist[:, 1:] != sorted_dist[:, :-1]
-    idx = np.broadcast_to(np.arange(n), (nq, n))
-    start = np.maximum.accumulate(np.where(new, idx, 0), axis=1)
-    gid = np.cumsum(new, axis=1) - 1 + (np.arange(nq) * n)[:, None]
-    flat = gid.ravel()
-    g = np.bincount(flat, minlength=nq * n)[flat].reshape(nq, n).astype(np.float64)
-    r = np.bincount(flat, weights=rel.ravel(), minlength=nq * n)[flat].reshape(nq, n)
-    excl = np.cumsum(rel, axis=1) - rel
-    c = np.take_along_axis(excl, start, axis=1)
-    return g, r, c, (idx - start).astype(np.float64), start
+def _tie_histograms(dist: np.ndarray, rel: np.ndarray, bits: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per query and integer distance v = 0..bits: items at distance v (a tie group) and relevant ones."""
+    d = np.asarray(dist)
+    if d.dtype.kind not in "iu":
+        raise ValueError("tie-aware metrics need integer (Hamming) distances")
+    b = int(d.max()) if bits is None and d.size else int(bits or 0)
+    n_all, n_rel = radius_counts(d, rel, b)
+    # radius_counts is cumulative over radius; tie groups are its increments
+    g = np.diff(n_all, axis=1, prepend=0.0)
+    r = np.diff(n_rel, axis=1, prepend=0.0)
+    return g, r, d.shape[1]
 
 
-def tie_aware_precision_at_k(sorted_dist: np.ndarray, rel: np.ndarray, k: int) -> np.ndarray:
-    """Expected P@k over all orderings of tied distances (each tie group uniformly permuted)."""
-    k = _check_k(k)
-    b = _binary(rel)
-    g, r, _, _, _ = _tie_groups(np.asarray(sorted_dist), b)
-    # each position in a group is relevant with probability r / g
-    return (r / g)[:, :k].sum(1) / k
+def tie_aware_precision_at_k(dist: np.ndarray, rel: np.ndarray, k: int, bits: int | None = None) -> np.ndarray:
+    """Expected P@k over all orderings of tied integer distances (each tie group uniformly permuted).
+
+    ``dist`` and ``rel`` may be in any common order; only the distance histogram matters.
+    """
+    g, r, _ = _tie_histograms(dist, rel, bits)
+    return _tie_pk(g, r, _check_k(k))
 
 
-def tie_aware_average_precision(sorted_dist: np.ndarray, rel: np.ndarray, k: int | None = None) -> np.ndarray:
-    """Expected AP over all orderings of tied distances (McSherry & Najork, ECIR 2008), variant C.
+def _tie_pk(g: np.ndarray, r: np.ndarray, k: int) -> np.ndarray:
+    start = np.cumsum(g, axis=1) - g
+    inside = np.clip(k - start, 0.0, g)  # positions of each group that fall within the top k
+    frac = np.divide(r, g, out=np.zeros_like(r), where=g > 0)
+    return (inside * frac).sum(1) / k
+
+
+def _harmonic(m: int) -> np.ndarray:
+    """H[i] = sum_{j<=i} 1/j for i = 0..m (H[0] = 0)."""
+    h = np.zeros(m + 1)
+    h[1:] = np.cumsum(1.0 / np.arange(1, m + 1, dtype=np.float64))
+    return h
+
+
+def tie_aware_average_precision(dist: np.ndarray, rel: np.ndarray, k: int | None = None,
+                                bits: int | None = None) -> np.ndarray:
+    """Expected AP over all orderings of tied integer distances (McSherry & Najork, ECIR 2008), variant C.
 
     With ``k=None`` this is full AP (sum over all relevant ranks of P@i, divided by R); with k it is variant C,
     ``(1/min(k, R)) sum_{i<=k} rel_i P@i``, whose denominator does not depend on the tie order, so the
-    expectation is exact. Inputs are the full ranking: distances ascending and relevance in that order.
+    expectation is exact. ``dist`` (integer) and ``rel`` may be in any common order.
 
-    For a tie group of g items holding r relevant ones, preceded by c relevant items, position j (1-based)
-    in the group is relevant with probability r/g, and given that, the expected number of relevant items
-    among the j-1 before it in the group is (j-1)(r-1)/(g-1); so E[rel_i * cum_i] = (r/g)(c+1+(j-1)(r-1)/(g-1)).
+    For a tie group of g items holding r relevant ones, starting after position s and preceded by c relevant
+    items, its j-th position (1-based) is relevant with probability r/g, and given that, the expected number
+    of relevant items among the j-1 before it in the group is (j-1)(r-1)/(g-1); so
+    E[rel_i P@i] = (r/g)(c + 1 + (j-1)(r-1)/(g-1)) / (s+j). Summing over the o positions of the group inside
+    the top k uses sum_j 1/(s+j) = H(s+o) - H(s) and sum_j (j-1)/(s+j) = o - (s+1)(H(s+o) - H(s)).
     """
-    b = _binary(rel)
-    sd = np.asarray(sorted_dist)
-    nq, n = b.shape
-    kk = n if k is None else min(_check_k(k), n)
-    g, r, c, j, _ = _tie_groups(sd, b)
-    frac = np.divide(r - 1, g - 1, out=np.zeros_like(r), where=g > 1)
-    expected = (r / g) * (c + 1.0 + j * frac)
-    pos = np.arange(1, n + 1, dtype=np.float64)
-    s = (expected / pos)[:, :kk].sum(1)
-    total = b.sum(1)
-    denom = total if k is None else np.minimum(_check_k(k), total)
+    g, r, n = _tie_histograms(dist, rel, bits)
+    return _tie_ap(g, r, n, None if k is None else _check_k(k))
+
+
+def _tie_ap(g: np.ndarray, r: np.ndarray, n: int, k: int | None) -> np.ndarray:
+    kk = n if k is None else min(k, n)
+    start = np.cumsum(g, axis=1) - g
+    c = np.cumsum(r, axis=1) - r
+    o = np.clip(kk - start, 0.0, g)
+    h = _harmonic(n)
+    si, oi = start.astype(np.int64), o.astype(np.int64)
+    hdiff = h[si + oi] - h[si]
+    frac = np.divide(r - 1.0, g - 1.0, out=np.zeros_like(r), where=g > 1)
+    pg = np.divide(r, g, out=np.zeros_like(r), where=g > 0)
+    s = (pg * ((c + 1.0) * hdiff + frac * (o - (start + 1.0) * hdiff))).sum(1)
+    total = r.sum(1)
+    denom = total if k is None else np.minimum(k, total)
     return np.divide(s, denom, out=np.zeros_like(s), where=denom > 0)
 
 
@@ -339,7 +362,8 @@ def per_query_metrics(dist: np.ndarray, q_labels: np.ndarray, db_labels: np.ndar
     c_all = overlap(q_labels, db_labels)
     c = ranked(c_all, order)
     rel = c > 0
-    r_counts = ranked(np.broadcast_to((np.asarray(db_labels) > 0).sum(1), c_all.shape), order)
+    kmax = max(ks) if len(ks) else 1
+    r_counts = (np.asarray(db_labels) > 0).sum(1)[order[:, :kmax]]
     q_counts = (np.asarray(q_labels) > 0).sum(1)
     out: dict[str, np.ndarray] = {}
     for k in ks:
@@ -355,13 +379,13 @@ def per_query_metrics(dist: np.ndarray, q_labels: np.ndarray, db_labels: np.ndar
         out[f"rsim_P@{k}"] = p
         out[f"rsim_R@{k}"] = r
     if hamming_bits is not None:
-        sd = ranked(dist, order)
-        for k in ks:
-            out[f"P@{k}(tie-aware)"] = tie_aware_precision_at_k(sd, rel, k)
-            out[f"mAP@{k}(C,tie-aware)"] = tie_aware_average_precision(sd, rel, k)
-        kept = dist if exclude is None else np.take_along_axis(dist, order, axis=1)
+        kept = dist if exclude is None else ranked(dist, order)
         kept_rel = (c_all > 0) if exclude is None else rel
-        out["radius_P"], out["radius_R"] = precision_recall_at_radius(kept, kept_rel, hamming_bits)
+        g, r, n = _tie_histograms(kept, kept_rel, hamming_bits)
+        for k in ks:
+            out[f"P@{k}(tie-aware)"] = _tie_pk(g, r, k)
+            out[f"mAP@{k}(C,tie-aware)"] = _tie_ap(g, r, n, k)
+        out["radius_P"], out["radius_R"] = _radius_pr(np.cumsum(g, axis=1), np.cumsum(r, axis=1))
     if len(pk_curve):
         out["pk_curve"] = precision_curve(rel, pk_curve)
     return out
