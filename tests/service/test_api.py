@@ -11,43 +11,19 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from rsir.data.archive import open_archive
-from rsir.index.faiss_binary import HammingIndex
+from rsir.data.archive import Archive, open_archive
+from rsir.search import Searcher, build_index
 from rsir.service.app import ServiceLimits, create_app
 from tests.data.archive_helpers import write_tiny_archive
 
 TOKEN = "s3cret-token"
 
 
-class _DevEncoder:
-    """Random-hyperplane codes of per-band means (temporary, until rsir.search lands)."""
-
-    def __init__(self, modality: str, n_bands: int, bits: int = 64) -> None:
-        self.modality = modality
-        self.metric = "hamming"
-        self.dim = bits
-        self.w = np.random.default_rng(1).normal(size=(n_bands * 4, bits))
-
-    def encode(self, images: np.ndarray) -> np.ndarray:
-        x = np.asarray(images, np.float32)
-        h = x.shape[2] // 2
-        f = np.concatenate([x[:, :, :h].mean((2, 3)), x[:, :, h:].mean((2, 3)), x.std((2, 3)),
-                            x[:, :, :, :h].mean((2, 3))], 1)
-        return np.packbits(f @ self.w > 0, axis=1)
-
-
-class _DevSearcher:
-    def __init__(self, archive) -> None:
-        self.archive = archive
-        m = archive.primary_modality
-        self.encoder = _DevEncoder(m, len(archive.spec(m).bands))
-        self.index = HammingIndex(64)
-        for ids, x in archive.batches(64, modality=m):
-            self.index.add(ids, self.encoder.encode(x))
-
-    def search_id(self, item_id: str, k: int) -> list[dict]:
-        d, ids = self.index.search(self.index.get([item_id]), k)
-        return [{"id": i, "distance": int(x), "rank": r + 1} for r, (x, i) in enumerate(zip(d[0], ids[0], strict=True))]
+def make_searcher(archive: Archive, index_dir: Path) -> Searcher:
+    """A real LSH index (64 bits) of the archive, opened as the service opens it."""
+    if not index_dir.exists():
+        build_index(archive, index_dir, method="lsh", bits=64, progress=False)
+    return Searcher.open(index_dir, archive=archive)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +32,8 @@ def archive_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def searcher(archive_path: Path) -> _DevSearcher:
-    return _DevSearcher(open_archive(archive_path))
+def searcher(archive_path: Path) -> Searcher:
+    return make_searcher(open_archive(archive_path), archive_path.parent / "index")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +71,7 @@ def test_search_id_ranking_equals_searcher_and_brute_force(client: TestClient, s
     body = r.json()
     got = [x["id"] for x in body["results"]]
     # the searcher's own ranking, with the query itself left out (the page shows it separately)
-    want = [x["id"] for x in searcher.search_id("item007", 11) if x["id"] != "item007"][:10]
+    want = [x["id"] for x in searcher.search_id("item007", 10)]
     assert got == want
     codes = searcher.index.get(list(searcher.archive.ids))
     d = _popcount_distances(codes, searcher.index.get(["item007"])[0])
@@ -195,11 +171,12 @@ def test_upload_npz_finds_the_item_itself(client: TestClient, searcher) -> None:
 
 def test_upload_geotiff(client: TestClient, searcher, tmp_path: Path) -> None:
     import rasterio
+    from affine import Affine
 
     stack = searcher.archive.image("item020", "s2", normalized=False)
     fp = tmp_path / "q.tif"
     with rasterio.open(fp, "w", driver="GTiff", width=12, height=12, count=12, dtype="float32",
-                       crs="EPSG:32633", transform=rasterio.transform.from_origin(500000, 5200000, 10, 10)) as ds:
+                       crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5200000)) as ds:
         ds.write(stack)
     r = client.post("/api/search/upload", files={"file": ("q.tif", fp.read_bytes(), "image/tiff")},
                     data={"k": "3"})
@@ -234,7 +211,7 @@ def test_upload_rejections(client: TestClient, searcher) -> None:
 @pytest.fixture
 def fresh_client(searcher) -> TestClient:
     # a new index over the same Archive object (LMDB allows one open environment per process and path)
-    return TestClient(create_app(searcher=_DevSearcher(searcher.archive), token=TOKEN))
+    return TestClient(create_app(searcher=Searcher.open(searcher.path, archive=searcher.archive), token=TOKEN))
 
 
 def test_add_item_needs_token(fresh_client: TestClient, searcher) -> None:
@@ -257,7 +234,7 @@ def test_add_item_needs_token(fresh_client: TestClient, searcher) -> None:
     r = fresh_client.post("/api/items", files=files, data=form, headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 409
     assert fresh_client.get("/api/health").json()["items"] == 61
-    no_token = TestClient(create_app(searcher=_DevSearcher(searcher.archive)))
+    no_token = TestClient(create_app(searcher=Searcher.open(searcher.path, archive=searcher.archive)))
     assert no_token.post("/api/items", files=files, data=form).status_code == 403
 
 

@@ -165,6 +165,8 @@ class Service:
     """State behind the app: archive, searcher, item table, lock, token, limits."""
 
     def __init__(self, searcher: Any, token: str | None, limits: ServiceLimits) -> None:
+        if searcher.archive is None:
+            raise RsirError("the service needs the index's archive (for metadata, quicklooks and statistics)")
         self.searcher = searcher
         self.archive: Archive = searcher.archive
         self.index = searcher.index
@@ -334,8 +336,8 @@ class Service:
     def encode(self, image: np.ndarray) -> np.ndarray:
         """Index vector of one raw CxHxW image on the encoder's grid (normalised with the archive stats)."""
         mean, std = self.archive.band_stats(self.encoder.modality)
-        x = normalize(image.astype(np.float32), mean, std)[None]
-        return np.asarray(self.encoder.encode(x))[0]
+        x = normalize(image.astype(np.float32), mean, std)
+        return np.asarray(self.searcher.encode_image(x))[0]
 
     def check_auth(self, authorization: str | None) -> None:
         if self.token is None:
@@ -364,12 +366,19 @@ async def _read_limited(upload: UploadFile, limit: int) -> bytes:
 
 
 def _open_searcher(archive_path: str | Path, index_path: str | Path, model: str | Path | None) -> Any:
-    from rsir.search import Searcher
+    """The rsir.search Searcher of an INDEX dir over the given archive (optionally with a model's encoder)."""
+    from rsir.search import Searcher, load_encoder
 
-    archive = open_archive(archive_path)
+    searcher = Searcher.open(index_path, archive=open_archive(archive_path))
     if model is not None:
-        return Searcher.open(index_path, archive=archive, model=model)
-    return Searcher.open(index_path, archive=archive)
+        # a model given on the command line replaces the encoder saved in the INDEX dir; it must produce the
+        # same kind of vector the index holds
+        enc = load_encoder("model", model)
+        if (enc.metric, enc.dim) != (searcher.index.metric, searcher.index.dim):
+            raise RsirError(f"model {model} makes {enc.dim}-dim {enc.metric} vectors, the index holds "
+                            f"{searcher.index.dim}-dim {searcher.index.metric} vectors")
+        searcher.encoder = enc
+    return searcher
 
 
 def create_app(archive_path: str | Path | None = None, index_path: str | Path | None = None,

@@ -1,0 +1,165 @@
+"""End-to-end tests of the web page in headless Chromium (Playwright) against a uvicorn server on loopback."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rsir.data.archive import open_archive
+from rsir.service.app import create_app
+from tests.data.archive_helpers import write_tiny_archive
+from tests.service.test_api import make_searcher
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:
+    import uvicorn
+
+    root = tmp_path_factory.mktemp("web")
+    searcher = make_searcher(open_archive(write_tiny_archive(root / "arch", n=40, size=12)), root / "index")
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(searcher=searcher), host="127.0.0.1", port=port,
+                                        log_level="warning"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    deadline = time.time() + 10
+    while not srv.started:
+        if time.time() > deadline or not th.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", searcher
+    srv.should_exit = True
+    th.join(5)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is absent (install it with scripts/ensure_chromium.sh as root)")
+    if shutil.which("true") is None:  # pragma: no cover - always present on Debian
+        pytest.skip("no coreutils")
+    from playwright.sync_api import sync_playwright
+
+    # launch() gives Chromium a fresh temporary profile (--user-data-dir) of its own
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):  # type: ignore[no-untyped-def]
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    # the page must work with no internet: refuse anything that is not the local server
+    pg.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server[0])
+             else route.abort())
+    pg.goto(server[0] + "/")
+    pg.wait_for_selector("#browse-grid img")
+    yield pg
+    assert errors == []
+    ctx.close()
+
+
+def _shot(pg, name: str) -> Path:  # type: ignore[no-untyped-def]
+    out = Path(os.environ.get("RSIR_SCREENSHOTS", "")) if os.environ.get("RSIR_SCREENSHOTS") else None
+    d = out or Path(os.environ.get("TMPDIR", "/tmp")) / "rsir-screenshots"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{name}.png"
+    pg.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def test_search_by_example_and_click_through(page, server) -> None:  # type: ignore[no-untyped-def]
+    base, searcher = server
+    assert "40 patches" in page.inner_text("#stats")
+    first = page.locator("#browse-grid img").first
+    qid = first.get_attribute("data-id")
+    first.click()
+    page.wait_for_selector("#results .card")
+    assert page.inner_text("#mode") == "search by example"
+    assert qid in page.inner_text("#query-title")
+    shown = [c.get_attribute("data-id") for c in page.locator("#results .card").all()]
+    want = [x["id"] for x in searcher.search_id(qid, 20)]
+    assert shown == want
+    assert page.inner_text("#query-time").endswith("ms")
+    assert page.inner_text("#precision").endswith("%")
+    assert page.locator("#map rect").count() >= 2  # footprints of the query and the results
+    _shot(page, "by-example")
+    # click a result: it becomes the query
+    second = page.locator("#results .card").nth(2)
+    nid = second.get_attribute("data-id")
+    second.click()
+    page.wait_for_function(f"document.getElementById('query-title').textContent.includes('{nid}')")
+    # the S1 toggle switches the quicklooks to Sentinel-1
+    page.check("input[name=modality][value=s1]")
+    page.wait_for_function("document.querySelector('#results .card img').src.includes('modality=s1')")
+    # a label filter keeps only results with that label
+    page.select_option("#f-labels", "Arable land")
+    page.wait_for_function("[...document.querySelectorAll('#results .card')].every(c => "
+                           "c.textContent.includes('Arable land'))")
+    _shot(page, "filtered-s1")
+
+
+def test_upload_npz(page, server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, searcher = server
+    buf = io.BytesIO()
+    np.savez(buf, **searcher.archive.get("item017", "s2"))
+    fp = tmp_path / "query.npz"
+    fp.write_bytes(buf.getvalue())
+    page.click("#tab-upload")
+    page.set_input_files("#upload-file", str(fp))
+    page.click("#upload-btn")
+    page.wait_for_selector("#results .card")
+    assert page.inner_text("#mode") == "search by upload"
+    assert page.locator("#results .card").first.get_attribute("data-id") == "item017"
+    assert "d=0" in page.locator("#results .card").first.inner_text()
+    _shot(page, "upload")
+    # a wrong file gives a readable error, not a broken page
+    bad = tmp_path / "bad.npz"
+    b2 = io.BytesIO()
+    np.savez(b2, image=np.zeros((3, 12, 12), np.float32))
+    bad.write_bytes(b2.getvalue())
+    page.set_input_files("#upload-file", str(bad))
+    page.click("#upload-btn")
+    page.wait_for_selector("#error:not(.hidden)")
+    assert "file has 3 bands" in page.inner_text("#error")
+
+
+def test_text_query(page, server) -> None:  # type: ignore[no-untyped-def]
+    page.click("#tab-text")
+    page.fill("#text-input", "coniferous forest next to a lake")
+    page.click("#text-btn")
+    page.wait_for_selector("#results .card")
+    assert page.inner_text("#mode") == "text: label-match"
+    summary = page.inner_text("#summary")
+    assert "Coniferous forest" in summary and "Inland waters" in summary
+    for card in page.locator("#results .card").all():
+        t = card.inner_text()
+        assert "Coniferous forest" in t or "Inland waters" in t
+    assert page.inner_text("#precision") == "100%"
+    _shot(page, "text")
