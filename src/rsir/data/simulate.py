@@ -253,7 +253,7 @@ class _Level:
 LEVELS: dict[str, _Level] = {
     "easy": _Level(0.04, 0.0, 0.03, 0.0, 0.002, 8.0, (0.45, 0.35, 0.2, 0.0, 0.0), 0.8, 0.5),
     "medium": _Level(0.15, 0.25, 0.08, 0.015, 0.003, 20.0, (0.2, 0.3, 0.3, 0.15, 0.05), 0.5, 1.0),
-    "hard": _Level(0.3, 0.6, 0.15, 0.04, 0.005, 35.0, (0.05, 0.2, 0.3, 0.3, 0.15), 0.3, 1.5),
+    "hard": _Level(0.4, 0.85, 0.15, 0.05, 0.005, 35.0, (0.05, 0.2, 0.3, 0.3, 0.15), 0.3, 1.5),
 }
 
 
@@ -774,12 +774,12 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
     pidx = np.flatnonzero(partner)
     p_maps = np.zeros((len(pidx), cfg.size, cfg.size), np.uint8)
     changes: list[tuple[str, int, int]] = []
-    for j, i in enumerate(pidx):
-        p_maps[j], kind, src, dst = _change(rng, site.class_map[i], site.fields[F_SMOOTH, i],
-                                            site.fields[F_MEDIUM, i])
+    for j, pi in enumerate(pidx):
+        p_maps[j], kind, src, dst = _change(rng, site.class_map[pi], site.fields[F_SMOOTH, pi],
+                                            site.fields[F_MEDIUM, pi])
         changes.append((kind, src, dst))
-    p_dates = [dates[i] + timedelta(days=int(g)) for i, g in zip(pidx, rng.integers(30, 400, len(pidx)),
-                                                                  strict=True)]
+    p_dates = [dates[pi] + timedelta(days=int(g)) for pi, g in zip(pidx, rng.integers(30, 400, len(pidx)),
+                                                                    strict=True)]
     if len(pidx):
         p_doy = np.array([_doy(d) for d in p_dates], np.float32)
         s2p, s1p, coverp = _render(cfg, lvl, site, pidx, p_maps, p_doy, rng)
@@ -805,12 +805,12 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
             "s1_id": s1_id, "source": "simulated", "biome": BIOME_NAMES[site.biome[i]],
             "class_shares": [float(x) for x in sh], "cloud_cover": float(cov),
             "captions": make_captions(rng, sh, cfg.label_threshold, int(n_caps[i])),
-            "change_captions": change or [],
+            "change_captions": change or [], "partner_id": "",
         }
         return SimItem(pid, meta, s2b, {"VV": s1b[0], "VH": s1b[1]}, cmap if with_maps else None)
 
     items: list[SimItem] = []
-    jpos = {int(i): j for j, i in enumerate(pidx)}
+    jpos = {int(pi): j for j, pi in enumerate(pidx)}
     for i in range(b):
         gid = start + i
         it = build(i, gid, dates[i], shares[i], {k: v[i] for k, v in s2.items()}, s1[i], float(cover[i]),
