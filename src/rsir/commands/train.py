@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", default=None, metavar="MODEL_DIR",
                    help="classifier model whose features milan freezes (milan-e2e: starts from its encoder); "
                         "without it milan first trains a classifier itself")
-    p.add_argument("--width", type=int, default=24, help="encoder base width")
+    p.add_argument("--width", type=int, default=16, help="encoder base width")
     p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without better validation mAP")
     p.add_argument("--no-augment", action="store_true", help="no flips / 90-degree rotations")
     p.add_argument("--preload", choices=["auto", "yes", "no"], default="auto",

@@ -28,7 +28,7 @@ class MethodOptions:
     bits: int = 64
     sampler: str = "diverse"
     cls_loss: str = "bce"
-    width: int = 24
+    width: int = 16
     blocks: list[int] = field(default_factory=lambda: [1, 1, 1])
     features: Path | None = None       # classifier model whose features MiLAN freezes (milan) or starts from (e2e)
     preload: bool | None = None

@@ -21,7 +21,7 @@ class ResNetConfig:
     """Shape of the encoder: input bands, stem stride, base width, blocks per stage."""
 
     in_channels: int = 12
-    width: int = 24
+    width: int = 16
     blocks: list[int] = field(default_factory=lambda: [1, 1, 1])
     stem_stride: int = 4
 
