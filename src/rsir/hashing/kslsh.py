@@ -122,7 +122,9 @@ class KSLSH(Hasher):
         for k in range(self.bits):
             evals, evecs = scipy.linalg.eigh((rm + rm.T) / 2, lm_reg)
             a0 = evecs[:, np.argmax(evals)]
-            a0 = a0 * np.sqrt(l_count / float(a0 @ lm @ a0))
+            norm = float(a0 @ lm @ a0)
+            if norm > 1e-12:  # a0 in the null space of K̄^T K̄ (tiny training sets) cannot be rescaled
+                a0 = a0 * np.sqrt(l_count / norm)
             a_opt, _ = optimise_bit(a0, kk, r, self.max_iter)
             y0, y1 = sgn(kk @ a0), sgn(kk @ a_opt)
             if float(y1 @ r @ y1) > float(y0 @ r @ y0):

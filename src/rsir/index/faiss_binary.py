@@ -158,8 +158,13 @@ class HammingIndex(Index):
         dist, labels = index.search(queries, k)
         if self.mode == "ivf":
             labels = self._labels_to_positions(labels)
-        dist = np.where(labels < 0, missing, dist).astype(np.int32)
-        return sort_ties(dist, labels)
+        if (labels < 0).any():
+            dist = np.where(labels < 0, missing, dist).astype(np.int32)
+            return sort_ties(dist, labels)
+        # one argsort on the combined integer key (distance, position): ties in insertion order, cheaply
+        key = dist.astype(np.int64) * (int(labels.max()) + 1) + labels
+        order = np.argsort(key, axis=1)
+        return np.take_along_axis(dist, order, 1), np.take_along_axis(labels, order, 1)
 
     def _labels_to_positions(self, labels: np.ndarray) -> np.ndarray:
         found = labels >= 0
