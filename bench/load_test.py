@@ -1,0 +1,192 @@
+"""Bounded load test of the search service on loopback: a fixed number of /api/search/id requests at a fixed
+concurrency against a served index of N (default 1M) 64-bit ITQ codes of clustered features.
+
+The archive is a catalog-only rsir archive (ids, labels, splits; no pixels: search by id needs only the stored
+codes), the codes come from ITQ fitted on a 20k sample of Gaussian-cluster features (labels follow the cluster),
+so the code distribution is that of a real hashing method, not uniform random bits. The server runs in a child
+process (uvicorn, 127.0.0.1 only); this process sends the requests with httpx from a thread pool and writes
+p50/p99 latency and queries/s to bench/results/load.json.
+
+    .venv/bin/python bench/load_test.py --n 1000000 --requests 2000 --concurrency 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DIM, BITS, CLUSTERS = 64, 64, 256
+
+
+def build(work: Path, n: int, seed: int = 0) -> None:
+    """Catalog-only archive + HammingIndex of ITQ codes under ``work`` (skipped when already there)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rsir.data.archive import CATALOG_COLUMNS, ArchiveWriter, atomic_write_json
+    from rsir.data.bands import s2_spec
+    from rsir.data.nomenclature import BEN19
+    from rsir.hashing import hasher_class
+    from rsir.index import HammingIndex
+
+    if (work / "index" / "manifest.json").exists() and (work / "archive" / "manifest.json").exists():
+        return
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (CLUSTERS, DIM)).astype(np.float32)
+    cluster_labels = [sorted(set(rng.choice(19, size=int(rng.integers(1, 4))).tolist())) for _ in range(CLUSTERS)]
+    assign = rng.integers(0, CLUSTERS, n)
+    sample = centres[assign[:20000]] + 0.6 * rng.normal(0, 1, (20000, DIM)).astype(np.float32)
+    itq = hasher_class("itq")(BITS, seed=seed)
+    itq.fit(sample)
+    codes = np.empty((n, BITS // 8), np.uint8)
+    for s in range(0, n, 100_000):
+        a = assign[s:s + 100_000]
+        x = centres[a] + 0.6 * rng.normal(0, 1, (len(a), DIM)).astype(np.float32)
+        codes[s:s + len(a)] = itq.encode(x)
+    ids = [f"p{i:07d}" for i in range(n)]
+    # one item goes through the ArchiveWriter (manifest, store, format); the catalog of all n is then written
+    # column-wise with the archive's own schema, as the per-item writer would take ~15 min for 1M rows
+    with ArchiveWriter(work / "archive", [s2_spec(12)], BEN19, "load-test", overwrite=True) as w:
+        w.add(ids[0], {}, {})
+        w.close()
+    lab_names = [[BEN19.classes[c] for c in labs] for labs in cluster_labels]
+    lab_vecs = [BEN19.encode(x).tolist() for x in lab_names]
+    cols = {k: [None] * n for k in ("bbox", "transform")}
+    table = pa.table({
+        "id": ids, "split": np.array(["train", "validation", "test"])[np.arange(n) % 3],
+        "labels": [lab_names[a] for a in assign], "label_vec": [lab_vecs[a] for a in assign],
+        "country": [""] * n, "tile": [""] * n, "date": [""] * n, "lon": np.full(n, np.nan),
+        "lat": np.full(n, np.nan), "bbox": cols["bbox"], "crs": [""] * n, "transform": cols["transform"],
+        "modalities": [[] for _ in range(n)], "s1_id": [""] * n, "captions": [[] for _ in range(n)],
+        "partner_id": [""] * n, "source": [""] * n,
+    }, schema=pa.schema(list(CATALOG_COLUMNS.items())))
+    pq.write_table(table, work / "archive" / "catalog.parquet")
+    manifest = json.loads((work / "archive" / "manifest.json").read_text())
+    manifest["n_items"] = n
+    atomic_write_json(work / "archive" / "manifest.json", manifest)
+    index = HammingIndex(BITS)
+    index.add(np.array(ids, dtype=object), codes)
+    index.save(work / "index")
+
+
+class _CodesOnly:
+    """Encoder stand-in: the load test searches by archive id, which uses the stored codes only."""
+
+    modality = "s2"
+    metric = "hamming"
+    dim = BITS
+    kind = "classic"
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        raise RuntimeError("the load test searches by id only")
+
+
+def serve(work: Path, port: int) -> None:
+    """Child process: open the archive and index, serve on 127.0.0.1."""
+    import uvicorn
+
+    from rsir.data.archive import open_archive
+    from rsir.index import open_index
+    from rsir.search import Searcher
+    from rsir.service.app import create_app
+
+    searcher = Searcher(index=open_index(work / "index"), encoder=_CodesOnly(), manifest={},
+                        archive=open_archive(work / "archive"), path=work)
+    uvicorn.run(create_app(searcher=searcher), host="127.0.0.1", port=port, log_level="warning")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--work", default="/tmp/rsir-load")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "load.json"))
+    ap.add_argument("--serve-port", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    work = Path(args.work) / f"n{args.n}"
+    if args.serve_port:
+        serve(work, args.serve_port)
+        return 0
+    import httpx
+
+    t0 = time.perf_counter()
+    build(work, args.n)
+    build_s = time.perf_counter() - t0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    child = subprocess.Popen([sys.executable, __file__, "--n", str(args.n), "--work", args.work,
+                              "--serve-port", str(port)], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        t1 = time.perf_counter()
+        with httpx.Client(base_url=base, timeout=120) as c:
+            while True:
+                try:
+                    if c.get("/api/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if child.poll() is not None or time.perf_counter() - t1 > 600:
+                    raise SystemExit("server did not start")
+                time.sleep(0.5)
+        startup_s = time.perf_counter() - t1
+        rng = np.random.default_rng(1)
+        queries = [f"p{i:07d}" for i in rng.integers(0, args.n, args.requests)]
+        lat: list[float] = []
+        precisions: list[float] = []
+        with httpx.Client(base_url=base, timeout=120,
+                          limits=httpx.Limits(max_connections=args.concurrency)) as c:
+            c.post("/api/search/id", json={"id": queries[0], "k": args.k})  # warm-up
+
+            def one(q: str) -> tuple[float, float, float]:
+                s = time.perf_counter()
+                r = c.post("/api/search/id", json={"id": q, "k": args.k})
+                r.raise_for_status()
+                body = r.json()
+                return time.perf_counter() - s, body["query_ms"], body["precision"]
+
+            t2 = time.perf_counter()
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                out = list(pool.map(one, queries))
+            wall = time.perf_counter() - t2
+        lat = [o[0] * 1000 for o in out]
+        server_ms = [o[1] for o in out]
+        precisions = [o[2] for o in out]
+        res = {
+            "what": f"POST /api/search/id, k={args.k}, over loopback (uvicorn, 1 worker) against a flat HammingIndex",
+            "n_codes": args.n, "bits": BITS, "codes": f"ITQ on {CLUSTERS} Gaussian clusters in {DIM}-d",
+            "requests": args.requests, "concurrency": args.concurrency,
+            "latency_ms": {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
+                           "p99": float(np.percentile(lat, 99)), "mean": float(np.mean(lat))},
+            "server_query_ms": {"p50": float(np.percentile(server_ms, 50)),
+                                "p99": float(np.percentile(server_ms, 99))},
+            "queries_per_s": args.requests / wall, "wall_s": wall, "mean_precision_at_k": float(np.mean(precisions)),
+            "build_s": build_s, "server_startup_s": startup_s,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=2))
+        print(json.dumps(res, indent=2))
+    finally:
+        child.terminate()
+        child.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
