@@ -432,33 +432,47 @@ def _hash01(iu: np.ndarray, iv: np.ndarray, salt: np.ndarray) -> np.ndarray:
     return ((h >> np.uint32(8)).astype(np.float32) / np.float32(1 << 24))
 
 
-def _texture_fields(rng: np.random.Generator, b: int, size: int) -> np.ndarray:
-    """7 x B x H x W float32 random fields in [0, 1]: smooth, medium, fine (crowns), blocks, parcels, stripes."""
+def _texture_fields(rng: np.random.Generator, b: int, size: int, uses: np.ndarray | None = None) -> np.ndarray:
+    """7 x B x H x W float32 random fields in [0, 1]: smooth, medium, fine (crowns), blocks, parcels, stripes.
+
+    ``uses`` (B x 7) says which items need which field; the costly ones are computed only there (zeros
+    elsewhere). Smooth, medium and blocks are always made: bitemporal changes draw on them.
+    """
     from scipy.ndimage import uniform_filter
 
     s = size
-    fields = np.empty((7, b, s, s), np.float32)
+    need = np.ones((b, 7), bool) if uses is None else uses
+    fields = np.zeros((7, b, s, s), np.float32)
     fields[F_SMOOTH] = _smooth(rng, b, 4, s)
     fields[F_MEDIUM] = _smooth(rng, b, max(4, s // 10), s)
-    white = rng.random((b, s, s), dtype=np.float32)
-    # 3x3 box average of white noise has sd 0.096 around 0.5: stretch back to about the full [0, 1] range
-    fields[F_FINE] = np.clip((uniform_filter(white, size=(1, 3, 3), mode="reflect") - 0.5) * 3.0 + 0.5, 0, 1)
     blk = rng.random((b, s // 3 + 1, s // 3 + 1), dtype=np.float32)
     fields[F_BLOCKS] = np.repeat(np.repeat(blk, 3, axis=1), 3, axis=2)[:, :s, :s]
+    sel = np.flatnonzero(need[:, F_FINE])
+    if len(sel):
+        white = rng.random((len(sel), s, s), dtype=np.float32)
+        # a 3x3 box average of white noise has sd 0.096 around 0.5: stretch back to about the full [0, 1] range
+        fields[F_FINE, sel] = np.clip((uniform_filter(white, size=(1, 3, 3), mode="reflect") - 0.5) * 3.0 + 0.5,
+                                      0, 1)
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
     theta = rng.uniform(0, np.pi, b).astype(np.float32)[:, None, None]
-    c, sn = np.cos(theta), np.sin(theta)
-    u = xx * c + yy * sn
-    v = -xx * sn + yy * c
     salt = rng.integers(0, 2**32, b, dtype=np.uint64).astype(np.uint32)[:, None, None]
-    for k, (lo, hi) in ((F_PARCELS, (0.15, 0.3)), (F_SMALL_PARCELS, (0.05, 0.1))):
-        p = (rng.uniform(lo, hi, b) * s).astype(np.float32)[:, None, None]
+    sizes = {F_PARCELS: rng.uniform(0.15, 0.3, b), F_SMALL_PARCELS: rng.uniform(0.05, 0.1, b)}
+    period = rng.uniform(3.0, 5.0, b).astype(np.float32)[:, None, None]
+    for k in (F_PARCELS, F_SMALL_PARCELS, F_STRIPES):
+        sel = np.flatnonzero(need[:, k])
+        if not len(sel):
+            continue
+        c, sn = np.cos(theta[sel]), np.sin(theta[sel])
+        u = xx * c + yy * sn
+        if k == F_STRIPES:
+            # triangle-wave rows (cheaper than a sine, same period and range)
+            fields[k, sel] = 2.0 * np.abs(np.modf(u / period[sel] + 1000.0)[0] - 0.5)
+            continue
+        v = -xx * sn + yy * c
+        p = (sizes[k][sel] * s).astype(np.float32)[:, None, None]
         iu = np.floor(u / p + 1000).astype(np.int64)
         iv = np.floor(v / (0.6 * p) + 1000).astype(np.int64)
-        fields[k] = _hash01(iu, iv, salt + np.uint32(k))
-    period = rng.uniform(3.0, 5.0, b).astype(np.float32)[:, None, None]
-    # triangle-wave rows (cheaper than a sine, same period and range)
-    fields[F_STRIPES] = 2.0 * np.abs(np.modf(u / period + 1000.0)[0] - 0.5)
+        fields[k, sel] = _hash01(iu, iv, salt[sel] + np.uint32(k))
     return fields
 
 
@@ -515,17 +529,20 @@ def _draw_sites(cfg: SimConfig, lvl: _Level, rng: np.random.Generator, b: int) -
     # seed is the argmin of an affine function of the warped position: one batched matrix product.
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
     warp = (_smooth(rng, 2 * b, 5, s).reshape(b, 2, s, s) - 0.5) * (0.6 * s)
-    pos = np.empty((b, s * s, 3), np.float32)
-    pos[:, :, 0] = (xx[None] + warp[:, 0]).reshape(b, -1)
-    pos[:, :, 1] = (yy[None] + warp[:, 1]).reshape(b, -1)
-    pos[:, :, 2] = 1.0
+    pos = np.empty((b, 3, s * s), np.float32)
+    pos[:, 0] = (xx[None] + warp[:, 0]).reshape(b, -1)
+    pos[:, 1] = (yy[None] + warp[:, 1]).reshape(b, -1)
+    pos[:, 2] = 1.0
     radius = 0.45 * s * seed_w
-    coef = np.empty((b, 3, kmax), np.float32)
-    coef[:, 0], coef[:, 1] = -2.0 * seed_xy[:, :, 0], -2.0 * seed_xy[:, :, 1]
-    coef[:, 2] = np.where(active, (seed_xy ** 2).sum(-1) - radius ** 2, np.float32(1e12))
-    nearest = (pos @ coef).argmin(-1)
+    coef = np.empty((b, kmax, 3), np.float32)
+    coef[:, :, 0], coef[:, :, 1] = -2.0 * seed_xy[:, :, 0], -2.0 * seed_xy[:, :, 1]
+    coef[:, :, 2] = np.where(active, (seed_xy ** 2).sum(-1) - radius ** 2, np.float32(1e12))
+    nearest = (coef @ pos).argmin(1)  # seeds on the middle axis: the reduction runs over contiguous rows
     cmap = np.take_along_axis(seed_cls, nearest, axis=1).astype(np.uint8).reshape(b, s, s)
-    fields = _texture_fields(rng, b, s)
+    uses = np.zeros((b, 7), bool)
+    for i, cl in enumerate(classes):
+        uses[i, _TEX[cl]] = True
+    fields = _texture_fields(rng, b, s, uses)
     n_end = len(EM_NAMES)
     jit_a = np.exp(rng.normal(0, lvl.jitter, (b, N_CLASSES, n_end))).astype(np.float32)
     jit_b = np.exp(rng.normal(0, lvl.jitter, (b, N_CLASSES, n_end))).astype(np.float32)
