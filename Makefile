@@ -28,6 +28,7 @@ typecheck: venv
 	$(BIN)/mypy src/rsir
 
 unit: venv
+	sh scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test: lint typecheck unit
