@@ -270,3 +270,53 @@ def test_searches_stay_correct_during_adds(fresh_client: TestClient, searcher) -
     # and the unfiltered ranking now holds the 15 copies of item002 right after it (distance 0)
     res = fresh_client.post("/api/search/id", json={"id": "item002", "k": 16, "include_query": True}).json()
     assert [x["distance"] for x in res["results"]] == [0] * 16
+
+
+def test_several_collections_on_one_server(archive_path: Path, searcher: Searcher, tmp_path: Path) -> None:
+    from rsir.service.app import CollectionSpec, create_multi_app
+
+    other = write_tiny_archive(tmp_path / "other", n=30, size=12)
+    make_searcher(open_archive(other), tmp_path / "other-index")
+    app = create_multi_app([CollectionSpec("main", archive_path, archive_path.parent / "index"),
+                            CollectionSpec("other", other, tmp_path / "other-index")])
+    c = TestClient(app)
+    listing = c.get("/api/collections").json()
+    assert [(x["name"], x["url"], x["items"], x["current"]) for x in listing] == [
+        ("main", "/", 60, True), ("other", "/c/other/", 30, False)]
+    assert [x["current"] for x in c.get("/c/other/api/collections").json()] == [False, True]
+    assert c.get("/api/stats").json()["items"] == 60
+    assert c.get("/c/other/api/stats").json()["items"] == 30
+    # the sub-collection's page loads its assets relative to its own URL, and its quicklooks carry its prefix
+    page = c.get("/c/other/")
+    assert page.status_code == 200 and 'src="static/app.js"' in page.text
+    assert c.get("/c/other/static/app.js").status_code == 200
+    hit = c.post("/c/other/api/search/id", json={"id": "item003", "k": 3}).json()["results"][0]
+    assert hit["quicklook"].startswith("/c/other/api/items/")
+    png = c.get(hit["quicklook"])
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    # ids are per collection: the root answers for its own archive only
+    assert c.post("/api/search/id", json={"id": "item045", "k": 3}).status_code == 200
+    assert c.post("/c/other/api/search/id", json={"id": "item045", "k": 3}).status_code == 404
+
+
+@pytest.mark.parametrize("text", ["noname", "a b=x,y", "x=onlyone", "x=a,b,c,d"])
+def test_collection_spec_errors_name_the_problem(text: str) -> None:
+    from rsir.errors import RsirError
+    from rsir.service.app import CollectionSpec
+
+    with pytest.raises(RsirError, match="NAME=ARCHIVE,INDEX"):
+        CollectionSpec.parse(text)
+    assert CollectionSpec.parse("sim=a,b,m") == CollectionSpec("sim", Path("a"), Path("b"), Path("m"))
+
+
+def test_api_docs_work_offline(client: TestClient) -> None:
+    import re
+
+    for path in ("/docs", "/redoc"):
+        html = client.get(path).text
+        assert not re.search(r"""(src|href)=["']?https?://""", html), f"{path} loads something from the internet"
+        assets = re.findall(r"""(?:src|href)=["']?(/[^"' >]+)""", html)
+        assert assets, html
+        for a in assets:
+            assert client.get(a).status_code == 200, a
+        assert "/openapi.json" in html

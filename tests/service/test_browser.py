@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from rsir.data.archive import open_archive
-from rsir.service.app import create_app
+from rsir.service.app import CollectionSpec, create_multi_app
 from tests.data.archive_helpers import write_tiny_archive
 from tests.service.test_api import make_searcher
 
@@ -38,9 +38,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, obje
 
     root = tmp_path_factory.mktemp("web")
     searcher = make_searcher(open_archive(write_tiny_archive(root / "arch", n=40, size=12)), root / "index")
+    make_searcher(open_archive(write_tiny_archive(root / "other", n=25, size=12)), root / "other-index")
+    app = create_multi_app([CollectionSpec("main", root / "arch", root / "index"),
+                            CollectionSpec("other", root / "other", root / "other-index")])
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(searcher=searcher), host="127.0.0.1", port=port,
-                                        log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     th = threading.Thread(target=srv.run, daemon=True)
     th.start()
     deadline = time.time() + 10
@@ -166,3 +168,19 @@ def test_text_query(page, server) -> None:  # type: ignore[no-untyped-def]
         assert "Coniferous forest" in t or "Inland waters" in t
     assert page.inner_text("#precision") == "100%"
     _shot(page, "text")
+
+
+def test_collection_switcher(page, server) -> None:  # type: ignore[no-untyped-def]
+    base, _ = server
+    assert page.is_visible("#collection")
+    assert page.locator("#collection option").count() == 2
+    page.select_option("#collection", "/c/other/")
+    page.wait_for_url(base + "/c/other/")
+    page.wait_for_function("document.getElementById('stats').textContent.includes('25 patches')")
+    page.wait_for_selector("#browse-grid img")
+    page.locator("#browse-grid img").first.click()
+    page.wait_for_selector("#results .card")
+    src = page.locator("#results .card img").first.get_attribute("src")
+    assert src.startswith("/c/other/api/items/")
+    assert page.evaluate("document.querySelector('#results .card img').naturalWidth") > 0
+    _shot(page, "collection-other")

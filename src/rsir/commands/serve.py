@@ -7,13 +7,17 @@ import os
 
 NAME = "serve"
 HELP = "serve search over an archive and its index: a JSON API and a web page (no internet needed)"
-EXAMPLE = "rsir serve archives/reben --index indexes/reben-lsh64 --port 8000"
+EXAMPLE = ("rsir serve archives/reben --index indexes/reben-lsh64 --port 8000 "
+           "--also sim=archives/sim,indexes/sim-milan64,models/sim-milan64")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("archive", help="archive directory (from rsir ingest)")
     p.add_argument("--index", required=True, help="index directory (from rsir index)")
     p.add_argument("--model", default=None, help="model directory, when the index was built with a trained model")
+    p.add_argument("--also", action="append", default=[], metavar="NAME=ARCHIVE,INDEX[,MODEL]",
+                   help="another collection to serve beside the first, at /c/NAME/ (repeatable); the page "
+                        "switches between them")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--token", default=os.environ.get("RSIR_TOKEN"),
@@ -22,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsir.service.app import serve
+    from rsir.service.app import CollectionSpec, serve
 
-    serve(args.archive, args.index, host=args.host, port=args.port, model=args.model, token=args.token)
+    also = [CollectionSpec.parse(a) for a in args.also]
+    serve(args.archive, args.index, host=args.host, port=args.port, model=args.model, token=args.token, also=also)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import secrets
 import threading
 import time
@@ -24,6 +25,7 @@ import numpy as np
 from fastapi import FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from rsir.data.archive import Archive, open_archive
@@ -164,7 +166,7 @@ class ItemTable:
 class Service:
     """State behind the app: archive, searcher, item table, lock, token, limits."""
 
-    def __init__(self, searcher: Any, token: str | None, limits: ServiceLimits) -> None:
+    def __init__(self, searcher: Any, token: str | None, limits: ServiceLimits, prefix: str = "") -> None:
         if searcher.archive is None:
             raise RsirError("the service needs the index's archive (for metadata, quicklooks and statistics)")
         self.searcher = searcher
@@ -173,6 +175,7 @@ class Service:
         self.encoder = searcher.encoder
         self.token = token
         self.limits = limits
+        self.prefix = prefix  # URL path this app is mounted under ("" at the root)
         self.lock = RWLock()
         self.table = ItemTable(self.archive)
         self.nom = self.archive.nomenclature
@@ -204,7 +207,7 @@ class Service:
             "lon": lon, "lat": lat,
             "bbox": [float(x) for x in bbox] if np.isfinite(bbox).all() else None,
             "modalities": mods, "added": p >= t.n_archive,
-            "quicklook": f"/api/items/{item_id}/quicklook.png?modality={qmod}",
+            "quicklook": f"{self.prefix}/api/items/{item_id}/quicklook.png?modality={qmod}",
         }
 
     def default_modality(self, mods: list[str]) -> str:
@@ -383,15 +386,21 @@ def _open_searcher(archive_path: str | Path, index_path: str | Path, model: str 
 
 def create_app(archive_path: str | Path | None = None, index_path: str | Path | None = None,
                model: str | Path | None = None, token: str | None = None,
-               limits: ServiceLimits | None = None, searcher: Any = None) -> FastAPI:
-    """The FastAPI app serving search over an archive and its index (or over a ready ``searcher``)."""
+               limits: ServiceLimits | None = None, searcher: Any = None, prefix: str = "",
+               collections: list[dict[str, Any]] | None = None) -> FastAPI:
+    """The FastAPI app serving search over an archive and its index (or over a ready ``searcher``).
+
+    ``prefix`` is the URL path the app is mounted under (see :func:`create_multi_app`) and ``collections`` the list
+    of all collections served beside it, for the page's collection switcher.
+    """
     limits = limits or ServiceLimits()
     if searcher is None:
         if archive_path is None or index_path is None:
             raise RsirError("create_app needs archive_path and index_path (or a searcher)")
         searcher = _open_searcher(archive_path, index_path, model)
-    svc = Service(searcher, token, limits)
-    app = FastAPI(title="rsir search", version="1", description="Search an Earth-observation archive by example "
+    svc = Service(searcher, token, limits, prefix)
+    # FastAPIOffline: the same FastAPI, with /docs and /redoc served from assets shipped in the package (no CDN)
+    app = FastAPIOffline(title="rsir search", version="1", description="Search an Earth-observation archive by example "
                   "image, by upload and by text. Hash codes are compared by Hamming distance.")
     app.state.service = svc
 
@@ -415,6 +424,12 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
         return {"metric": svc.index.metric, "dim": svc.index.dim, "size": len(svc.index),
                 "modality": svc.encoder.modality, "expects": describe_spec(svc.archive.spec(svc.encoder.modality)),
                 "kind": type(svc.index).__name__}
+
+    @app.get("/api/collections")
+    def list_collections() -> list[dict[str, Any]]:
+        """The collections (archive + index) this server answers for, each with the URL of its page."""
+        return [{**c, "current": c["url"] == (prefix or "") + "/"} for c in collections or
+                [{"name": svc.archive.path.name, "url": (prefix or "") + "/"}]]
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
@@ -592,11 +607,58 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
     return app
 
 
+@dataclass
+class CollectionSpec:
+    """One archive + index (+ model) served under a name."""
+
+    name: str
+    archive: Path
+    index: Path
+    model: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> CollectionSpec:
+        """``NAME=ARCHIVE,INDEX[,MODEL]`` as given to ``rsir serve --also``."""
+        name, sep, rest = text.partition("=")
+        parts = [x for x in rest.split(",") if x]
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_-]+", name) or len(parts) not in (2, 3):
+            raise RsirError(f"collection {text!r}: expected NAME=ARCHIVE,INDEX[,MODEL] with NAME of letters, "
+                            "digits, '-' or '_'")
+        return cls(name, Path(parts[0]), Path(parts[1]), Path(parts[2]) if len(parts) == 3 else None)
+
+
+def create_multi_app(specs: list[CollectionSpec], token: str | None = None,
+                     limits: ServiceLimits | None = None) -> FastAPI:
+    """Serve several collections: the first at ``/``, each other at ``/c/<name>/``, with a switcher on the page."""
+    if not specs:
+        raise RsirError("no collection to serve")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise RsirError(f"collection names must differ: {names}")
+    prefixes = [""] + [f"/c/{s.name}" for s in specs[1:]]
+    listing: list[dict[str, Any]] = []
+    for s, pre in zip(specs, prefixes, strict=True):
+        listing.append({"name": s.name, "url": pre + "/"})
+    apps = [create_app(s.archive, s.index, model=s.model, token=token, limits=limits, prefix=pre,
+                       collections=listing) for s, pre in zip(specs, prefixes, strict=True)]
+    for c, a in zip(listing, apps, strict=True):
+        c["items"] = len(a.state.service.table)
+    root = apps[0]
+    for pre, a in zip(prefixes[1:], apps[1:], strict=True):
+        root.mount(pre, a)
+    return root
+
+
 def serve(archive: str | Path, index: str | Path, host: str = "127.0.0.1", port: int = 8000,
-          model: str | Path | None = None, token: str | None = None) -> None:
+          model: str | Path | None = None, token: str | None = None,
+          also: list[CollectionSpec] | None = None) -> None:
     """Run the service with uvicorn (blocking) and print the address to open."""
     import uvicorn
 
-    app = create_app(archive, index, model=model, token=token)
+    first = CollectionSpec(Path(archive).name or "archive", Path(archive), Path(index),
+                           Path(model) if model else None)
+    app = create_multi_app([first, *(also or [])], token=token)
     print(f"rsir serve: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)", flush=True)
+    for s in also or []:
+        print(f"            http://{host}:{port}/c/{s.name}/  ({s.archive})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -57,7 +57,7 @@ function filters() {
 function k() { return parseInt($("f-k").value, 10); }
 
 async function loadStats() {
-  const s = await api("/api/stats");
+  const s = await api("api/stats");
   state.stats = s;
   const idx = s.index;
   $("stats").textContent = `${s.items.toLocaleString()} patches · index: ${idx.size.toLocaleString()} ` +
@@ -88,10 +88,23 @@ async function loadStats() {
     `; at most ${(s.limits.max_upload_bytes / 1048576).toFixed(0)} MB.`;
 }
 
+async function loadCollections() {
+  const cs = await api("api/collections");
+  if (cs.length < 2) return;
+  const sel = $("collection");
+  for (const c of cs) {
+    const o = el("option", { value: c.url }, `${c.name} (${(c.items || 0).toLocaleString()} patches)`);
+    if (c.current) o.selected = true;
+    sel.append(o);
+  }
+  sel.addEventListener("change", () => { window.location.href = sel.value; });
+  $("collection-row").classList.remove("hidden");
+}
+
 async function loadBrowse() {
   const p = new URLSearchParams({ offset: state.browseOffset, limit: state.browseLimit, modality: modality() });
   if ($("browse-split").value) p.set("split", $("browse-split").value);
-  const r = await api(`/api/items?${p}`);
+  const r = await api(`api/items?${p}`);
   const g = $("browse-grid");
   g.replaceChildren();
   for (const it of r.items) {
@@ -113,11 +126,11 @@ async function run(kind, payload, offset) {
   try {
     let r;
     if (kind === "id") {
-      r = await api("/api/search/id", { method: "POST", headers: { "Content-Type": "application/json" },
+      r = await api("api/search/id", { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ id: payload, k: k(), offset, filters: filters(),
           target_modality: $("target-modality").value || null }) });
     } else if (kind === "text") {
-      r = await api("/api/search/text", { method: "POST", headers: { "Content-Type": "application/json" },
+      r = await api("api/search/text", { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ text: payload, k: k(), offset, filters: filters() }) });
     } else {
       const fd = new FormData();
@@ -125,7 +138,7 @@ async function run(kind, payload, offset) {
       fd.append("k", k());
       fd.append("offset", offset);
       fd.append("filters", JSON.stringify(filters()));
-      r = await api("/api/search/upload", { method: "POST", body: fd });
+      r = await api("api/search/upload", { method: "POST", body: fd });
     }
     state.last = { kind, payload, response: r };
     render(r);
@@ -276,7 +289,7 @@ function init() {
   $("random-btn").addEventListener("click", async () => {
     try {
       const sp = $("browse-split").value;
-      const it = await api("/api/random" + (sp ? `?split=${encodeURIComponent(sp)}` : ""));
+      const it = await api("api/random" + (sp ? `?split=${encodeURIComponent(sp)}` : ""));
       searchId(it.id, 0);
     } catch (e) { showError(e.message); }
   });
@@ -303,6 +316,7 @@ function init() {
     m.addEventListener("change", () => { loadBrowse(); if (state.last) render(state.last.response); });
   }
   loadStats().then(loadBrowse).catch((e) => showError(e.message));
+  loadCollections().catch((e) => showError(e.message));
 }
 
 document.addEventListener("DOMContentLoaded", init);
