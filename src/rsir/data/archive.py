@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import safetensors.numpy as stnp
 
-from rsir.data.bands import ModalitySpec, normalize, quicklook, to_grid
+from rsir.data.bands import ModalitySpec, normalize, quicklook, to_grid, to_grid_batch
 from rsir.data.nomenclature import Nomenclature
 from rsir.errors import ArchiveError, ItemError, NotFoundError, RsirError
 
@@ -465,10 +465,13 @@ class Archive:
             from tqdm import tqdm
 
             it = tqdm(it, total=math.ceil(len(pos) / batch_size), desc="reading", unit="batch")
+        spec = self.spec(modality)
+        order = list(spec.bands)
+        mean, std = self.band_stats(spec.name, order)
         for s in it:
             chunk = pos[s:s + batch_size]
-            yield ([self.ids[p] for p in chunk],
-                   np.stack([self.image(int(p), modality, normalized=normalized) for p in chunk]))
+            x = to_grid_batch([self.get(int(p), spec.name) for p in chunk], order, spec.grid)
+            yield [self.ids[p] for p in chunk], normalize(x, mean, std) if normalized else x
 
     def dataset(self, modality: str | Sequence[str] | None = None, split: str | None = None,
                 normalized: bool = True, transforms: Callable[[dict], dict] | None = None) -> ArchiveDataset:

@@ -103,23 +103,41 @@ def s1_spec(size: int = 120, name: str = "s1") -> ModalitySpec:
 def to_grid(bands: Mapping[str, np.ndarray], order: Sequence[str], grid: tuple[int, int],
             mode: str = RESAMPLING) -> np.ndarray:
     """Stack ``order`` bands into a float32 CxHxW array on ``grid``, resampling bands of other sizes."""
-    out = np.empty((len(order), grid[0], grid[1]), dtype=np.float32)
+    return to_grid_batch([bands], order, grid, mode)[0]
+
+
+def to_grid_batch(items: Sequence[Mapping[str, np.ndarray]], order: Sequence[str], grid: tuple[int, int],
+                  mode: str = RESAMPLING) -> np.ndarray:
+    """Stack ``order`` bands of several items into a float32 NxCxHxW array on ``grid``.
+
+    Bands of one native size (the 20 m and the 60 m bands of Sentinel-2) are resampled together, all items at
+    once: one interpolation call per size instead of one per item and size.
+    """
+    out = np.empty((len(items), len(order), grid[0], grid[1]), dtype=np.float32)
     by_shape: dict[tuple[int, int], list[int]] = {}
-    for i, b in enumerate(order):
-        if b not in bands:
-            raise RsirError(f"band {b!r} missing (have {sorted(bands)})")
-        a = bands[b]
-        if a.ndim != 2:
-            raise RsirError(f"band {b!r} has shape {a.shape}, expected 2-D")
-        if a.shape == tuple(grid):
-            out[i] = a
-        else:
-            by_shape.setdefault((int(a.shape[0]), int(a.shape[1])), []).append(i)
-    for _shape, idx in by_shape.items():
-        x = torch.from_numpy(np.stack([np.asarray(bands[order[i]], dtype=np.float32) for i in idx]))[None]
-        y = F.interpolate(x, size=grid, mode=mode, align_corners=False) if mode != "nearest" else \
-            F.interpolate(x, size=grid, mode="nearest")
-        out[idx] = y[0].numpy()
+    for j, bands in enumerate(items):
+        for i, b in enumerate(order):
+            if b not in bands:
+                raise RsirError(f"band {b!r} missing (have {sorted(bands)})")
+            a = bands[b]
+            if a.ndim != 2:
+                raise RsirError(f"band {b!r} has shape {a.shape}, expected 2-D")
+            if a.shape == tuple(grid):
+                out[j, i] = a
+            elif j == 0:
+                by_shape.setdefault((int(a.shape[0]), int(a.shape[1])), []).append(i)
+            elif i not in by_shape.get((int(a.shape[0]), int(a.shape[1])), ()):
+                raise RsirError(f"band {b!r} has shape {a.shape} in item {j} of the batch but another shape in "
+                                "its first item")
+    for shape, idx in by_shape.items():
+        x = np.empty((len(items), len(idx), *shape), dtype=np.float32)
+        for j, bands in enumerate(items):
+            for c, i in enumerate(idx):
+                x[j, c] = bands[order[i]]
+        t = torch.from_numpy(x)
+        y = F.interpolate(t, size=grid, mode=mode, align_corners=False) if mode != "nearest" else \
+            F.interpolate(t, size=grid, mode="nearest")
+        out[:, idx] = y.numpy()
     return out
 
 
