@@ -11,7 +11,7 @@ import pytest
 from rsir.data.archive import Archive, ArchiveWriter, decode_value, open_archive
 from rsir.data.bands import s2_spec, to_grid
 from rsir.data.nomenclature import BEN19
-from rsir.errors import ArchiveError, ItemError, NotFoundError
+from rsir.errors import ArchiveError, ItemError, NotFoundError, RsirError
 from tests.data.archive_helpers import write_tiny_archive
 
 
@@ -113,3 +113,22 @@ def test_damaged_and_foreign(tmp_path):
 def test_to_grid_bilinear_upsamples_constant():
     x = to_grid({"a": np.full((2, 2), 7.0, np.float32), "b": np.ones((4, 4), np.float32)}, ["a", "b"], (4, 4))
     assert np.allclose(x[0], 7.0) and np.allclose(x[1], 1.0)
+
+
+def test_batches_equal_per_item_images(tmp_path):
+    # batched resampling of the 20 m / 60 m bands gives exactly what image() gives item by item
+    a = open_archive(write_tiny_archive(tmp_path / "a", n=7, size=12))
+    for normalized in (True, False):
+        ids, x = next(iter(a.batches(5, modality="s2", positions=[6, 0, 3, 2, 5], normalized=normalized)))
+        ref = np.stack([a.image(i, "s2", normalized=normalized) for i in ids])
+        assert ids == [a.ids[p] for p in (6, 0, 3, 2, 5)]
+        np.testing.assert_array_equal(x, ref)
+
+
+def test_to_grid_batch_refuses_mixed_band_shapes():
+    from rsir.data.bands import to_grid_batch
+
+    a = {"B02": np.zeros((4, 4), np.float32), "B05": np.zeros((2, 2), np.float32)}
+    b = {"B02": np.zeros((4, 4), np.float32), "B05": np.zeros((3, 3), np.float32)}
+    with pytest.raises(RsirError, match="B05"):
+        to_grid_batch([a, b], ["B02", "B05"], (4, 4))
