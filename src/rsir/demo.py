@@ -1,49 +1,182 @@
-"""The main job behind `make demo`: obtain the real reBEN sample, ingest it and a simulated archive, summarise.
+"""The main job behind `make demo`: real data in, trained hash codes, an evaluation table, a search page out.
 
-Later stages (train, index, evaluate, serve) are added here as they land, each printed as a numbered step.
+Each step prints the `rsir` command it runs, so the demo doubles as a walk-through of the CLI:
+
+1. obtain the real reBEN sample (24 Sentinel-2/Sentinel-1 pairs) from its PyPI distribution, ingest it;
+2. simulate a hard labelled archive of Sentinel-2/Sentinel-1 pairs;
+3. index the simulated archive with the classic baselines (LSH and KSLSH on hand-crafted features, and the
+   float features themselves);
+4. train a multi-label classifier (float features) and MiLAN (64-bit hash codes on its frozen features), index the
+   archive through them;
+5. evaluate every index with the RSiM protocol (validation queries, test archive) and print one table;
+6. the same train / index / evaluate on the real reBEN sample, reported as it is (24 pairs is tiny);
+7. serve the search page over both archives on http://127.0.0.1:8000 (unless --no-serve).
+
+Everything is written under --out; a second run redoes every step (archives and models are replaced).
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from rsir.errors import RsirError
+
+#: The columns of the summary table: (eval.json metric key, column title).
+SUMMARY = [("mAP@20(A)", "mAP@20 (A)"), ("WAP@20", "WAP@20"), ("NDCG@20(exp)", "NDCG@20"),
+           ("rsim_P@20", "P@20"), ("rsim_R@20", "R@20"), ("rsim_F1@20", "F1@20")]
+
+
+class DemoError(RsirError):
+    """A demo step failed; the message names the step."""
 
 
 def step(n: int, text: str) -> None:
     print(f"\n=== [{n}] {text}", flush=True)
 
 
+def rsir(*argv: Any) -> None:
+    """Run one `rsir` command in this process, echoing it as a user would type it."""
+    from rsir.cli import main
+
+    args = [str(a) for a in argv]
+    print("$ rsir " + " ".join(shlex.quote(a) for a in args), flush=True)
+    rc = main(args)
+    if rc != 0:
+        raise DemoError(f"`rsir {' '.join(args)}` failed (exit {rc})")
+
+
+def evaluate(archive: Path, index: Path, out: Path, name: str, runs: dict[str, dict[str, Any]]) -> None:
+    """`rsir eval` with the RSiM protocol; keeps its result under ``name`` for the summary."""
+    from rsir.eval.report import read_json
+
+    rsir("eval", archive, index, "--protocol", "rsim", "--k", "10,20", "--out", out)
+    doc = read_json(out / "eval.json")
+    runs[name] = next(iter(doc["results"].values()))
+
+
+def summary_table(runs: dict[str, dict[str, Any]]) -> str:
+    """Markdown table: one row per method, the headline metrics as columns."""
+    head = "| method | " + " | ".join(t for _, t in SUMMARY) + " |"
+    lines = [head, "|---|" + "---:|" * len(SUMMARY)]
+    for name, r in runs.items():
+        m = r["metrics"]
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.4f}" if k in m else "-" for k, _ in SUMMARY) + " |")
+    return "\n".join(lines)
+
+
+def write_summary(out: Path, title: str, runs: dict[str, dict[str, Any]]) -> str:
+    """The table printed and written to <out>/summary.md, plus the combined report (curves of all methods)."""
+    from rsir.eval.report import write_report
+
+    table = summary_table(runs)
+    write_report(out, runs, {"title": title, "protocol": "rsim"})
+    md = out / "summary.md"
+    md.write_text(f"# {title}\n\nRSiM protocol: validation split as queries, test split as archive; "
+                  f"relevance = any shared label.\n\n{table}\n")
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rsir.demo", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m rsir.demo", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="demo-out", help="working directory for archives, models and indexes")
-    ap.add_argument("--n-sim", type=int, default=2000, help="patch pairs in the simulated archive")
+    ap.add_argument("--n-sim", type=int, default=2000, help="patch pairs in the simulated archive (default 2000)")
+    ap.add_argument("--epochs", type=int, default=6, help="classifier epochs on the simulated archive (default 6)")
+    ap.add_argument("--bits", type=int, default=64, help="hash code length (default 64)")
+    ap.add_argument("--no-serve", action="store_true", help="stop after the evaluation instead of serving the page")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000)
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from rsir.commands.info import format_summary
-    from rsir.data.archive import open_archive
-    from rsir.data.fetch import get_dataset
-    from rsir.data.formats import ingest
-
+    t0 = time.perf_counter()
     try:
-        step(1, "obtain the real reBEN sample (24 Sentinel-2/Sentinel-1 pairs) from its PyPI distribution")
-        src = get_dataset("reben-sample")
-        print(f"reBEN sample at {src}")
-        step(2, "ingest it")
-        rep = ingest(src, "reben", out / "reben", overwrite=True)
-        print(format_summary(open_archive(rep.path).summary()))
-        step(3, f"simulate an archive of {args.n_sim} labelled Sentinel-2/Sentinel-1 pairs")
-        from rsir.data.simulate import SimConfig, simulate
-
-        sim = simulate(SimConfig(n=args.n_sim, seed=0, difficulty="hard"), out / "sim", overwrite=True)
-        print(format_summary(open_archive(sim).summary()))
+        tables = run_pipeline(out, args)
     except RsirError as e:
         print(f"demo: error: {e}", file=sys.stderr)
         return 2
+    print(f"\ndemo pipeline finished in {time.perf_counter() - t0:.0f} s")
+    for title, table in tables:
+        print(f"\n{title}\n{table}")
+    if args.no_serve:
+        return 0
+    step(7, "serve the search page over the reBEN sample and the simulated archive (Ctrl-C stops it)")
+    from rsir.service.app import CollectionSpec, serve
+
+    bits = args.bits
+    print(f"$ rsir serve {out}/reben --index {out}/indexes/reben-milan{bits} --model {out}/models/reben-milan{bits} "
+          f"--also sim={out}/sim,{out}/indexes/sim-milan{bits},{out}/models/sim-milan{bits}")
+    try:
+        serve(out / "reben", out / "indexes" / f"reben-milan{bits}", host=args.host, port=args.port,
+              model=out / "models" / f"reben-milan{bits}",
+              also=[CollectionSpec("sim", out / "sim", out / "indexes" / f"sim-milan{bits}",
+                                   out / "models" / f"sim-milan{bits}")])
+    except RsirError as e:
+        print(f"demo: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
     return 0
+
+
+def run_pipeline(out: Path, args: argparse.Namespace) -> list[tuple[str, str]]:
+    from rsir.data.fetch import get_dataset
+
+    bits = args.bits
+    idx, models, ev = out / "indexes", out / "models", out / "eval"
+    reben, sim = out / "reben", out / "sim"
+
+    step(1, "obtain the real reBEN sample (24 Sentinel-2/Sentinel-1 pairs) from its PyPI distribution, ingest it")
+    rsir("data", "get", "reben-sample")
+    src = get_dataset("reben-sample")
+    rsir("ingest", src, "--format", "reben", "--out", reben, "--overwrite")
+    rsir("info", reben)
+
+    step(2, f"simulate a hard archive of {args.n_sim} labelled Sentinel-2/Sentinel-1 pairs")
+    rsir("simulate", "--n", args.n_sim, "--out", sim, "--difficulty", "hard", "--seed", 0, "--overwrite")
+    rsir("info", sim)
+
+    step(3, "classic baselines on hand-crafted features: LSH and KSLSH codes, and the float features")
+    sim_runs: dict[str, dict[str, Any]] = {}
+    for method in ("lsh", "kslsh", "float"):
+        name = f"sim-{method}{'' if method == 'float' else bits}"
+        extra = [] if method == "float" else ["--bits", bits]
+        rsir("index", sim, "--method", method, *extra, "--out", idx / name)
+
+    step(4, "train a multi-label classifier (float features) and MiLAN hash codes on its frozen features")
+    rsir("train", sim, "--method", "classifier", "--epochs", args.epochs, "--out", models / "sim-classifier")
+    rsir("train", sim, "--method", "milan", "--bits", bits, "--epochs", 30, "--sampler", "diverse",
+         "--features", models / "sim-classifier", "--out", models / f"sim-milan{bits}")
+    for m in ("sim-classifier", f"sim-milan{bits}"):
+        rsir("index", sim, "--model", models / m, "--out", idx / m)
+
+    step(5, "evaluate every index on the simulated archive (RSiM protocol)")
+    labels = {f"sim-lsh{bits}": f"LSH {bits} bit (hand-crafted)", f"sim-kslsh{bits}": f"KSLSH {bits} bit "
+              "(hand-crafted)", "sim-float": "hand-crafted float", "sim-classifier": "classifier float features",
+              f"sim-milan{bits}": f"MiLAN {bits} bit"}
+    for name, title in labels.items():
+        evaluate(sim, idx / name, ev / name, title, sim_runs)
+    tables = [(f"Simulated archive ({args.n_sim} hard pairs, simulated data)",
+               write_summary(ev / "sim", "rsir demo: simulated archive", sim_runs))]
+
+    step(6, "the same on the real reBEN sample (24 pairs: tiny, reported as it is)")
+    rsir("index", reben, "--method", "lsh", "--bits", bits, "--out", idx / f"reben-lsh{bits}")
+    rsir("train", reben, "--method", "classifier", "--epochs", 10, "--batch-size", 8,
+         "--out", models / "reben-classifier")
+    rsir("train", reben, "--method", "milan", "--bits", bits, "--epochs", 30, "--batch-size", 9,
+         "--features", models / "reben-classifier", "--out", models / f"reben-milan{bits}")
+    rsir("index", reben, "--model", models / f"reben-milan{bits}", "--out", idx / f"reben-milan{bits}")
+    reben_runs: dict[str, dict[str, Any]] = {}
+    evaluate(reben, idx / f"reben-lsh{bits}", ev / f"reben-lsh{bits}", f"LSH {bits} bit (hand-crafted)", reben_runs)
+    evaluate(reben, idx / f"reben-milan{bits}", ev / f"reben-milan{bits}", f"MiLAN {bits} bit", reben_runs)
+    tables.append(("Real reBEN sample (24 pairs)", write_summary(ev / "reben", "rsir demo: reBEN sample",
+                                                                 reben_runs)))
+    return tables
 
 
 if __name__ == "__main__":
