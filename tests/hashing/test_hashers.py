@@ -12,7 +12,7 @@ from rsir.hashing import Hasher, HasherError, make_hasher
 from rsir.hashing.bitpack import hamming_matrix, hamming_one, pack_bits, popcount, unpack_bits
 from rsir.hashing.features import FeatureExtractor, glcm_contrast_homogeneity
 from rsir.hashing.klsh import KLSH
-from rsir.hashing.kslsh import KSLSH, phi, similarity_matrix
+from rsir.hashing.kslsh import KSLSH, phi, similarity_matrix, surrogate, surrogate_value
 from rsir.index.base import IndexFileError
 
 
@@ -192,3 +192,40 @@ def test_hasher_damaged_file(tmp_path: Path) -> None:
     f.write_bytes(f.read_bytes()[:-3])
     with pytest.raises(IndexFileError, match="truncated"):
         Hasher.load(out)
+
+
+def test_features_band_by_band_equal_whole_array_reference() -> None:
+    # raw() works band by band (no float64 copy of the whole batch, only the index bands de-normalised); the
+    # features must equal the whole-array computation it replaced, for float32 and float64 input, and leave
+    # the caller's images untouched (the percentiles partition scratch copies in place).
+    bands = ["B02", "B03", "B04", "B08", "B11"]
+    mean, std = np.array([400.0, 600, 500, 2500, 1800]), np.array([90.0, 120, 150, 700, 400])
+    fe = FeatureExtractor(bands, mean, std)
+    imgs = np.random.default_rng(3).normal(size=(5, 5, 12, 10)).astype(np.float32)
+    x = imgs.astype(np.float64)
+    refl = x * std[None, :, None, None] + mean[None, :, None, None]
+    ref = []
+    for c in range(5):
+        flat = x[:, c].reshape(5, -1)
+        ref += [flat.mean(1), flat.std(1), *np.percentile(flat, (10, 50, 90), axis=1)]
+    col = {b: i for i, b in enumerate(bands)}
+    for a, b in (("B08", "B04"), ("B03", "B08"), ("B11", "B08")):
+        va, vb = refl[:, col[a]], refl[:, col[b]]
+        ratio = np.clip((va - vb) / (va + vb), -1, 1).reshape(5, -1)
+        ref += [ratio.mean(1), ratio.std(1), *np.percentile(ratio, (10, 90), axis=1)]
+    before = imgs.copy()
+    got = fe.raw(imgs)
+    np.testing.assert_array_equal(got[:, :len(ref)], np.stack(ref, axis=1))
+    np.testing.assert_array_equal(got, fe.raw(x))
+    np.testing.assert_array_equal(imgs, before)
+    x_before = x.copy()
+    fe.raw(x)
+    np.testing.assert_array_equal(x, x_before)
+
+
+def test_kslsh_surrogate_value_is_the_surrogate() -> None:
+    rng = np.random.default_rng(4)
+    kk, a = rng.normal(size=(30, 6)), rng.normal(size=6)
+    r = 3.0 * np.where(rng.random((30, 30)) > 0.5, 1.0, -1.0)
+    r = (r + r.T) / 2
+    assert surrogate_value(a, kk, r) == surrogate(a, kk, r)[0]

@@ -21,10 +21,13 @@ INDICES: dict[str, tuple[str, str]] = {"ndvi": ("B08", "B04"), "ndwi": ("B03", "
 GLCM_LEVELS = 8
 
 
-def _summary(v: np.ndarray, pct: Sequence[float]) -> list[np.ndarray]:
+def _summary(v: np.ndarray, pct: Sequence[float], scratch: bool = False) -> list[np.ndarray]:
+    """Mean, std and percentiles per image of (N, ...) values; ``scratch``: ``v`` is a temporary the caller
+    no longer needs, so the percentiles partition it in place instead of copying it first (same values)."""
     flat = v.reshape(v.shape[0], -1)
     out = [flat.mean(1), flat.std(1)]
-    out += list(np.percentile(flat, pct, axis=1))
+    if len(pct):
+        out += list(np.percentile(flat, pct, axis=1, overwrite_input=scratch))
     return out
 
 
@@ -68,29 +71,45 @@ class FeatureExtractor:
 
     def raw(self, images: np.ndarray) -> np.ndarray:
         """Unstandardised features (N, dim) float64."""
-        x = np.asarray(images, dtype=np.float64)
+        # Work band by band in float64 (the images usually come as float32): a float64 copy of the whole batch
+        # and a de-normalised copy of every band cost more than all the statistics (page faults on 2 x N x C x
+        # H x W doubles); only the bands of the spectral indices are de-normalised. Same arithmetic as on the
+        # whole array, so the features are unchanged.
+        x = np.asarray(images)
         if x.ndim == 3:
             x = x[None]
         if x.ndim != 4 or x.shape[1] != len(self.bands):
             raise HasherError(f"features: expected N x {len(self.bands)} x H x W images "
                               f"({', '.join(self.bands)}), got shape {x.shape}")
+
+        def band(c: int) -> np.ndarray:
+            return np.array(x[:, c], dtype=np.float64)  # always a fresh copy (callers partition it in place)
+
         feats: list[np.ndarray] = []
         for c in range(x.shape[1]):
-            feats += _summary(x[:, c], (10, 50, 90))
-        refl = x
-        if self.band_mean is not None and self.band_std is not None:
-            refl = x * self.band_std[None, :, None, None] + self.band_mean[None, :, None, None]
+            feats += _summary(band(c), (10, 50, 90), scratch=True)
         col = {b: i for i, b in enumerate(self.bands)}
+        refl_cache: dict[int, np.ndarray] = {}
+
+        def refl(c: int) -> np.ndarray:
+            if c not in refl_cache:
+                v = band(c)
+                if self.band_mean is not None and self.band_std is not None:
+                    v = v * self.band_std[c] + self.band_mean[c]
+                refl_cache[c] = v
+            return refl_cache[c]
+
         for a, b in INDICES.values():
             if a in col and b in col:
-                va, vb = refl[:, col[a]], refl[:, col[b]]
+                va, vb = refl(col[a]), refl(col[b])
                 den = va + vb
                 ratio = np.where(np.abs(den) > 1e-9, (va - vb) / np.where(den == 0, 1.0, den), 0.0)
-                feats += _summary(np.clip(ratio, -1.0, 1.0), (10, 90))
+                feats += _summary(np.clip(ratio, -1.0, 1.0), (10, 90), scratch=True)
         if "VV" in col and "VH" in col:
-            d = refl[:, col["VV"]] - refl[:, col["VH"]]
+            d = refl(col["VV"]) - refl(col["VH"])
             feats += _summary(d, ())
-        grey = x.mean(axis=1)
+        refl_cache.clear()
+        grey = x.mean(axis=1, dtype=np.float64)
         q = np.clip(np.floor((np.clip(grey, -2.0, 2.0) + 2.0) / 4.0 * GLCM_LEVELS), 0, GLCM_LEVELS - 1)
         contrast, homog = glcm_contrast_homogeneity(q.astype(np.int16))
         gy, gx = np.gradient(grey, axis=(1, 2))

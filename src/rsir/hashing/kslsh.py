@@ -48,12 +48,18 @@ def surrogate(a: np.ndarray, kk: np.ndarray, r: np.ndarray) -> tuple[float, np.n
     return float(-f @ rf), -kk.T @ (rf * (1.0 - f * f))
 
 
+def surrogate_value(a: np.ndarray, kk: np.ndarray, r: np.ndarray) -> float:
+    """g(a) alone, computed exactly as ``surrogate`` does (the step search needs no gradient)."""
+    f = phi(kk @ a)
+    return float(-f @ (r @ f))
+
+
 def optimise_bit(a0: np.ndarray, kk: np.ndarray, r: np.ndarray, max_iter: int = 500, tol: float = 1e-2
                  ) -> tuple[np.ndarray, int]:
     """Nesterov-accelerated gradient descent with backtracking on g; returns (a*, iterations run)."""
     l_count = kk.shape[0]
     a_prev = a = a0.copy()
-    g_a, _ = surrogate(a, kk, r)
+    g_a = surrogate_value(a, kk, r)
     t_prev, t_cur = 0.0, 1.0
     lip = 1.0
     iterations = 0
@@ -64,7 +70,7 @@ def optimise_bit(a0: np.ndarray, kk: np.ndarray, r: np.ndarray, max_iter: int = 
         for j in range(51):  # step 1 / (lip * 2^j): the smallest j that passes the quadratic upper bound
             gamma = lip * 2.0 ** j
             cand = s - grad / gamma
-            g_c, _ = surrogate(cand, kk, r)
+            g_c = surrogate_value(cand, kk, r)
             diff = cand - s
             if g_c <= g_s + grad @ diff + 0.5 * gamma * (diff @ diff):
                 break
