@@ -128,3 +128,67 @@ def test_milan_pairs_sampler_two_classes():
         assert not set(anc) & set(pos)
     a, p, n = FixedTripletMiner()(torch.zeros(9, 2), torch.zeros(9))
     assert a.tolist() == [0, 1, 2] and p.tolist() == [3, 4, 5] and n.tolist() == [6, 7, 8]
+
+
+def _rank_candidates_loop(d_anchor, jaccard, d, candidates, positive):
+    """The per-anchor ranking written as a plain loop (scipy ranks, farthest-point walk), as a reference."""
+    from scipy.stats import rankdata
+
+    c = np.asarray(candidates)
+    r_rel = rankdata(-jaccard[c], method="average")
+    hard_key = -d_anchor[c] if positive else d_anchor[c]
+    r_hard = rankdata(hard_key, method="average")
+    hardest = [int(c[i]) for i in np.lexsort((c, hard_key))]
+    order = farthest_point_order(d, hardest, [], len(hardest))
+    r_div = np.array([order.index(int(v)) + 1 for v in c], dtype=float)
+    total = r_rel + r_hard + r_div
+    return [int(c[i]) for i in np.lexsort((c, r_hard, total))]
+
+
+def test_batched_ranking_matches_per_anchor_loop():
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        n = int(rng.integers(5, 40))
+        # integer coordinates make equal distances (ties) common, which the tie rules must resolve alike
+        emb = torch.from_numpy(rng.integers(0, 3, size=(n, 2)).astype(np.float32))
+        lab = torch.from_numpy((rng.random((n, 4)) < 0.35).astype(np.float32))
+        d = SquaredEuclidean().pairwise(emb).double().numpy()
+        labn = lab.numpy()
+        inter = labn @ labn.T
+        union = labn.sum(1)[:, None] + labn.sum(1)[None] - inter
+        jac = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+        pos, neg = (m.numpy() for m in relevance(lab))
+        for a in range(n):
+            for mask, is_pos in ((pos[a], True), (neg[a], False)):
+                cand = np.flatnonzero(mask).tolist()
+                want = _rank_candidates_loop(d[a], jac[a], d, cand, is_pos) if cand else []
+                assert rank_candidates(d[a], jac[a], d, cand, is_pos) == want, (trial, a, is_pos)
+
+
+def test_diverse_miner_matches_loop_over_anchors():
+    emb, lab = _batch(n=30, seed=11)
+    miner = MultiLabelDiverseMiner(anchor_fraction=0.5, n_pos=2, n_neg=3, distance=SquaredEuclidean(), seed=4)
+    a, p, n = miner(emb, lab)
+    ref = MultiLabelDiverseMiner(anchor_fraction=0.5, n_pos=2, n_neg=3, distance=SquaredEuclidean(), seed=4)
+    d = SquaredEuclidean().pairwise(emb).double().numpy()
+    pos, neg = (m.numpy() for m in relevance(lab))
+    labn = lab.numpy()
+    inter = labn @ labn.T
+    jac = inter / np.maximum(labn.sum(1)[:, None] + labn.sum(1)[None] - inter, 1)
+    eligible = [i for i in range(30) if pos[i].any() and neg[i].any()]
+    want = []
+    for an in ref.select_anchors(d, eligible):
+        ps = _rank_candidates_loop(d[an], jac[an], d, np.flatnonzero(pos[an]).tolist(), True)[:2]
+        ns = _rank_candidates_loop(d[an], jac[an], d, np.flatnonzero(neg[an]).tolist(), False)[:3]
+        want += [(an, pi, ni) for pi in ps for ni in ns]
+    assert list(zip(a.tolist(), p.tolist(), n.tolist(), strict=True)) == want
+
+
+def test_random_miner_draws_uniformly():
+    # anchor 0 has positives {1, 2, 3} and negatives {4, 5}: every one should be drawn about equally often
+    lab = torch.tensor([[1, 0], [1, 0], [1, 0], [1, 1], [0, 1], [0, 1]], dtype=torch.float32)
+    a, p, n = RandomTripletMiner(per_anchor=3000, seed=0)(torch.zeros(6, 2), lab)
+    p0, n0 = p[a == 0], n[a == 0]
+    assert set(p0.tolist()) == {1, 2, 3} and set(n0.tolist()) == {4, 5}
+    assert all(abs(int((p0 == j).sum()) - 1000) < 150 for j in (1, 2, 3))
+    assert all(abs(int((n0 == j).sum()) - 1500) < 150 for j in (4, 5))

@@ -17,10 +17,51 @@ from rsir.models.io import ModelMeta, load_model, save_model
 
 @pytest.mark.parametrize("bands,size", [(12, 16), (2, 8), (3, 12)])
 def test_resnet_any_band_count_and_size(bands, size):
-    net = ResNet(ResNetConfig(bands, width=8, blocks=[1, 1, 1])).eval()
+    net = ResNet(ResNetConfig(bands, width=8, blocks=[1, 1, 1]))
+    assert net.stem[0].weight.is_contiguous(memory_format=torch.channels_last)  # training layout
+    net.eval()
     y = net(torch.randn(3, bands, size, size))
     assert y.shape == (3, 32) and net.feature_dim == 32
+
+
+def test_memory_format_follows_mode_and_keeps_parameters():
+    net = ResNet(ResNetConfig(4, width=8, blocks=[1, 1]))
+    params = list(net.parameters())
+    opt = torch.optim.Adam(net.parameters())
+    x = torch.randn(2, 4, 16, 16)
+    net.eval()  # CPU inference: NCHW weights
+    assert net.stem[0].weight.is_contiguous() and net.memory_format == torch.contiguous_format
+    with torch.no_grad():
+        y_nchw = net(x)
+    net.train()
     assert net.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    # the same Parameter objects (the optimiser still holds them), and the same function in either layout
+    assert all(a is b for a, b in zip(params, net.parameters(), strict=True))
+    assert all(p is q for p, q in zip(params, opt.param_groups[0]["params"], strict=True))
+    net.eval()
+    with torch.no_grad():
+        assert torch.allclose(net(x), y_nchw, atol=1e-6)
+
+
+def test_fused_inference_copy_matches_network():
+    torch.manual_seed(0)
+    net = RetrievalNet(NetConfig(ResNetConfig(5, 8, [1, 2]), n_classes=3, bits=16, output="hash"))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(3):  # non-trivial batch-norm statistics and affine parameters
+        net.train()
+        loss = net(torch.randn(8, 5, 12, 12))["hash"].sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    fast = net.for_inference()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.encoder.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in net.encoder.modules())  # the original is untouched
+    x = torch.randn(4, 5, 12, 12)
+    with torch.no_grad():
+        a, b = net(x), fast(x)
+    for k in ("features", "hash", "logits"):
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
 
 
 def test_milan_head_structure():
@@ -74,6 +115,7 @@ def test_encoder_packs_thresholded_codes(tmp_path):
     net = _net(bits=12)
     enc = ModelEncoder(net, _meta())
     assert enc.metric == "hamming" and enc.dim == 12 and enc.kind == "model" and enc.modality == "s2"
+    assert enc.method == "model"  # the net's config.method when set ("milan", "classifier"), recorded by indexes
     x = np.random.default_rng(0).normal(size=(5, 4, 8, 8)).astype(np.float32)
     codes = enc.encode(x)
     assert codes.shape == (5, 2) and codes.dtype == np.uint8

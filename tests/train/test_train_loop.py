@@ -131,3 +131,20 @@ def test_cli_train_milan_e2e_and_resume(tmp_path, capsys):
     assert enc.dim == 8 and enc.metric == "hamming"
     assert len(load_model(out)[1].info["history"]) == 2
     assert main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_cosine_schedule_anneals_per_epoch_and_resumes(archive, tmp_path):
+    ds = SplitDataset(archive, "s2", "train")
+    cfg = TrainConfig(epochs=4, batch_size=8, lr=1e-3, schedule="cosine", progress=False, num_workers=0,
+                      checkpoint_dir=tmp_path / "c1", max_steps=1)
+    hist = fit(_cls_recipe(archive), ds, cfg)
+    # epoch e (0-based) trains at lr_0 * (1 + cos(pi e / E)) / 2: 1e-3, 8.54e-4, 5e-4, 1.46e-4
+    want = [1e-3 * (1 + np.cos(np.pi * e / 4)) / 2 for e in range(4)]
+    assert [e["lr"] for e in hist.epochs] == pytest.approx(want)
+    fit(_cls_recipe(archive), ds, replace(cfg, epochs=2, checkpoint_dir=tmp_path / "c2"))
+    # a run extended by --resume to 4 epochs: its first 2 epochs followed the 2-epoch schedule (1e-3, 5e-4),
+    # the resumed epochs follow the 4-epoch one
+    hist2 = fit(_cls_recipe(archive), ds, replace(cfg, checkpoint_dir=tmp_path / "c2", resume=True))
+    assert [e["lr"] for e in hist2.epochs] == pytest.approx([1e-3, 5e-4, *want[2:]])
+    with pytest.raises(ValueError, match="schedule"):
+        fit(_cls_recipe(archive), ds, replace(cfg, schedule="step"))

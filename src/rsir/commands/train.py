@@ -22,15 +22,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="default: 64 for the classifier, 90 (30 triplets, as MiLAN) for milan")
     p.add_argument("--lr", type=float, default=None, help="default: 1e-3 classifier, 1e-4 milan")
-    p.add_argument("--sampler", default="diverse", choices=["random", "batch-hard", "diverse", "milan-pairs"],
-                   help="triplet sampling for milan: multi-label random / batch-hard / Sumbul et al. diverse, or "
-                        "the original two-class MiLAN sampler (single-label archives only)")
+    p.add_argument("--sampler", default="random", choices=["random", "batch-hard", "diverse", "milan-pairs"],
+                   help="triplet sampling for milan: multi-label random (default; MiLAN's own sampler is random), "
+                        "batch-hard, Sumbul et al. diverse, or the original two-class MiLAN sampler (single-label "
+                        "archives only). On the hard simulated archive batch-hard and diverse collapse the frozen-"
+                        "feature hash head to one code (bench/results/milan.json, ablation)")
     p.add_argument("--loss", default="bce", choices=["bce", "focal"], help="classifier loss")
     p.add_argument("--features", default=None, metavar="MODEL_DIR",
                    help="classifier model whose features milan freezes (milan-e2e: starts from its encoder); "
                         "without it milan first trains a classifier itself")
     p.add_argument("--width", type=int, default=16, help="encoder base width")
     p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without better validation mAP")
+    p.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+                   help="learning rate: constant, or cosine-annealed to 0 over --epochs")
     p.add_argument("--no-augment", action="store_true", help="no flips / 90-degree rotations")
     p.add_argument("--preload", choices=["auto", "yes", "no"], default="auto",
                    help="load the splits into memory (auto: when they fit in 2 GiB)")
@@ -55,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         raise RsirError(f"--resume: no checkpoint at {ckpt / 'checkpoint.pt'}")
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size or 0, lr=args.lr, device=args.device,
                       seed=args.seed, num_workers=args.workers, patience=args.patience, checkpoint_dir=ckpt,
-                      resume=args.resume, progress=not args.quiet, max_steps=args.max_steps)
+                      resume=args.resume, progress=not args.quiet, max_steps=args.max_steps,
+                      schedule=args.schedule)
     preload = {"auto": None, "yes": True, "no": False}[args.preload]
     opts = MethodOptions(bits=args.bits, sampler=args.sampler, cls_loss=args.loss, width=args.width,
                          features=Path(args.features) if args.features else None, preload=preload,

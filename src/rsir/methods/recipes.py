@@ -65,7 +65,7 @@ class _MilanObjective:
     default_batch_size = 90              # MHCLN: 30 triplets per batch
     net: nn.Module
 
-    def __init__(self, sampler: str = "diverse", margin: float = 0.2, beta: float = 0.001, gamma: float = 1.0,
+    def __init__(self, sampler: str = "random", margin: float = 0.2, beta: float = 0.001, gamma: float = 1.0,
                  seed: int = 0) -> None:
         self.sampler = sampler
         self.miner = make_miner(sampler, seed)

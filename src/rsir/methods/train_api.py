@@ -26,7 +26,7 @@ class MethodOptions:
     """What differs between methods: code length, sampler, classifier loss, encoder width, frozen features."""
 
     bits: int = 64
-    sampler: str = "diverse"
+    sampler: str = "random"            # MiLAN samples at random; hard samplers collapse on hard data
     cls_loss: str = "bce"
     width: int = 16
     blocks: list[int] = field(default_factory=lambda: [1, 1, 1])
@@ -79,13 +79,13 @@ def train_classifier(archive: Archive, modality: str, out: Path, cfg: TrainConfi
     return TrainResult(path, hist)
 
 
-@torch.no_grad()
-def _features(net: RetrievalNet, ds: SplitDataset, device: torch.device, batch: int = 256) -> TensorItems:
-    net.eval().to(device)
+@torch.inference_mode()
+def _features(net: RetrievalNet, ds: SplitDataset, device: torch.device, batch: int = 64) -> TensorItems:
+    fast = net.eval().to(device).for_inference()  # the same fused network that encodes the archive later
     feats = []
     for s in range(0, len(ds), batch):
         xs = torch.stack([ds[i]["x"] for i in range(s, min(s + batch, len(ds)))]).to(device)
-        feats.append(net(xs)["features"].float().cpu())
+        feats.append(fast(xs)["features"].float().cpu())
     return TensorItems(torch.cat(feats), ds.labels, ds.positions)
 
 

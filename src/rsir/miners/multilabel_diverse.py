@@ -19,13 +19,16 @@ Choices where the published description (abstract + method outline available to 
   those already picked.
 - Rank aggregation is a Borda count: the sum of the three ranks (ties given their average rank); equal sums are
   broken by the hardness rank, then by batch position.
+
+The ranking of step 2 runs for all anchors (and both candidate sets) at once as array operations
+(:func:`rank_candidates_batch`), so the miner costs a few milliseconds per batch of 90 rather than a Python loop
+per anchor; tests check it against a per-anchor loop written by hand.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 from rsir.losses.triplet import Euclidean, SquaredEuclidean
 from rsir.miners.base import IndicesTuple, empty_tuple, relevance
@@ -55,22 +58,67 @@ def farthest_point_order(d: np.ndarray, candidates: list[int], start: list[int],
     return chosen
 
 
+def _average_ranks(v: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per row, 1-based ranks of the valid entries of ``v`` (ties get their average rank, as scipy rankdata)."""
+    vi, vj = v[:, :, None], v[:, None, :]
+    ok = valid[:, None, :]
+    less = ((vj < vi) & ok).sum(2)
+    equal = ((vj == vi) & ok).sum(2)
+    return less + (equal + 1) / 2.0
+
+
+def rank_candidates_batch(d_rows: np.ndarray, jac_rows: np.ndarray, d: np.ndarray, valid: np.ndarray,
+                          positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rank the candidate sets of many anchors at once by aggregated relevancy, hardness and diversity.
+
+    Row r describes one anchor's candidate set: ``d_rows[r]`` its distances to the B batch items,
+    ``jac_rows[r]`` their Jaccard relevance to it, ``valid[r]`` which items are candidates and ``positive[r]``
+    whether they are positives (hard = far) or negatives (hard = near). ``d`` is the B x B distance matrix.
+    Returns (order, counts): ``order[r, :counts[r]]`` are the candidates of row r, best first.
+    """
+    valid = np.asarray(valid, dtype=bool)
+    n_rows, b = valid.shape
+    counts = valid.sum(1)
+    if n_rows == 0 or b == 0:
+        return np.zeros((n_rows, b), np.int64), counts
+    hard_key = np.where(np.asarray(positive, dtype=bool)[:, None], -d_rows, d_rows)
+    r_rel = _average_ranks(-jac_rows, valid)
+    r_hard = _average_ranks(hard_key, valid)
+    # candidates in hardness order (ties by batch position); the diversity walk works in this order, so that
+    # argmax's first-maximum rule breaks distance ties towards the harder candidate, as the per-anchor loop does
+    perm = np.argsort(np.where(valid, hard_key, np.inf), axis=1, kind="stable")
+    rows = np.arange(n_rows)
+    valid_p = np.take_along_axis(valid, perm, 1)
+    r_div = np.zeros((n_rows, b))
+    has = counts > 0
+    r_div[rows[has], perm[has, 0]] = 1.0
+    mind = np.take_along_axis(d[perm[:, 0]], perm, 1)
+    mind = np.where(valid_p, mind, -np.inf)
+    mind[:, 0] = -np.inf
+    for t in range(1, int(counts.max(initial=0))):
+        live = rows[counts > t]
+        j = np.argmax(mind[live], axis=1)
+        picked = perm[live, j]
+        r_div[live, picked] = t + 1
+        mind[live, j] = -np.inf
+        new = np.take_along_axis(d[picked], perm[live], 1)
+        mind[live] = np.minimum(mind[live], new)
+    total = np.where(valid, r_rel + r_hard + r_div, np.inf)
+    idx = np.broadcast_to(np.arange(b), (n_rows, b))
+    order = np.lexsort((idx, r_hard, total), axis=-1)
+    return order, counts
+
+
 def rank_candidates(d_anchor: np.ndarray, jaccard: np.ndarray, d: np.ndarray, candidates: list[int],
                     positive: bool) -> list[int]:
-    """Order ``candidates`` by aggregated relevancy, hardness and diversity ranks (best first)."""
+    """Order ``candidates`` of one anchor by aggregated relevancy, hardness and diversity ranks (best first)."""
     if not candidates:
         return []
-    c = np.asarray(candidates)
-    r_rel = rankdata(-jaccard[c], method="average")
-    hard_key = -d_anchor[c] if positive else d_anchor[c]
-    r_hard = rankdata(hard_key, method="average")
-    hardest = [int(c[i]) for i in np.lexsort((c, hard_key))]
-    order = farthest_point_order(d, hardest, [], len(hardest))
-    pos_in_div = {v: i for i, v in enumerate(order)}
-    r_div = np.array([pos_in_div[int(v)] + 1 for v in c], dtype=float)
-    total = r_rel + r_hard + r_div
-    idx = np.lexsort((c, r_hard, total))
-    return [int(c[i]) for i in idx]
+    valid = np.zeros((1, len(d)), dtype=bool)
+    valid[0, candidates] = True
+    order, counts = rank_candidates_batch(np.asarray(d_anchor)[None], np.asarray(jaccard)[None], d, valid,
+                                          np.array([positive]))
+    return [int(v) for v in order[0, :counts[0]]]
 
 
 class MultiLabelDiverseMiner:
@@ -101,14 +149,26 @@ class MultiLabelDiverseMiner:
         inter = lab @ lab.T
         union = lab.sum(1)[:, None] + lab.sum(1)[None] - inter
         jac = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-        eligible = [i for i in range(len(d)) if pos[i].any() and neg[i].any()]
-        anchors = self.select_anchors(d, eligible)
-        trip: list[tuple[int, int, int]] = []
-        for a in anchors:
-            p_sel = rank_candidates(d[a], jac[a], d, np.flatnonzero(pos[a]).tolist(), True)[: self.n_pos]
-            n_sel = rank_candidates(d[a], jac[a], d, np.flatnonzero(neg[a]).tolist(), False)[: self.n_neg]
-            trip.extend((a, p, n) for p in p_sel for n in n_sel)
-        if not trip:
+        eligible = np.flatnonzero(pos.any(1) & neg.any(1)).tolist()
+        anchors = np.asarray(self.select_anchors(d, eligible), dtype=np.int64)
+        if len(anchors) == 0 or self.n_pos < 1 or self.n_neg < 1:
             return empty_tuple(embeddings.device)
-        t = torch.tensor(trip, dtype=torch.long, device=embeddings.device)
-        return t[:, 0], t[:, 1], t[:, 2]
+        na = len(anchors)
+        # rows 0..na-1: positive sets of the anchors, rows na..2na-1: their negative sets
+        rows = np.concatenate([anchors, anchors])
+        valid = np.concatenate([pos[anchors], neg[anchors]])
+        is_pos = np.repeat([True, False], na)
+        order, counts = rank_candidates_batch(d[rows], jac[rows], d, valid, is_pos)
+        p_sel, n_sel = order[:na, :self.n_pos], order[na:, :self.n_neg]
+        p_ok = np.arange(p_sel.shape[1])[None] < counts[:na, None]
+        n_ok = np.arange(n_sel.shape[1])[None] < counts[na:, None]
+        # all (p, n) combinations per anchor, anchor-major, positives before negatives
+        a_idx = np.broadcast_to(anchors[:, None, None], (na, p_sel.shape[1], n_sel.shape[1]))
+        p_idx = np.broadcast_to(p_sel[:, :, None], a_idx.shape)
+        n_idx = np.broadcast_to(n_sel[:, None, :], a_idx.shape)
+        keep = p_ok[:, :, None] & n_ok[:, None, :]
+        if not keep.any():
+            return empty_tuple(embeddings.device)
+        dev = embeddings.device
+        return (torch.from_numpy(a_idx[keep].copy()).to(dev), torch.from_numpy(p_idx[keep].copy()).to(dev),
+                torch.from_numpy(n_idx[keep].copy()).to(dev))

@@ -20,17 +20,22 @@ class ModelEncoder:
     Hash models (``metric == "hamming"``) return N x ceil(K/8) uint8 codes: bit k is ``h_k > 0.5`` (the MiLAN
     threshold on the sigmoid outputs), packed with ``np.packbits`` (big-endian within bytes). Feature models
     (``metric == "ip"``) return L2-normalised float32 features, so inner product = cosine similarity.
+    Encoding runs a copy of the network with the batch norms folded into the convolutions
+    (:meth:`RetrievalNet.for_inference`), in batches of ``batch_size`` (64 measured fastest on 2 CPU cores:
+    the activations of a batch stay in cache).
     """
 
     kind = "model"
 
-    def __init__(self, net: RetrievalNet, meta: ModelMeta, batch_size: int = 256,
+    def __init__(self, net: RetrievalNet, meta: ModelMeta, batch_size: int = 64,
                  device: str | torch.device = "cpu") -> None:
         self.net = net.eval().to(device)
+        self._fast = self.net.for_inference()
         self.meta = meta
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.modality = meta.modality
+        self.method = net.config.method or "model"  # recorded as the index's method (manifest, eval tables)
         self.hashing = net.config.output == "hash"
         self.metric = "hamming" if self.hashing else "ip"
         self.dim = net.config.bits if self.hashing else net.feature_dim
@@ -43,7 +48,7 @@ class ModelEncoder:
             raise ValueError(f"expected N x C x H x W images, got shape {tuple(x.shape)}")
         outs = []
         for s in range(0, len(x), self.batch_size):
-            out = self.net(x[s:s + self.batch_size].to(self.device, torch.float32))
+            out = self._fast(x[s:s + self.batch_size].to(self.device, torch.float32))
             y = out["hash"] if self.hashing else torch.nn.functional.normalize(out["features"], dim=1)
             outs.append(y.float().cpu())
         if not outs:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from rsir.models.heads import ClassifierHead, MilanHashHead
-from rsir.models.resnet import ResNet, ResNetConfig
+from rsir.models.resnet import ResNet, ResNetConfig, fuse_for_inference
 
 
 @dataclass
@@ -55,3 +55,12 @@ class RetrievalNet(nn.Module):
     @property
     def feature_dim(self) -> int:
         return self.encoder.feature_dim
+
+    def for_inference(self) -> RetrievalNet:
+        """An eval-mode copy for encoding: batch norms folded into the convolutions; shares the heads."""
+        fast = RetrievalNet.__new__(RetrievalNet)
+        nn.Module.__init__(fast)
+        fast.config = self.config
+        fast.encoder = fuse_for_inference(self.encoder)
+        fast.classifier, fast.hash_head = self.classifier, self.hash_head
+        return fast.eval()

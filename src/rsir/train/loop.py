@@ -41,6 +41,7 @@ class TrainConfig:
     max_steps: int | None = None       # per epoch, for quick runs
     amp: bool = True                   # mixed precision on CUDA only
     val_max_db: int | None = 20000     # cap on the validation database (first items in archive order)
+    schedule: str = "constant"         # "cosine": learning rate annealed to 0 over ``epochs`` (per epoch)
 
 
 @dataclass
@@ -168,6 +169,9 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
     seed_everything(cfg.seed)
     recipe.net.to(device)
     opt = recipe.optimizer(cfg.lr)
+    if cfg.schedule not in ("constant", "cosine"):
+        raise ValueError(f"unknown learning-rate schedule {cfg.schedule!r} (constant or cosine)")
+    base_lrs = [float(g["lr"]) for g in opt.param_groups]
     use_scaler = device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     hist = History()
@@ -194,6 +198,9 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
         sampler = batch_sampler_factory(epoch) if batch_sampler_factory is not None else None
         loader = make_loader(train, cfg.batch_size, True, cfg.seed, epoch, cfg.num_workers, sampler,
                              drop_last=len(train) > cfg.batch_size)  # type: ignore[arg-type]
+        if cfg.schedule == "cosine":  # closed form of the epoch, so a resumed or extended run follows cfg.epochs
+            for g, base in zip(opt.param_groups, base_lrs, strict=True):
+                g["lr"] = base * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
         recipe.net.train()
         t0 = time.perf_counter()
         n_seen, loss_sum, n_steps = 0, 0.0, 0
@@ -230,7 +237,8 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
             bar.close()
         secs = time.perf_counter() - t0
         rec: dict[str, float] = {"epoch": epoch + 1, "loss": loss_sum / max(n_steps, 1), "seconds": secs,
-                                 "patches_per_s": n_seen / max(secs, 1e-9)}
+                                 "patches_per_s": n_seen / max(secs, 1e-9), "lr": opt.param_groups[0]["lr"]}
+
         rec.update({k: v / max(n_steps, 1) for k, v in parts_sum.items()})
         if val_queries is not None and val_database is not None:
             m = evaluate(recipe, val_queries, val_database, cfg, device)
