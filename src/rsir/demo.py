@@ -149,7 +149,8 @@ def run_pipeline(out: Path, args: argparse.Namespace) -> list[tuple[str, str]]:
         rsir("index", sim, "--method", method, *extra, "--out", idx / name)
 
     step(4, "train a multi-label classifier (float features) and MiLAN hash codes on its frozen features")
-    rsir("train", sim, "--method", "classifier", "--epochs", args.epochs, "--out", models / "sim-classifier")
+    rsir("train", sim, "--method", "classifier", "--epochs", args.epochs, "--schedule", "cosine",
+         "--out", models / "sim-classifier")
     rsir("train", sim, "--method", "milan", "--bits", bits, "--epochs", 30,
          "--features", models / "sim-classifier", "--out", models / f"sim-milan{bits}")
     for m in ("sim-classifier", f"sim-milan{bits}"):
