@@ -148,3 +148,23 @@ def test_cosine_schedule_anneals_per_epoch_and_resumes(archive, tmp_path):
     assert [e["lr"] for e in hist2.epochs] == pytest.approx([1e-3, 5e-4, *want[2:]])
     with pytest.raises(ValueError, match="schedule"):
         fit(_cls_recipe(archive), ds, replace(cfg, schedule="step"))
+
+
+def test_same_seed_same_model_across_processes(archive, tmp_path):
+    # torch's global generator starts from a random seed in every process, so the weight initialisation must be
+    # seeded by train_model itself: draw from the global generator first, as another process would differ there
+    cfg = TrainConfig(epochs=1, batch_size=6, progress=False, num_workers=0, seed=3)
+    opts = MethodOptions(bits=8, width=8, blocks=[1, 1])
+    torch.manual_seed(123)
+    a = train_model(archive, "classifier", tmp_path / "a", cfg, opts)
+    torch.manual_seed(456)
+    b = train_model(archive, "classifier", tmp_path / "b", cfg, opts)
+    ma, mb = load_model(a.path)[0].state_dict(), load_model(b.path)[0].state_dict()
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)
+    torch.manual_seed(7)
+    m1 = train_model(archive, "milan", tmp_path / "m1", cfg, replace(opts, features=a.path))
+    torch.manual_seed(8)
+    m2 = train_model(archive, "milan", tmp_path / "m2", cfg, replace(opts, features=a.path))
+    h1, h2 = load_model(m1.path)[0].hash_head, load_model(m2.path)[0].hash_head
+    assert h1 is not None and h2 is not None
+    assert all(torch.equal(x, y) for x, y in zip(h1.state_dict().values(), h2.state_dict().values(), strict=True))

@@ -18,7 +18,7 @@ from rsir.models.io import ModelMeta, load_model, save_model
 from rsir.models.net import NetConfig, RetrievalNet
 from rsir.models.resnet import ResNetConfig
 from rsir.train.data import SplitDataset, TensorItems
-from rsir.train.loop import History, TrainConfig, fit, resolve_device
+from rsir.train.loop import History, TrainConfig, fit, resolve_device, seed_everything
 
 
 @dataclass
@@ -71,6 +71,7 @@ def train_classifier(archive: Archive, modality: str, out: Path, cfg: TrainConfi
     spec = archive.spec(modality)
     net_cfg = NetConfig(ResNetConfig(len(spec.bands), opts.width, list(opts.blocks)),
                         n_classes=len(archive.nomenclature), output="features", method="classifier")
+    seed_everything(cfg.seed)  # the weight initialisation too: same seed, same model
     recipe = ClassifierRecipe(net_cfg, opts.cls_loss)
     train, vq, vdb = _splits(archive, modality, opts, cfg.seed)
     cfg = replace(cfg, batch_size=cfg.batch_size or recipe.default_batch_size)
@@ -108,6 +109,7 @@ def train_milan(archive: Archive, modality: str, out: Path, cfg: TrainConfig, op
     train = _features(features_net, train_ds, device)
     vq = _features(features_net, vq_ds, device) if isinstance(vq_ds, SplitDataset) else None
     vdb: Dataset | None = ConcatDataset([train, vq]) if vq is not None else None
+    seed_everything(cfg.seed)
     recipe = MilanRecipe(features_net.feature_dim, opts.bits, sampler=opts.sampler, seed=cfg.seed)
     cfg = replace(cfg, batch_size=cfg.batch_size or recipe.default_batch_size, num_workers=0)
     sampler_factory = None
@@ -139,6 +141,7 @@ def train_milan_e2e(archive: Archive, modality: str, out: Path, cfg: TrainConfig
     spec = archive.spec(modality)
     enc = init.config.encoder if init is not None else ResNetConfig(len(spec.bands), opts.width, list(opts.blocks))
     net_cfg = NetConfig(enc, n_classes=0, bits=opts.bits, output="hash", method="milan-e2e")
+    seed_everything(cfg.seed)
     recipe = MilanE2ERecipe(net_cfg, sampler=opts.sampler, seed=cfg.seed)
     if init is not None:
         recipe.model.encoder.load_state_dict(init.encoder.state_dict())
