@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -237,6 +238,8 @@ def main() -> None:
                     help="ablation target mAP = this fraction of the best validation mAP any sampler reached")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-ablation", action="store_true")
+    ap.add_argument("--extra-seeds", type=int, nargs="*", default=[1, 2],
+                    help="also train MiLAN-64 heads with these seeds (run-to-run spread)")
     ap.add_argument("--features-bits", type=int, nargs="*", default=[64],
                     help="code lengths of KSLSH/LSH on the classifier's features (KSLSH fits take minutes)")
     ap.add_argument("--note", action="append", default=[], help="a line stored in the JSON (e.g. provenance)")
@@ -283,7 +286,7 @@ def main() -> None:
     rows: dict[str, dict[str, Any]] = {}
 
     def evaluate(name: str, index: Path, extra: dict[str, Any]) -> None:
-        ev = work / ("eval-" + name.split()[0].lower())
+        ev = work / ("eval-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))
         rec = run("eval", str(archive), str(index), "--protocol", "rsim", "--k", "20", "--out", str(ev))
         rows[name] = {**extra, **eval_metrics(ev), "eval_seconds": rec.get("seconds")}
 
@@ -314,6 +317,19 @@ def main() -> None:
         evaluate(f"MiLAN-{bits}", idx, {"method": f"milan (frozen classifier features, {args.sampler} sampling)",
                                         "bits": bits, "train": model_info(m), "train_wall_s": tr.get("seconds"),
                                         "index_wall_s": ix.get("seconds")})
+
+    # 2b. the spread over seeds of the hash head (the classifier stays the seed-0 one)
+    for seed in args.extra_seeds:
+        m = work / f"milan64-{args.sampler}-seed{seed}"
+        tr = run("train", str(archive), "--method", "milan", "--features", str(cls), "--bits", "64",
+                 "--sampler", args.sampler, "--epochs", str(args.milan_epochs), "--patience",
+                 str(args.milan_patience), "--out", str(m), "--seed", str(seed), "--workers", "0", "--quiet",
+                 skip_if=m / "config.json")
+        idx = work / f"index-milan64-seed{seed}"
+        ix = run("index", str(archive), "--model", str(m), "--out", str(idx), "--no-progress")
+        evaluate(f"MiLAN-64 seed {seed}", idx, {"method": f"milan, hash head seed {seed}", "bits": 64,
+                                                "train": model_info(m), "train_wall_s": tr.get("seconds"),
+                                                "index_wall_s": ix.get("seconds")})
 
     # 3. classic baselines on hand-crafted features
     for method in ("kslsh", "lsh"):
