@@ -2,9 +2,11 @@
 
 Measures, with os.getloadavg() recorded around every number (the 2 cores are shared with other sessions):
 - encode path as `rsir index --model` runs it (rsir.search.build_index with the model encoder): read from the
-  archive's LMDB store, resample to the 120 x 120 grid, normalise, forward, threshold and pack the bits, index;
-- the same reading and encoding with reading moved to a second thread (a prototype of a pipelined
-  build_index, labelled as such: it is not what `rsir index` does today);
+  archive's LMDB store, resample to the 120 x 120 grid, normalise, forward, threshold and pack the bits, index,
+  with the next batch read in a background thread (rsir.runtime.prefetch) while this one is encoded;
+- side by side, the reference path it replaced: the same reader and encoder in one loop (read 128, encode);
+- every measurement twice, in separate processes: with malloc as rsir tunes it (rsir.runtime.tune_allocator,
+  large freed blocks stay in the heap) and with glibc's defaults (RSIR_TUNE_MALLOC=0);
 - its parts: archive reading alone (Archive.batches), and the network alone (ModelEncoder.encode on
   normalised batches in memory), the latter also in the layout used before this benchmark's fixes
   (channels-last, batch norm not folded, batch 256) to show what the fixes bought;
@@ -13,8 +15,8 @@ Measures, with os.getloadavg() recorded around every number (the 2 cores are sha
 Each rate is measured ``--rounds`` times, interleaved; the JSON keeps every value, the best and the median.
 torch intra-op threads: each of ``--threads`` (default 1 and 2) in its own child process.
 
-Usage: .venv/bin/python bench/train_bench.py [--archive DIR] [--threads 1 2] [--rounds 3]
-       (without --archive a 1,024-item simulated hard archive is written under /work/bench-data/train-bench)
+Usage: .venv/bin/python bench/train_bench.py [--archive DIR] [--threads 1 2] [--rounds 3] [--allocators tuned default]
+       (without --archive a 4,096-item simulated hard archive is written under /work/bench-data/train-bench)
 Writes bench/results/train.json.
 """
 
@@ -24,11 +26,9 @@ import argparse
 import json
 import os
 import platform
-import queue
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,8 +64,11 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     """All measurements at one thread count (run in a fresh process so the OpenMP pool has that size)."""
     import torch
 
+    from rsir.runtime import tune_allocator
+
     threads = int(args.threads[0])
     torch.set_num_threads(threads)
+    tuned = tune_allocator()  # a no-op returning False under RSIR_TUNE_MALLOC=0 (the "default" children)
     from rsir.data.archive import open_archive
     from rsir.methods.recipes import ClassifierRecipe, MilanRecipe
     from rsir.models.encoder import ModelEncoder
@@ -102,7 +105,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         return run
 
     def read() -> int:
-        for _ids, _x in arch.batches(128, modality="s2"):
+        for _ids, _x in arch.batches(64, modality="s2"):
             pass
         return n
 
@@ -111,21 +114,10 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             build_index(arch, Path(tmp) / "idx", encoder=enc, progress=False)
         return n
 
-    def pipelined() -> int:
-        # prototype, not rsir code: the same read and encode calls, reading the next batch in a second thread
-        # while this one encodes (torch, LMDB and numpy release the GIL), as build_index could do
-        q: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=2)
-
-        def reader() -> None:
-            for _ids, xb in arch.batches(128, modality="s2"):
-                q.put(xb)
-            q.put(None)
-        t = threading.Thread(target=reader)
-        t.start()
-        codes = []
-        while (item := q.get()) is not None:
-            codes.append(enc.encode(item))
-        t.join()
+    def serial() -> int:
+        # the reference: build_index's loop before prefetching (read a batch of 128, then encode it, one thread
+        # of Python), same reader and encoder otherwise
+        codes = [enc.encode(xb) for _ids, xb in arch.batches(128, modality="s2")]
         return sum(len(c) for c in codes)
 
     cls = ClassifierRecipe(NetConfig(enc_cfg, n_classes=19))
@@ -158,7 +150,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
     tasks: dict[str, Callable[[], int]] = {
         "encode_path_index_model": whole,
-        "encode_path_pipelined_prototype": pipelined,
+        "encode_path_serial_reference": serial,
         "read_archive": read,
         "network_encode": lambda: len(enc.encode(x)),
         "network_encode_before": old_layout(),
@@ -169,7 +161,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(args.rounds):
         for k, fn in tasks.items():
             runs[k].append(_rate(fn, args.min_seconds))
-    return {"threads": threads, "torch_threads": torch.get_num_threads(), "items": n, **{k: _summary(v) for k, v in runs.items()}}
+    return {"threads": threads, "torch_threads": torch.get_num_threads(), "items": n,
+            "allocator": "tuned" if tuned else "glibc default", **{k: _summary(v) for k, v in runs.items()}}
 
 
 def machine() -> dict[str, Any]:
@@ -188,7 +181,9 @@ def machine() -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--archive", default=None, help="archive with an s2 modality (default: simulate 1,024 items)")
+    ap.add_argument("--archive", default=None, help="archive with an s2 modality (default: simulate 4,096 items)")
+    ap.add_argument("--allocators", nargs="+", default=["tuned", "default"], choices=["tuned", "default"],
+                    help="glibc malloc as rsir tunes it (rsir.runtime.tune_allocator) and/or left at its defaults")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
@@ -200,9 +195,9 @@ def main() -> None:
         print(json.dumps(child(args)))
         return
     if args.archive is None:
-        args.archive = "/work/bench-data/train-bench/sim-hard-1k"
+        args.archive = "/work/bench-data/train-bench/sim-hard-4k"
         if not (Path(args.archive) / "manifest.json").exists():
-            subprocess.run([str(Path(sys.executable).parent / "rsir"), "simulate", "--n", "1024", "--out",
+            subprocess.run([str(Path(sys.executable).parent / "rsir"), "simulate", "--n", "4096", "--out",
                             args.archive, "--difficulty", "hard", "--seed", "0", "--bitemporal", "0", "--workers",
                             "1", "--quiet"], check=True)
     res: dict[str, Any] = {
@@ -210,11 +205,13 @@ def main() -> None:
         "archive": args.archive, "machine": machine(), "width": args.width, "rounds": args.rounds,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_start": _load(), "by_threads": {}}
     for th in args.threads:
-        env = {**os.environ, "OMP_NUM_THREADS": str(th)}
-        cmd = [sys.executable, __file__, "--child", "--archive", args.archive, "--threads", str(th), "--width",
-               str(args.width), "--rounds", str(args.rounds), "--min-seconds", str(args.min_seconds)]
-        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-        res["by_threads"][str(th)] = json.loads(out.strip().splitlines()[-1])
+        for alloc in args.allocators:
+            env = {**os.environ, "OMP_NUM_THREADS": str(th), "RSIR_TUNE_MALLOC": "1" if alloc == "tuned" else "0"}
+            cmd = [sys.executable, __file__, "--child", "--archive", args.archive, "--threads", str(th), "--width",
+                   str(args.width), "--rounds", str(args.rounds), "--min-seconds", str(args.min_seconds)]
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+            key = str(th) if alloc == "tuned" else f"{th} (glibc default malloc)"
+            res["by_threads"][key] = json.loads(out.strip().splitlines()[-1])
     res["loadavg_end"] = _load()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))

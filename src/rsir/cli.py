@@ -13,6 +13,7 @@ from types import ModuleType
 import rsir.commands
 from rsir import __version__
 from rsir.errors import RsirError
+from rsir.runtime import tune_allocator
 
 
 def _command_modules() -> list[ModuleType]:
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 1
+    tune_allocator()  # large batches reuse heap pages instead of faulting in fresh ones (rsir.runtime)
     try:
         return int(args._run(args) or 0)
     except RsirError as e:

@@ -24,12 +24,13 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from rsir.data.archive import Archive, open_archive
-from rsir.data.bands import normalize, to_grid
+from rsir.data.bands import to_grid
 from rsir.errors import NotFoundError, RsirError
 from rsir.hashing import Hasher, hasher_class
 from rsir.hashing.features import FeatureExtractor
 from rsir.index import FloatIndex, HammingIndex, Index, open_index
 from rsir.index.base import replace_dir
+from rsir.runtime import prefetch, tune_allocator
 
 INDEX_DIR_FORMAT = "rsir-index-dir"
 INDEX_DIR_VERSION = 1
@@ -164,7 +165,7 @@ def make_index(metric: str, dim: int, kind: str = "flat", n: int = 0, seed: int 
 
 def build_index(archive: Archive | str | Path, out: str | Path, method: str = "lsh", bits: int = 64,
                 modality: str | None = None, index_kind: str = "flat", seed: int = 0, encoder: Encoder | None = None,
-                progress: bool = True, batch_size: int = 128) -> Path:
+                progress: bool = True, batch_size: int = 64) -> Path:
     """Fit (unless ``encoder`` is given), encode every archive item, index the codes, write an INDEX dir."""
     t0 = time.perf_counter()
     arch = archive if isinstance(archive, Archive) else open_archive(archive)
@@ -178,7 +179,9 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
     index = make_index(encoder.metric, encoder.dim, index_kind, n=len(arch), seed=seed)
     all_ids: list[str] = []
     chunks: list[np.ndarray] = []
-    for ids, x in arch.batches(batch_size, modality=mod, progress=progress):
+    tune_allocator()
+    # reading the next batch (LMDB, decoding, resampling) overlaps with encoding this one
+    for ids, x in prefetch(arch.batches(batch_size, modality=mod, progress=progress), depth=2):
         all_ids += ids
         chunks.append(encoder.encode(x))
     if chunks:
@@ -315,9 +318,8 @@ class Searcher:
         if missing:
             raise PipelineError(f"modality {spec.name} needs bands {', '.join(spec.bands)}; missing "
                                 f"{', '.join(missing)}")
-        x = to_grid({b: np.asarray(arrays[b]) for b in spec.bands}, spec.bands, spec.grid)
         mean, std = self.archive.band_stats(spec.name, spec.bands)
-        return normalize(x, mean, std)
+        return to_grid({b: np.asarray(arrays[b]) for b in spec.bands}, spec.bands, spec.grid, mean=mean, std=std)
 
     def read_file(self, path: str | Path) -> dict[str, np.ndarray]:
         """Band arrays of an uploaded .npz (one array per band name) or GeoTIFF (bands in modality order)."""

@@ -132,3 +132,24 @@ def test_to_grid_batch_refuses_mixed_band_shapes():
     b = {"B02": np.zeros((4, 4), np.float32), "B05": np.zeros((3, 3), np.float32)}
     with pytest.raises(RsirError, match="B05"):
         to_grid_batch([a, b], ["B02", "B05"], (4, 4))
+
+
+def test_to_grid_batch_normalises_before_resampling_like_normalize_after():
+    # normalising the 20 m / 60 m bands at their native size equals normalising the resampled grid, because the
+    # interpolation weights sum to one; band order, mixed dtypes and big-endian input are kept straight
+    from rsir.data.bands import normalize, to_grid_batch
+
+    rng = np.random.default_rng(0)
+    items = [{"B02": rng.integers(0, 10000, (12, 12)).astype(np.uint16),
+              "B05": rng.integers(0, 10000, (6, 6)).astype(">u2"),
+              "B01": rng.normal(500, 90, (2, 2)).astype(np.float64),
+              "B03": rng.normal(0, 1, (12, 12)).astype(np.float32)} for _ in range(3)]
+    order = ["B01", "B02", "B03", "B05"]
+    mean, std = [500.0, 4000.0, 0.0, 5000.0], [90.0, 2000.0, 0.0, 3000.0]  # a zero std divides by one
+    fused = to_grid_batch(items, order, (12, 12), mean=mean, std=std)
+    after = normalize(to_grid_batch(items, order, (12, 12)), mean, std)
+    assert fused.shape == (3, 4, 12, 12) and fused.dtype == np.float32
+    np.testing.assert_allclose(fused, after, rtol=1e-5, atol=1e-5)
+    # the 10 m bands are not resampled: exactly (x - mean) / std of the stored values
+    np.testing.assert_allclose(fused[1, 1], (items[1]["B02"].astype(np.float32) - 4000.0) / 2000.0, rtol=1e-6)
+    np.testing.assert_array_equal(fused[2, 2], items[2]["B03"])

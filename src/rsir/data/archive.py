@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import safetensors.numpy as stnp
 
-from rsir.data.bands import ModalitySpec, normalize, quicklook, to_grid, to_grid_batch
+from rsir.data.bands import ModalitySpec, quicklook, to_grid, to_grid_batch
 from rsir.data.nomenclature import Nomenclature
 from rsir.errors import ArchiveError, ItemError, NotFoundError, RsirError
 
@@ -445,11 +445,8 @@ class Archive:
         """Float32 CxHxW array on the modality's common grid, normalised with the training statistics."""
         spec = self.spec(modality)
         order = list(bands or spec.bands)
-        x = to_grid(self.get(item, spec.name), order, spec.grid)
-        if normalized:
-            mean, std = self.band_stats(spec.name, order)
-            x = normalize(x, mean, std)
-        return x
+        mean, std = self.band_stats(spec.name, order) if normalized else (None, None)
+        return to_grid(self.get(item, spec.name), order, spec.grid, mean=mean, std=std)
 
     def quicklook(self, item: str | int, modality: str | None = None) -> np.ndarray:
         """HxWx3 uint8 quicklook of one item (true colour or SAR false colour)."""
@@ -467,11 +464,11 @@ class Archive:
             it = tqdm(it, total=math.ceil(len(pos) / batch_size), desc="reading", unit="batch")
         spec = self.spec(modality)
         order = list(spec.bands)
-        mean, std = self.band_stats(spec.name, order)
+        mean, std = self.band_stats(spec.name, order) if normalized else (None, None)
         for s in it:
             chunk = pos[s:s + batch_size]
-            x = to_grid_batch([self.get(int(p), spec.name) for p in chunk], order, spec.grid)
-            yield [self.ids[p] for p in chunk], normalize(x, mean, std) if normalized else x
+            x = to_grid_batch([self.get(int(p), spec.name) for p in chunk], order, spec.grid, mean=mean, std=std)
+            yield [self.ids[p] for p in chunk], x
 
     def dataset(self, modality: str | Sequence[str] | None = None, split: str | None = None,
                 normalized: bool = True, transforms: Callable[[dict], dict] | None = None) -> ArchiveDataset:

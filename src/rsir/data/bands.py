@@ -101,44 +101,72 @@ def s1_spec(size: int = 120, name: str = "s1") -> ModalitySpec:
 
 
 def to_grid(bands: Mapping[str, np.ndarray], order: Sequence[str], grid: tuple[int, int],
-            mode: str = RESAMPLING) -> np.ndarray:
-    """Stack ``order`` bands into a float32 CxHxW array on ``grid``, resampling bands of other sizes."""
-    return to_grid_batch([bands], order, grid, mode)[0]
+            mode: str = RESAMPLING, mean: Sequence[float] | None = None,
+            std: Sequence[float] | None = None) -> np.ndarray:
+    """Stack ``order`` bands into a float32 CxHxW array on ``grid``, resampling bands of other sizes.
+
+    With ``mean`` and ``std`` the result is also normalised, as :func:`normalize` does.
+    """
+    return to_grid_batch([bands], order, grid, mode, mean, std)[0]
+
+
+_TORCH_READY = {"uint8", "int8", "int16", "uint16", "int32", "int64", "float16", "float32", "float64"}
+
+
+def _scale_shift(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (1/std, mean) as C x 1 x 1 float32 tensors (a zero std divides by 1, as normalize does)."""
+    m = torch.as_tensor(np.asarray(mean, dtype=np.float32)).reshape(-1, 1, 1)
+    s = torch.as_tensor(np.asarray(std, dtype=np.float32)).reshape(-1, 1, 1)
+    return 1.0 / torch.where(s > 0, s, torch.ones_like(s)), m
 
 
 def to_grid_batch(items: Sequence[Mapping[str, np.ndarray]], order: Sequence[str], grid: tuple[int, int],
-                  mode: str = RESAMPLING) -> np.ndarray:
+                  mode: str = RESAMPLING, mean: Sequence[float] | None = None,
+                  std: Sequence[float] | None = None) -> np.ndarray:
     """Stack ``order`` bands of several items into a float32 NxCxHxW array on ``grid``.
 
-    Bands of one native size (the 20 m and the 60 m bands of Sentinel-2) are resampled together, all items at
-    once: one interpolation call per size instead of one per item and size.
+    Bands of one native size (the 20 m and the 60 m bands of Sentinel-2) are stacked in their stored dtype,
+    converted and resampled together, all items at once: one interpolation call per size instead of one per
+    item and size. With ``mean`` and ``std`` the bands are normalised before they are resampled, at their
+    native size (a fraction of the pixels): bilinear, bicubic and nearest interpolation weights sum to one,
+    so this equals normalising afterwards up to float rounding.
     """
-    out = np.empty((len(items), len(order), grid[0], grid[1]), dtype=np.float32)
+    grid = (int(grid[0]), int(grid[1]))
     by_shape: dict[tuple[int, int], list[int]] = {}
-    for j, bands in enumerate(items):
-        for i, b in enumerate(order):
-            if b not in bands:
+    for i, b in enumerate(order):
+        for j, bands in enumerate(items):
+            a = bands.get(b)
+            if a is None:
                 raise RsirError(f"band {b!r} missing (have {sorted(bands)})")
-            a = bands[b]
             if a.ndim != 2:
                 raise RsirError(f"band {b!r} has shape {a.shape}, expected 2-D")
-            if a.shape == tuple(grid):
-                out[j, i] = a
-            elif j == 0:
-                by_shape.setdefault((int(a.shape[0]), int(a.shape[1])), []).append(i)
-            elif i not in by_shape.get((int(a.shape[0]), int(a.shape[1])), ()):
-                raise RsirError(f"band {b!r} has shape {a.shape} in item {j} of the batch but another shape in "
-                                "its first item")
+            shape = (int(a.shape[0]), int(a.shape[1]))
+            if j == 0:
+                by_shape.setdefault(shape, []).append(i)
+                first = shape
+            elif shape != first:
+                raise RsirError(f"band {b!r} has shape {a.shape} in item {j} of the batch but {first} in its "
+                                "first item")
+    out = torch.empty((len(items), len(order), *grid), dtype=torch.float32)
+    scale = shift = None
+    if mean is not None and std is not None:
+        scale, shift = _scale_shift(mean, std)
     for shape, idx in by_shape.items():
-        x = np.empty((len(items), len(idx), *shape), dtype=np.float32)
-        for j, bands in enumerate(items):
-            for c, i in enumerate(idx):
-                x[j, c] = bands[order[i]]
-        t = torch.from_numpy(x)
-        y = F.interpolate(t, size=grid, mode=mode, align_corners=False) if mode != "nearest" else \
-            F.interpolate(t, size=grid, mode="nearest")
-        out[:, idx] = y.numpy()
-    return out
+        names = [order[i] for i in idx]
+        stack = np.stack([bands[b] for bands in items for b in names]).reshape(len(items), len(idx), *shape)
+        if not stack.dtype.isnative or stack.dtype.name not in _TORCH_READY:
+            stack = stack.astype(np.float32)
+        t = torch.from_numpy(stack).to(torch.float32)  # the stack is ours: working in place is safe
+        if scale is not None and shift is not None:
+            t = t.sub_(shift[idx]).mul_(scale[idx])
+        if shape != grid:
+            t = F.interpolate(t, size=grid, mode=mode, align_corners=False) if mode != "nearest" else \
+                F.interpolate(t, size=grid, mode="nearest")
+        if len(by_shape) == 1:
+            out = t
+        else:
+            out.index_copy_(1, torch.tensor(idx), t)
+    return out.numpy()
 
 
 def normalize(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from rsir.runtime import tune_allocator
 from rsir.train.validation import validation_map
 
 
@@ -167,6 +168,7 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
     """
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
+    tune_allocator()
     recipe.net.to(device)
     opt = recipe.optimizer(cfg.lr)
     if cfg.schedule not in ("constant", "cosine"):
