@@ -19,6 +19,20 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_archive(tmp_path_factory.mktemp("arch") / "tiny", n=30, size=12)
 
 
+def test_fit_sample_caps_the_training_items(tiny: Path, tmp_path: Path) -> None:
+    from rsir.data.archive import open_archive
+
+    n_train = len(open_archive(tiny).split_positions("train"))
+    full = build_index(tiny, tmp_path / "full", method="kslsh", bits=8, progress=False)
+    assert json.loads((full / "manifest.json").read_text())["fit_items"] == n_train
+    out = build_index(tiny, tmp_path / "few", method="kslsh", bits=8, progress=False, fit_sample=6)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["fit_items"] == 6 < n_train and m["count"] == 30
+    with pytest.raises(PipelineError, match="fit-sample"):
+        build_index(tiny, tmp_path / "bad", method="lsh", bits=8, progress=False, fit_sample=1)
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("method,kind", [("itq", "flat"), ("kslsh", "mih"), ("klsh", "ivf"), ("float", "flat")])
 def test_build_and_search(tiny: Path, tmp_path: Path, method: str, kind: str) -> None:
     out = build_index(tiny, tmp_path / "idx", method=method, bits=16, index_kind=kind, progress=False)

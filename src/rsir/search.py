@@ -67,6 +67,7 @@ class FeatureHashEncoder:
     """Hand-crafted features (standardised with training statistics) + a classic hasher, or the features alone."""
 
     kind: str = "classic"
+    fit_items: int | None = None  # training items the features and the hasher were fitted on
 
     def __init__(self, modality: str, extractor: FeatureExtractor, hasher: Hasher | None) -> None:
         self.modality = modality
@@ -101,7 +102,9 @@ class FeatureHashEncoder:
             hasher = hasher_class(method)(bits, seed=seed)
             labels = archive.labels[pos] if hasher.supervised else None
             hasher.fit(feats, labels)
-        return cls(spec.name, extractor, hasher)
+        enc = cls(spec.name, extractor, hasher)
+        enc.fit_items = int(pos.size)
+        return enc
 
     def features(self, images: np.ndarray) -> np.ndarray:
         """Standardised hand-crafted features (N, F) float32."""
@@ -165,15 +168,20 @@ def make_index(metric: str, dim: int, kind: str = "flat", n: int = 0, seed: int 
 
 def build_index(archive: Archive | str | Path, out: str | Path, method: str = "lsh", bits: int = 64,
                 modality: str | None = None, index_kind: str = "flat", seed: int = 0, encoder: Encoder | None = None,
-                progress: bool = True, batch_size: int = 64) -> Path:
-    """Fit (unless ``encoder`` is given), encode every archive item, index the codes, write an INDEX dir."""
+                progress: bool = True, batch_size: int = 64, fit_sample: int | None = None) -> Path:
+    """Fit (unless ``encoder`` is given), encode every archive item, index the codes, write an INDEX dir.
+
+    ``fit_sample`` caps the training items a classic method is fitted on (default :data:`FIT_SAMPLE`).
+    """
     t0 = time.perf_counter()
     arch = archive if isinstance(archive, Archive) else open_archive(archive)
     if encoder is None:
         if bits % 8 and method != "float":
             raise PipelineError(f"--bits must be a multiple of 8, got {bits}")
         mod = modality or arch.primary_modality
-        encoder = FeatureHashEncoder.fit(arch, method, bits, mod, seed=seed, progress=progress)
+        if fit_sample is not None and fit_sample < 2:
+            raise PipelineError(f"--fit-sample must be at least 2, got {fit_sample}")
+        encoder = FeatureHashEncoder.fit(arch, method, bits, mod, seed=seed, sample=fit_sample, progress=progress)
     mod = encoder.modality
     arch.spec(mod)  # clear error when the archive lacks the encoder's modality
     index = make_index(encoder.metric, encoder.dim, index_kind, n=len(arch), seed=seed)
@@ -199,7 +207,8 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
             "modality": mod, "method": getattr(encoder, "method", method), "encoder_type": encoder.kind,
             "bits": encoder.dim if encoder.metric == "hamming" else None, "dim": encoder.dim,
             "metric": encoder.metric, "index_kind": index_kind, "count": len(index), "archive_items": len(arch),
-            "seed": seed, "build_seconds": round(time.perf_counter() - t0, 3),
+            "seed": seed, "fit_items": getattr(encoder, "fit_items", None),
+            "build_seconds": round(time.perf_counter() - t0, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))

@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modality", default=None, help="modality to index (default: the archive's first)")
     p.add_argument("--kind", default="flat", choices=["flat", "ivf", "mih"],
                    help="flat = exact faiss scan, ivf = faiss IVF (approximate), mih = multi-index hashing")
+    p.add_argument("--fit-sample", type=int, default=None, metavar="N",
+                   help="training items to fit a classic method on (default: 20000 for lsh/itq/float, 3000 for "
+                        "klsh, 2000 labelled for kslsh; fewer fit faster, KSLSH cost grows with N squared)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -28,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     encoder = load_encoder("model", args.model) if args.model else None
     out = build_index(args.archive, args.out, method=args.method, bits=args.bits, modality=args.modality,
-                      index_kind=args.kind, seed=args.seed, encoder=encoder, progress=not args.no_progress)
+                      index_kind=args.kind, seed=args.seed, encoder=encoder, progress=not args.no_progress,
+                      fit_sample=args.fit_sample)
     import json
 
     m = json.loads((out / "manifest.json").read_text())
