@@ -124,7 +124,9 @@ def test_cli_train_milan_e2e_and_resume(tmp_path, capsys):
     args = [str(apath), "--method", "milan-e2e", "--bits", "8", "--epochs", "1", "--out", str(out),
             "--batch-size", "6", "--width", "8", "--quiet", "--workers", "0"]
     assert main(["train", *args]) == 0
-    assert "wrote milan-e2e model" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote milan-e2e model" in printed and f"{out / 'training.png'}" in printed
+    assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     args[args.index("--epochs") + 1] = "2"
     assert main(["train", *args, "--resume"]) == 0
     enc = load_model_encoder(out)

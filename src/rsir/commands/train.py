@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.method} model to {res.path}"
           + (f" (best validation mAP@20(A) {best:.4f} at epoch {res.history.best_epoch})" if best >= 0 else
              " (no validation split: last epoch kept)"))
+    if (res.path / "training.png").exists():
+        print(f"loss and validation mAP per epoch: {res.path / 'training.png'}")
     for n in res.notes:
         print(f"note: {n}")
     return 0

@@ -148,6 +148,32 @@ def plot_pk_curve(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str
     return _save(plt, fig, path)
 
 
+def plot_training(curves: Mapping[str, Sequence[Mapping[str, float]]], path: str | Path,
+                  title: str = "training") -> Path:
+    """Mean training loss and validation mAP@20 (A) per epoch, one line per run (``curves[name]`` = the
+    per-epoch records of ``History.epochs``); the best validation epoch of each run is marked."""
+    plt = _figure()
+    fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for name, epochs in curves.items():
+        ep = [int(e["epoch"]) for e in epochs]
+        ax_l.plot(ep, [e["loss"] for e in epochs], label=name)
+        vals = [(int(e["epoch"]), float(e["val_map@20"])) for e in epochs if e.get("val_map@20") is not None]
+        if vals:
+            line = ax_m.plot([v[0] for v in vals], [v[1] for v in vals], marker=".", label=name)[0]
+            best = max(vals, key=lambda v: v[1])
+            ax_m.plot([best[0]], [best[1]], marker="*", markersize=12, color=line.get_color())
+    ax_l.set_xlabel("epoch")
+    ax_l.set_ylabel("mean training loss")
+    ax_l.grid(alpha=0.3)
+    ax_m.set_xlabel("epoch")
+    ax_m.set_ylabel("validation mAP@20 (A)")
+    ax_m.grid(alpha=0.3)
+    if len(curves) > 1:
+        ax_m.legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(plt, fig, path)
+
+
 def write_report(out_dir: str | Path, results: Mapping[str, Mapping[str, Any]],
                  meta: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write eval.json, eval.md and the plots for several methods; ``results[name]`` = EvalResult.to_json()."""

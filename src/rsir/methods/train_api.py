@@ -167,7 +167,7 @@ def train_model(archive: str | Path | Archive, method: str, out: str | Path, cfg
         raise RsirError(f"archive {a.path} has no labels; {method} is a supervised method")
     out = Path(out)
     if method == "classifier":
-        return train_classifier(a, mod, out, cfg, opts)
+        return _with_plot(train_classifier(a, mod, out, cfg, opts), method)
     notes: list[str] = []
     feats: RetrievalNet | None = None
     if opts.features is not None:
@@ -187,4 +187,14 @@ def train_model(archive: str | Path | Archive, method: str, out: str | Path, cfg
     else:
         res = train_milan_e2e(a, mod, out, cfg, opts, feats)
     res.notes = notes + res.notes
+    return _with_plot(res, method)
+
+
+def _with_plot(res: TrainResult, method: str) -> TrainResult:
+    """Add ``training.png`` (loss and validation mAP per epoch) to the model directory."""
+    from rsir.eval.report import plot_training
+
+    if res.history.epochs:
+        plot_training({method: res.history.epochs}, res.path / "training.png",
+                      f"{method}: {res.path.name} (best epoch {res.history.best_epoch})")
     return res
