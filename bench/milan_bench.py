@@ -40,6 +40,7 @@ from train_bench import machine  # noqa: E402
 
 from rsir.data.archive import open_archive  # noqa: E402
 from rsir.eval.protocols import evaluate_full, split_queries  # noqa: E402
+from rsir.eval.report import plot_training  # noqa: E402
 from rsir.hashing import hasher_class  # noqa: E402
 from rsir.search import Searcher  # noqa: E402
 
@@ -214,6 +215,15 @@ def markdown(doc: dict[str, Any]) -> str:
     return out
 
 
+def plot_ablation(doc: dict[str, Any], work: Path, out_json: Path) -> None:
+    """<out>_ablation.png: loss and validation mAP per epoch of each sampler's MiLAN-64 run (from its model)."""
+    png = out_json.with_name(out_json.stem + "_ablation.png")
+    curves = {k: json.loads((work / f"ablation-milan64-{k}" / "config.json").read_text())["info"]["history"]
+              for k in doc["ablation"]["samplers"]}
+    plot_training(curves, png, f"MiLAN 64 bit: triplet samplers ({doc['archive']['difficulty']} simulated archive)")
+    doc["ablation"]["plot"] = str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png)
+
+
 def epochs_to_reach(curve: list[float], target: float) -> int | None:
     for i, v in enumerate(curve):
         if v >= target:
@@ -238,6 +248,10 @@ def main() -> None:
                     help="ablation target mAP = this fraction of the best validation mAP any sampler reached")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-ablation", action="store_true")
+    ap.add_argument("--ablation-only", action="store_true",
+                    help="only the classifier (float row) and the sampler ablation")
+    ap.add_argument("--difficulty", default="hard", choices=["easy", "medium", "hard"],
+                    help="simulator difficulty, if the archive is not there yet (and recorded in the JSON)")
     ap.add_argument("--extra-seeds", type=int, nargs="*", default=[1, 2],
                     help="also train MiLAN-64 heads with these seeds (run-to-run spread)")
     ap.add_argument("--features-bits", type=int, nargs="*", default=[64],
@@ -262,6 +276,7 @@ def main() -> None:
         doc = json.loads(Path(args.out).read_text())
         if args.summarise_only and "ablation" in doc:
             summarise_ablation(doc["ablation"], args.target_fraction)
+            plot_ablation(doc, Path(args.work), Path(args.out))
             Path(args.out).write_text(json.dumps(doc, indent=2))
         print(markdown(doc))
         return
@@ -276,11 +291,11 @@ def main() -> None:
                            "loadavg_start": [round(v, 2) for v in os.getloadavg()], "notes": args.note}
     t_all = time.perf_counter()
     if not (archive / "manifest.json").exists():
-        run("simulate", "--n", str(args.n), "--out", str(archive), "--difficulty", "hard", "--seed", "0",
+        run("simulate", "--n", str(args.n), "--out", str(archive), "--difficulty", args.difficulty, "--seed", "0",
             "--bitemporal", "0", "--workers", "2", "--quiet")
     arch = open_archive(archive)
     counts = arch.catalog["split"].value_counts().to_dict()
-    res["archive"] = {"path": str(archive), "simulated": True, "difficulty": "hard", "seed": 0, "items": len(arch),
+    res["archive"] = {"path": str(archive), "simulated": True, "difficulty": args.difficulty, "seed": 0, "items": len(arch),
                       "splits": {str(k): int(v) for k, v in counts.items()}, "patch": "S2 12 x 120 x 120",
                       "queries": int(counts.get("validation", 0)), "database": int(counts.get("test", 0))}
     rows: dict[str, dict[str, Any]] = {}
@@ -305,7 +320,7 @@ def main() -> None:
 
     # 2. MiLAN at each code length
     milan_models: dict[int, Path] = {}
-    for bits in args.bits:
+    for bits in ([] if args.ablation_only else args.bits):
         m = work / f"milan{bits}-{args.sampler}"
         tr = run("train", str(archive), "--method", "milan", "--features", str(cls), "--bits", str(bits),
                  "--sampler", args.sampler, "--epochs", str(args.milan_epochs), "--patience",
@@ -319,7 +334,7 @@ def main() -> None:
                                         "index_wall_s": ix.get("seconds")})
 
     # 2b. the spread over seeds of the hash head (the classifier stays the seed-0 one)
-    for seed in args.extra_seeds:
+    for seed in ([] if args.ablation_only else args.extra_seeds):
         m = work / f"milan64-{args.sampler}-seed{seed}"
         tr = run("train", str(archive), "--method", "milan", "--features", str(cls), "--bits", "64",
                  "--sampler", args.sampler, "--epochs", str(args.milan_epochs), "--patience",
@@ -332,7 +347,7 @@ def main() -> None:
                                                 "index_wall_s": ix.get("seconds")})
 
     # 3. classic baselines on hand-crafted features
-    for method in ("kslsh", "lsh"):
+    for method in ([] if args.ablation_only else ["kslsh", "lsh"]):
         for bits in args.bits:
             idx = work / f"index-{method}{bits}"
             ix = run("index", str(archive), "--method", method, "--bits", str(bits), "--out", str(idx),
@@ -342,7 +357,7 @@ def main() -> None:
                                                        "index_build_s": json.loads((idx / "manifest.json")
                                                                                    .read_text())["build_seconds"]})
     # 4. classic hashers on the classifier's features (in process)
-    if args.features_bits:
+    if args.features_bits and not args.ablation_only:
         rows.update(classic_on_features(archive, work / "index-float", args.features_bits, args.seed))
     res["results"] = rows
 
@@ -365,6 +380,7 @@ def main() -> None:
                            "validation": "validation queries vs train+validation, query left out (per epoch)",
                            "samplers": abl}
         summarise_ablation(res["ablation"], args.target_fraction)
+        plot_ablation(res, work, Path(args.out))
     if args.reben:
         res["reben_sample"] = reben_stage(run, Path(args.reben), work / "reben", args)
     res["commands"] = run.commands

@@ -104,6 +104,7 @@ def test_milan_keeps_the_feature_extractor_frozen(archive, tmp_path):
     for k, v in c.encoder.state_dict().items():
         assert torch.equal(v, m.encoder.state_dict()[k]), k  # gradients reached only the hash head
     assert m.config.output == "hash" and meta.info["frozen_encoder"] is True
+    assert 1 <= meta.info["distinct_codes_train"] <= len(archive.split_positions("train"))
     enc = load_model_encoder(res.path)
     x = np.stack([archive.image(i, "s2") for i in range(4)])
     assert enc.metric == "hamming" and enc.encode(x).shape == (4, 2)
@@ -170,3 +171,15 @@ def test_same_seed_same_model_across_processes(archive, tmp_path):
     h1, h2 = load_model(m1.path)[0].hash_head, load_model(m2.path)[0].hash_head
     assert h1 is not None and h2 is not None
     assert all(torch.equal(x, y) for x, y in zip(h1.state_dict().values(), h2.state_dict().values(), strict=True))
+
+
+def test_distinct_codes_counts_codes_and_sees_a_collapse():
+    from rsir.methods.train_api import _distinct_codes
+
+    x = torch.tensor([[1.0, -1.0], [1.0, 2.0], [-3.0, 1.0], [2.0, -5.0], [1.0, -1.0]])
+    ident = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Sigmoid())  # code = signs of x
+    assert _distinct_codes(ident, x, torch.device("cpu")) == 3  # (1, 0) for rows 0, 3, 4; (1, 1); (0, 1)
+    flat = torch.nn.Linear(2, 8)
+    torch.nn.init.zeros_(flat.weight)
+    torch.nn.init.constant_(flat.bias, 3.0)
+    assert _distinct_codes(torch.nn.Sequential(flat, torch.nn.Sigmoid()), x, torch.device("cpu")) == 1

@@ -130,9 +130,23 @@ def train_milan(archive: Archive, modality: str, out: Path, cfg: TrainConfig, op
         full.classifier.load_state_dict(features_net.classifier.state_dict())
     assert full.hash_head is not None
     full.hash_head.load_state_dict(recipe.net.state_dict())
+    distinct = _distinct_codes(recipe.net, train.x, device)
     extra = {"sampler": opts.sampler, "bits": opts.bits, "features": str(opts.features) if opts.features else None,
-             "frozen_encoder": True}
-    return TrainResult(save_model(out, full, _meta(archive, modality, "milan", hist, extra)), hist)
+             "frozen_encoder": True, "distinct_codes_train": distinct}
+    res = TrainResult(save_model(out, full, _meta(archive, modality, "milan", hist, extra)), hist)
+    if distinct <= max(2, len(train) // 100):
+        res.notes.append(f"the hash codes collapsed: {distinct} distinct codes over {len(train)} training items "
+                         f"(sampler {opts.sampler}); hard-mining samplers can pull every item to one code on "
+                         "multi-label data, --sampler random avoids it (BENCHMARKS.md, sampler ablation)")
+    return res
+
+
+@torch.no_grad()
+def _distinct_codes(head: torch.nn.Module, x: torch.Tensor, device: torch.device) -> int:
+    """How many different codes the hash head gives the items of ``x`` (a collapse check)."""
+    head.eval()
+    codes = torch.cat([head(x[s:s + 4096].to(device)).cpu() > 0.5 for s in range(0, len(x), 4096)])
+    return int(torch.unique(codes.to(torch.uint8), dim=0).shape[0]) if len(codes) else 0
 
 
 def train_milan_e2e(archive: Archive, modality: str, out: Path, cfg: TrainConfig, opts: MethodOptions,
