@@ -167,7 +167,7 @@ def reben_stage(run: Runner, cache: Path, work: Path, args: argparse.Namespace) 
 
 def summarise_ablation(abl: dict[str, Any], fraction: float) -> None:
     """Target = ``fraction`` x the best validation mAP any sampler reached; epochs and seconds to reach it, and
-    whether a sampler collapsed (every validation epoch at the mAP of one constant code for all items)."""
+    whether a sampler collapsed (its run ends on a constant plateau: one code for all items) and from when."""
     curves = {k: a["train"]["val_map@20_A_per_epoch"] for k, a in abl["samplers"].items()}
     target = round(fraction * max(max(c) for c in curves.values()), 4)
     abl["target_val_map@20_A"] = target
@@ -177,7 +177,12 @@ def summarise_ablation(abl: dict[str, Any], fraction: float) -> None:
         e = epochs_to_reach(curve, target)
         a["epochs_to_target"] = e
         a["seconds_to_target"] = round(sum(a["train"]["seconds_per_epoch"][:e]), 2) if e else None
-        a["collapsed"] = len(set(curve[1:])) == 1 and len(curve) > 2
+        # collapsed: the run ends on a constant plateau at its lowest value (one code for everything; a learning
+        # run never repeats its validation mAP to 4 decimals for 5 epochs)
+        tail = curve[-5:]
+        a["collapsed"] = len(curve) >= 5 and len(set(tail)) == 1 and tail[-1] == min(curve)
+        a["collapsed_from_epoch"] = (next(i + 1 for i in range(len(curve)) if all(v == curve[-1] for v in curve[i:]))
+                                     if a["collapsed"] else None)
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -204,7 +209,8 @@ def markdown(doc: dict[str, Any]) -> str:
             spe = float(np.median(t["seconds_per_epoch"])) if t["seconds_per_epoch"] else None
             rows.append(f"| {k} | {f(a['rsim']['mAP@20(A)'])} | {f(t['val_map@20_A_best'])} ({t['best_epoch']}) | "
                         f"{f(a.get('epochs_to_target'))} | {f(a.get('seconds_to_target'))} | "
-                        f"{a.get('collapsed')} | {f(spe)} |")
+                        f"{'from epoch ' + str(a['collapsed_from_epoch']) if a.get('collapsed') else 'no'} | "
+                        f"{f(spe)} |")
         out += "\n\n" + "\n".join(rows)
     rb = doc.get("reben_sample")
     if rb:
@@ -218,8 +224,11 @@ def markdown(doc: dict[str, Any]) -> str:
 def plot_ablation(doc: dict[str, Any], work: Path, out_json: Path) -> None:
     """<out>_ablation.png: loss and validation mAP per epoch of each sampler's MiLAN-64 run (from its model)."""
     png = out_json.with_name(out_json.stem + "_ablation.png")
-    curves = {k: json.loads((work / f"ablation-milan64-{k}" / "config.json").read_text())["info"]["history"]
-              for k in doc["ablation"]["samplers"]}
+    infos = {k: json.loads((work / f"ablation-milan64-{k}" / "config.json").read_text())["info"]
+             for k in doc["ablation"]["samplers"]}
+    curves = {k: info["history"] for k, info in infos.items()}
+    for k, info in infos.items():  # distinct codes over the training items of the kept (best-epoch) model
+        doc["ablation"]["samplers"][k]["distinct_codes_train_kept_model"] = info.get("distinct_codes_train")
     plot_training(curves, png, f"MiLAN 64 bit: triplet samplers ({doc['archive']['difficulty']} simulated archive)")
     doc["ablation"]["plot"] = str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png)
 
