@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -153,3 +154,19 @@ def test_to_grid_batch_normalises_before_resampling_like_normalize_after():
     # the 10 m bands are not resampled: exactly (x - mean) / std of the stored values
     np.testing.assert_allclose(fused[1, 1], (items[1]["B02"].astype(np.float32) - 4000.0) / 2000.0, rtol=1e-6)
     np.testing.assert_array_equal(fused[2, 2], items[2]["B03"])
+
+
+def test_several_archives_on_one_store_in_one_process(tmp_path):
+    # LMDB allows one environment per file and process: a second Archive on the same path (e.g. a second `rsir`
+    # command run in-process while the first one's archive is still referenced) shares the first one's
+    path = write_tiny_archive(tmp_path / "a", n=4, size=8)
+    a, b = open_archive(path), open_archive(path)
+    np.testing.assert_array_equal(a.image(1, "s2"), b.image(1, "s2"))
+    before = a.get(0, "s2")
+    # an archive replaced on disk (ingest --overwrite) is a new file: a new Archive reads the new data
+    replaced = write_tiny_archive(tmp_path / "new", n=4, size=8, seed=7)
+    shutil.rmtree(path)
+    os.replace(replaced, path)
+    c = open_archive(path)
+    assert any(not np.array_equal(before[k], v) for k, v in c.get(0, "s2").items())
+    np.testing.assert_array_equal(a.get(0, "s2")["B02"], before["B02"])  # the old one still reads its own file

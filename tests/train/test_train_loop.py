@@ -119,7 +119,7 @@ def test_milan_pairs_rejects_multilabel(archive, tmp_path):
 
 
 def test_cli_train_milan_e2e_and_resume(tmp_path, capsys):
-    # its own archive: an LMDB environment can be open only once per process
+    # its own archive, written for this test
     apath = write_tiny_archive(tmp_path / "a", n=24, size=8, with_s1=False)
     out = tmp_path / "e2e"
     args = [str(apath), "--method", "milan-e2e", "--bits", "8", "--epochs", "1", "--out", str(out),

@@ -21,7 +21,9 @@ import json
 import math
 import os
 import shutil
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,29 @@ MANIFEST = "manifest.json"
 CATALOG = "catalog.parquet"
 STORE = "patches.lmdb"
 SPLITS = ("train", "validation", "test")
+
+# Read-only LMDB environments shared by every Archive of this process that opens the same store file: LMDB allows
+# one environment per file and process, so a second Archive on the same path (a second command run in-process,
+# the training set and the validation set, ...) must reuse the first one's. Keyed by the file's identity, so an
+# archive replaced on disk gets a fresh environment; weak values close an environment with its last Archive.
+_SHARED_ENVS: weakref.WeakValueDictionary[tuple[int, int, int], lmdb.Environment] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def _open_shared_store(path: Path) -> lmdb.Environment:
+    """The process's read-only environment of the LMDB store at ``path`` (opened on first use)."""
+    try:
+        st = os.stat(path / "data.mdb")
+        key = (os.getpid(), st.st_dev, st.st_ino)
+        with _SHARED_LOCK:
+            env = _SHARED_ENVS.get(key)
+            if env is None:
+                env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=True,
+                                max_readers=512)
+                _SHARED_ENVS[key] = env
+            return env
+    except (OSError, lmdb.Error) as e:
+        raise ArchiveError(f"{path}: cannot open tensor store ({e})") from None
 
 # Catalog columns every archive has (others, source-specific, may follow).
 CATALOG_COLUMNS: dict[str, pa.DataType] = {
@@ -421,11 +446,7 @@ class Archive:
     def _store(self) -> lmdb.Environment:
         # LMDB handles must not cross fork(): reopen in each DataLoader worker
         if self._env is None or self._env_pid != os.getpid():
-            try:
-                self._env = lmdb.open(str(self.path / STORE), readonly=True, lock=False, readahead=False,
-                                      subdir=True, max_readers=512)
-            except lmdb.Error as e:
-                raise ArchiveError(f"{self.path / STORE}: cannot open tensor store ({e})") from None
+            self._env = _open_shared_store(self.path / STORE)
             self._env_pid = os.getpid()
         return self._env
 
