@@ -132,7 +132,9 @@ def test_cli_train_milan_e2e_and_resume(tmp_path, capsys):
     assert main(["train", *args, "--resume"]) == 0
     enc = load_model_encoder(out)
     assert enc.dim == 8 and enc.metric == "hamming"
-    assert len(load_model(out)[1].info["history"]) == 2
+    info = load_model(out)[1].info
+    assert len(info["history"]) == 2
+    assert 1 <= info["distinct_codes_train"] <= info["distinct_codes_checked_items"] > 0
     assert main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
 
 

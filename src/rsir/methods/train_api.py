@@ -134,11 +134,17 @@ def train_milan(archive: Archive, modality: str, out: Path, cfg: TrainConfig, op
     extra = {"sampler": opts.sampler, "bits": opts.bits, "features": str(opts.features) if opts.features else None,
              "frozen_encoder": True, "distinct_codes_train": distinct}
     res = TrainResult(save_model(out, full, _meta(archive, modality, "milan", hist, extra)), hist)
-    if distinct <= max(2, len(train) // 100):
-        res.notes.append(f"the hash codes collapsed: {distinct} distinct codes over {len(train)} training items "
-                         f"(sampler {opts.sampler}); hard-mining samplers can pull every item to one code on "
-                         "multi-label data, --sampler random avoids it (BENCHMARKS.md, sampler ablation)")
+    res.notes += _collapse_notes(distinct, len(train), opts.sampler)
     return res
+
+
+def _collapse_notes(distinct: int, n: int, sampler: str) -> list[str]:
+    """A warning when the codes of ``n`` training items take at most 1% (or 2) distinct values."""
+    if distinct > max(2, n // 100):
+        return []
+    return [f"the hash codes collapsed: {distinct} distinct codes over {n} training items (sampler {sampler}); "
+            "hard-mining samplers can pull every item to one code on multi-label data, --sampler random avoids it "
+            "(BENCHMARKS.md, sampler ablation)"]
 
 
 @torch.no_grad()
@@ -162,9 +168,20 @@ def train_milan_e2e(archive: Archive, modality: str, out: Path, cfg: TrainConfig
     train, vq, vdb = _splits(archive, modality, opts, cfg.seed)
     cfg = replace(cfg, batch_size=cfg.batch_size or recipe.default_batch_size)
     hist = fit(recipe, train, cfg, vq, vdb)
+    device = resolve_device(cfg.device)
+    fast = recipe.model.eval().to(device).for_inference()
+    # the collapse check on (at most) the first 2,000 training items, unaugmented
+    pos = archive.split_positions("train")[:2000]
+    n = len(pos)
+    with torch.inference_mode():
+        codes = [fast(torch.from_numpy(xb).to(device))["hash"].cpu() > 0.5
+                 for _, xb in archive.batches(64, modality=modality, positions=pos.tolist())]
+    distinct = int(torch.unique(torch.cat(codes).to(torch.uint8), dim=0).shape[0]) if codes else 0
     extra = {"sampler": opts.sampler, "bits": opts.bits, "init": str(opts.features) if opts.features else None,
-             "frozen_encoder": False}
-    return TrainResult(save_model(out, recipe.model, _meta(archive, modality, "milan-e2e", hist, extra)), hist)
+             "frozen_encoder": False, "distinct_codes_train": distinct, "distinct_codes_checked_items": n}
+    res = TrainResult(save_model(out, recipe.model, _meta(archive, modality, "milan-e2e", hist, extra)), hist)
+    res.notes += _collapse_notes(distinct, n, opts.sampler)
+    return res
 
 
 def train_model(archive: str | Path | Archive, method: str, out: str | Path, cfg: TrainConfig,
