@@ -229,3 +229,14 @@ def test_kslsh_surrogate_value_is_the_surrogate() -> None:
     r = 3.0 * np.where(rng.random((30, 30)) > 0.5, 1.0, -1.0)
     r = (r + r.T) / 2
     assert surrogate_value(a, kk, r) == surrogate(a, kk, r)[0]
+
+
+def test_row_split_percentiles_equal_one_numpy_call() -> None:
+    from rsir.hashing.features import _percentiles
+
+    x = np.random.default_rng(3).normal(size=(70, 500))
+    ref = np.percentile(x, (10, 50, 90), axis=1)
+    np.testing.assert_array_equal(_percentiles(x.copy(), (10, 50, 90), overwrite=True), ref)
+    np.testing.assert_array_equal(_percentiles(x, (10, 50, 90), overwrite=False), ref)
+    small = x[:5]
+    np.testing.assert_array_equal(_percentiles(small, (10, 90), overwrite=False), np.percentile(small, (10, 90), axis=1))

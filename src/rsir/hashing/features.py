@@ -11,7 +11,9 @@ training statistics (``fit``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -21,13 +23,30 @@ INDICES: dict[str, tuple[str, str]] = {"ndvi": ("B08", "B04"), "ndwi": ("B03", "
 GLCM_LEVELS = 8
 
 
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _percentiles(flat: np.ndarray, pct: Sequence[float], overwrite: bool) -> np.ndarray:
+    """np.percentile along rows, the rows split over the CPU cores (numpy's partition releases the GIL; each
+    row is computed exactly as in one call, so the result is identical)."""
+    global _POOL
+    workers = min(os.cpu_count() or 1, 4)
+    if workers < 2 or flat.shape[0] < 32:
+        return np.percentile(flat, pct, axis=1, overwrite_input=overwrite)
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(workers, thread_name_prefix="rsir-features")
+    parts = _POOL.map(lambda c: np.percentile(c, pct, axis=1, overwrite_input=overwrite),
+                      np.array_split(flat, workers))
+    return np.concatenate(list(parts), axis=1)
+
+
 def _summary(v: np.ndarray, pct: Sequence[float], scratch: bool = False) -> list[np.ndarray]:
     """Mean, std and percentiles per image of (N, ...) values; ``scratch``: ``v`` is a temporary the caller
     no longer needs, so the percentiles partition it in place instead of copying it first (same values)."""
     flat = v.reshape(v.shape[0], -1)
     out = [flat.mean(1), flat.std(1)]
     if len(pct):
-        out += list(np.percentile(flat, pct, axis=1, overwrite_input=scratch))
+        out += list(_percentiles(flat, pct, scratch))
     return out
 
 
