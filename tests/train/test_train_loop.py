@@ -185,3 +185,22 @@ def test_distinct_codes_counts_codes_and_sees_a_collapse():
     torch.nn.init.zeros_(flat.weight)
     torch.nn.init.constant_(flat.bias, 3.0)
     assert _distinct_codes(torch.nn.Sequential(flat, torch.nn.Sigmoid()), x, torch.device("cpu")) == 1
+
+
+def test_a_non_finite_loss_stops_training_with_the_items_and_untouched_weights():
+    from rsir.train.data import TensorItems
+    from rsir.train.loop import TrainingError
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(36, 16, generator=g)
+    x[7, 3] = float("nan")  # one corrupt feature vector, archive position 107
+    labels = (torch.rand(36, 19, generator=g) < 0.3).float()
+    data = TensorItems(x, labels, np.arange(100, 136))
+    recipe = MilanRecipe(16, 8, sampler="random")
+    before = {k: v.clone() for k, v in recipe.net.state_dict().items()}
+    cfg = TrainConfig(epochs=2, batch_size=36, progress=False, num_workers=0)
+    with pytest.raises(TrainingError, match=r"loss became nan in epoch 1, step 1.*non-finite input") as e:
+        fit(recipe, data, cfg)
+    assert isinstance(e.value, RsirError)  # the CLI prints it as one line
+    for k, v in recipe.net.state_dict().items():
+        assert torch.equal(v, before[k]), k

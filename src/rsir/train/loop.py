@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from rsir.errors import RsirError
 from rsir.runtime import tune_allocator
 from rsir.train.validation import validation_map
 
@@ -159,6 +160,23 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+class TrainingError(RsirError):
+    """Training cannot go on (e.g. the loss became NaN or infinite); the message says where and what to check."""
+
+
+def _non_finite_message(name: str, value: float, epoch: int, step: int, batch: dict[str, Any],
+                        ckpt: Path | None) -> str:
+    idx = batch.get("index")
+    items = [int(i) for i in idx.reshape(-1)[:8].tolist()] if torch.is_tensor(idx) else []
+    x = batch.get("x")
+    bad_inputs = bool(torch.is_tensor(x) and not torch.isfinite(x).all())
+    cause = ("the batch holds non-finite input values: check those items" if bad_inputs else
+             "the inputs are finite, so training diverged: try a lower --lr")
+    where = f"; the last completed epoch is in {ckpt} (--resume)" if ckpt is not None and ckpt.exists() else ""
+    return (f"{name}: the loss became {value} in epoch {epoch + 1}, step {step + 1} (archive positions of the "
+            f"batch's first items: {items}); {cause}{where}")
+
+
 def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset | None = None,
         val_database: Dataset | None = None, batch_sampler_factory: Any = None) -> History:
     """Train ``recipe.net`` on ``train``; keep the weights of the best validation epoch; return the history.
@@ -221,6 +239,9 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
             batch = to_device(batch, device)
             with autocast(device, cfg.amp):
                 loss, parts = recipe.loss(batch)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):  # stop before the step spreads NaN/Inf into the weights
+                raise TrainingError(_non_finite_message(recipe.name, loss_value, epoch, step, batch, ckpt))
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -228,12 +249,12 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
             n = len(batch["x"])
             n_seen += n
             n_steps += 1
-            loss_sum += float(loss.detach())
+            loss_sum += loss_value
             for k, v in parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + v
             if bar is not None:
                 rate = n_seen / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", patches_s=f"{rate:.0f}")
+                bar.set_postfix(loss=f"{loss_value:.4f}", patches_s=f"{rate:.0f}")
                 bar.update(1)
         if bar is not None:
             bar.close()
@@ -270,8 +291,6 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
             if cfg.progress:
                 print(f"early stop: no better validation mAP for {cfg.patience} epochs")
             break
-        if not math.isfinite(rec["loss"]):
-            raise FloatingPointError(f"{recipe.name}: loss became {rec['loss']} in epoch {epoch + 1}")
     if best_state is not None:
         recipe.net.load_state_dict(best_state)
     recipe.net.eval()
