@@ -180,11 +180,12 @@ def test_distinct_codes_counts_codes_and_sees_a_collapse():
 
     x = torch.tensor([[1.0, -1.0], [1.0, 2.0], [-3.0, 1.0], [2.0, -5.0], [1.0, -1.0]])
     ident = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Sigmoid())  # code = signs of x
-    assert _distinct_codes(ident, x, torch.device("cpu")) == 3  # (1, 0) for rows 0, 3, 4; (1, 1); (0, 1)
+    assert _distinct_codes([ident(x)]) == 3  # (1, 0) for rows 0, 3, 4; (1, 1); (0, 1)
+    assert _distinct_codes([ident(x[:2]), ident(x[2:])]) == 3  # counted over all batches together
     flat = torch.nn.Linear(2, 8)
     torch.nn.init.zeros_(flat.weight)
     torch.nn.init.constant_(flat.bias, 3.0)
-    assert _distinct_codes(torch.nn.Sequential(flat, torch.nn.Sigmoid()), x, torch.device("cpu")) == 1
+    assert _distinct_codes([torch.nn.Sequential(flat, torch.nn.Sigmoid())(x)]) == 1
 
 
 def test_a_non_finite_loss_stops_training_with_the_items_and_untouched_weights():

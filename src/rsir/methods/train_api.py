@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,9 @@ def train_milan(archive: Archive, modality: str, out: Path, cfg: TrainConfig, op
         full.classifier.load_state_dict(features_net.classifier.state_dict())
     assert full.hash_head is not None
     full.hash_head.load_state_dict(recipe.net.state_dict())
-    distinct = _distinct_codes(recipe.net, train.x, device)
+    head = recipe.net.eval()
+    with torch.inference_mode():
+        distinct = _distinct_codes(head(train.x[s:s + 4096].to(device)) for s in range(0, len(train.x), 4096))
     extra = {"sampler": opts.sampler, "bits": opts.bits, "features": str(opts.features) if opts.features else None,
              "frozen_encoder": True, "distinct_codes_train": distinct}
     res = TrainResult(save_model(out, full, _meta(archive, modality, "milan", hist, extra)), hist)
@@ -147,12 +150,11 @@ def _collapse_notes(distinct: int, n: int, sampler: str) -> list[str]:
             "(BENCHMARKS.md, sampler ablation)"]
 
 
-@torch.no_grad()
-def _distinct_codes(head: torch.nn.Module, x: torch.Tensor, device: torch.device) -> int:
-    """How many different codes the hash head gives the items of ``x`` (a collapse check)."""
-    head.eval()
-    codes = torch.cat([head(x[s:s + 4096].to(device)).cpu() > 0.5 for s in range(0, len(x), 4096)])
-    return int(torch.unique(codes.to(torch.uint8), dim=0).shape[0]) if len(codes) else 0
+def _distinct_codes(outputs: Iterable[torch.Tensor]) -> int:
+    """How many different codes batches of sigmoid outputs hold, thresholded at 0.5 as the encoder does (a
+    collapse check)."""
+    codes = [o.cpu() > 0.5 for o in outputs]
+    return int(torch.unique(torch.cat(codes).to(torch.uint8), dim=0).shape[0]) if codes else 0
 
 
 def train_milan_e2e(archive: Archive, modality: str, out: Path, cfg: TrainConfig, opts: MethodOptions,
@@ -174,9 +176,8 @@ def train_milan_e2e(archive: Archive, modality: str, out: Path, cfg: TrainConfig
     pos = archive.split_positions("train")[:2000]
     n = len(pos)
     with torch.inference_mode():
-        codes = [fast(torch.from_numpy(xb).to(device))["hash"].cpu() > 0.5
-                 for _, xb in archive.batches(64, modality=modality, positions=pos.tolist())]
-    distinct = int(torch.unique(torch.cat(codes).to(torch.uint8), dim=0).shape[0]) if codes else 0
+        distinct = _distinct_codes(fast(torch.from_numpy(xb).to(device))["hash"]
+                                   for _, xb in archive.batches(64, modality=modality, positions=pos.tolist()))
     extra = {"sampler": opts.sampler, "bits": opts.bits, "init": str(opts.features) if opts.features else None,
              "frozen_encoder": False, "distinct_codes_train": distinct, "distinct_codes_checked_items": n}
     res = TrainResult(save_model(out, recipe.model, _meta(archive, modality, "milan-e2e", hist, extra)), hist)
