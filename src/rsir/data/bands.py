@@ -147,7 +147,8 @@ def to_grid_batch(items: Sequence[Mapping[str, np.ndarray]], order: Sequence[str
             elif shape != first:
                 raise RsirError(f"band {b!r} has shape {a.shape} in item {j} of the batch but {first} in its "
                                 "first item")
-    out = torch.empty((len(items), len(order), *grid), dtype=torch.float32)
+    # with bands of one size only, the converted (and resampled) stack is the batch itself: no copy
+    out = None if len(by_shape) == 1 else torch.empty((len(items), len(order), *grid), dtype=torch.float32)
     scale = shift = None
     if mean is not None and std is not None:
         scale, shift = _scale_shift(mean, std)
@@ -162,10 +163,10 @@ def to_grid_batch(items: Sequence[Mapping[str, np.ndarray]], order: Sequence[str
         if shape != grid:
             t = F.interpolate(t, size=grid, mode=mode, align_corners=False) if mode != "nearest" else \
                 F.interpolate(t, size=grid, mode="nearest")
-        if len(by_shape) == 1:
-            out = t
-        else:
-            out.index_copy_(1, torch.tensor(idx), t)
+        if out is None:
+            return t.numpy()
+        out.index_copy_(1, torch.tensor(idx), t)
+    assert out is not None
     return out.numpy()
 
 

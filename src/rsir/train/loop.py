@@ -261,7 +261,6 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
         secs = time.perf_counter() - t0
         rec: dict[str, float] = {"epoch": epoch + 1, "loss": loss_sum / max(n_steps, 1), "seconds": secs,
                                  "patches_per_s": n_seen / max(secs, 1e-9), "lr": opt.param_groups[0]["lr"]}
-
         rec.update({k: v / max(n_steps, 1) for k, v in parts_sum.items()})
         if val_queries is not None and val_database is not None:
             m = evaluate(recipe, val_queries, val_database, cfg, device)
