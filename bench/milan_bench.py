@@ -221,6 +221,14 @@ def markdown(doc: dict[str, Any]) -> str:
     return out
 
 
+def positive_pair_fraction(arch: Any) -> float:
+    """Share of the ordered pairs of distinct training items that share at least one label (relevant pairs)."""
+    lab = np.asarray(arch.labels[arch.split_positions("train")], dtype=np.float32)
+    n = len(lab)
+    shared = int(((lab @ lab.T) > 0).sum()) - int((lab.sum(1) > 0).sum())  # minus each item with itself
+    return round(shared / max(n * (n - 1), 1), 4)
+
+
 def plot_ablation(doc: dict[str, Any], work: Path, out_json: Path) -> None:
     """<out>_ablation.png: loss and validation mAP per epoch of each sampler's MiLAN-64 run (from its model)."""
     png = out_json.with_name(out_json.stem + "_ablation.png")
@@ -284,6 +292,7 @@ def main() -> None:
     if args.summarise_only or args.markdown:
         doc = json.loads(Path(args.out).read_text())
         if args.summarise_only and "ablation" in doc:
+            doc["archive"]["positive_pair_fraction_train"] = positive_pair_fraction(open_archive(doc["archive"]["path"]))
             summarise_ablation(doc["ablation"], args.target_fraction)
             plot_ablation(doc, Path(args.work), Path(args.out))
             Path(args.out).write_text(json.dumps(doc, indent=2))
@@ -306,7 +315,8 @@ def main() -> None:
     counts = arch.catalog["split"].value_counts().to_dict()
     res["archive"] = {"path": str(archive), "simulated": True, "difficulty": args.difficulty, "seed": 0, "items": len(arch),
                       "splits": {str(k): int(v) for k, v in counts.items()}, "patch": "S2 12 x 120 x 120",
-                      "queries": int(counts.get("validation", 0)), "database": int(counts.get("test", 0))}
+                      "queries": int(counts.get("validation", 0)), "database": int(counts.get("test", 0)),
+                      "positive_pair_fraction_train": positive_pair_fraction(arch)}
     rows: dict[str, dict[str, Any]] = {}
 
     def evaluate(name: str, index: Path, extra: dict[str, Any]) -> None:
