@@ -14,7 +14,7 @@ Timings (2 shared cores; os.getloadavg() recorded before and after each step):
   hasher_fit_s   the hasher's own fit on the standardised features (part of fit_s)
   encode_s    build_index with the fitted encoder: read every archive item, features, hash, index, write
   hasher_encode_s  the hasher's own encode of every item's features (part of encode_s)
-Training samples come from rsir.search.FIT_SAMPLE (kernel methods subsample, as their papers do).
+Training samples come from rsir.hashing.encoder.default_fit_sample (kernel methods subsample, as their papers do).
 Data: simulated (no real data is read).
 
 usage: .venv/bin/python bench/eval_bench.py [--n 20000] [--archive DIR] [--bits 32,64,128]
@@ -47,8 +47,9 @@ import numpy as np  # noqa: E402
 from rsir.data.archive import open_archive  # noqa: E402
 from rsir.eval.report import _figure, _save, write_json  # noqa: E402
 from rsir.hashing import HasherError, hasher_class  # noqa: E402
+from rsir.hashing.encoder import FeatureHashEncoder, classic_methods, default_fit_sample  # noqa: E402
 from rsir.index import open_index  # noqa: E402
-from rsir.search import FIT_SAMPLE, FeatureHashEncoder, build_index  # noqa: E402
+from rsir.pipeline import build_index  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RSIR = str(ROOT / ".venv" / "bin" / "rsir")
@@ -138,7 +139,7 @@ def build(archive: Any, method: str, bits: int, out: Path) -> dict[str, Any]:
     row["hasher_fit_s"] = round(acc.get("fit", 0.0), 3)
     row["hasher_encode_s"] = round(acc.get("encode", 0.0), 3)
     train = int(archive.split_positions("train").size)
-    row["fit_items"] = min(train, FIT_SAMPLE[method])
+    row["fit_items"] = min(train, default_fit_sample(method))
     if enc.hasher is not None:
         params = enc.hasher._params()
         row["hasher_params"] = params
@@ -261,7 +262,7 @@ def main() -> int:
     rep["protocol"] = {"name": "rsim", "queries": f"validation ({splits['validation']})",
                        "archive": f"test ({splits['test']})", "k": K, "relevance": "at least one shared label",
                        "ndcg_gain": "2^C - 1 (NDCG@20(lin): gain C), C = number of shared labels"}
-    rep["fit_sample"] = dict(FIT_SAMPLE)
+    rep["fit_sample"] = {m: default_fit_sample(m) for m in classic_methods()}
     # with --archive: the command that wrote it, if it was this script's (--n tells the size)
     rep["commands"] = [f"rsir simulate --n {args.n} --out {archive_dir} --difficulty hard --seed 0"
                        + ("" if not args.archive else "  # reused with --archive; written earlier by this command")]

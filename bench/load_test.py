@@ -98,12 +98,13 @@ def serve(work: Path, port: int) -> None:
 
     from rsir.data.archive import open_archive
     from rsir.index import open_index
-    from rsir.search import Searcher
+    from rsir.pipeline import IndexDir
+    from rsir.query import SearchEngine
     from rsir.service.app import create_app
 
-    searcher = Searcher(index=open_index(work / "index"), encoder=_CodesOnly(), manifest={},
-                        archive=open_archive(work / "archive"), path=work)
-    uvicorn.run(create_app(searcher=searcher), host="127.0.0.1", port=port, log_level="warning")
+    engine = SearchEngine(IndexDir(work, {}, open_index(work / "index"), _CodesOnly()),  # type: ignore[arg-type]
+                          open_archive(work / "archive"))
+    uvicorn.run(create_app(engine=engine), host="127.0.0.1", port=port, log_level="warning")
 
 
 def main() -> int:

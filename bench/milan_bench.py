@@ -42,7 +42,7 @@ from rsir.data.archive import open_archive  # noqa: E402
 from rsir.eval.protocols import evaluate_full, split_queries  # noqa: E402
 from rsir.eval.report import plot_training  # noqa: E402
 from rsir.hashing import hasher_class  # noqa: E402
-from rsir.search import Searcher  # noqa: E402
+from rsir.pipeline import IndexDir  # noqa: E402
 
 METRICS = {"mAP@20(A)": "mAP@20 (A)", "WAP@20": "WAP@20", "NDCG@20(exp)": "NDCG@20 (exp gain)"}
 SAMPLERS = ("random", "batch-hard", "diverse")
@@ -107,7 +107,7 @@ def classic_on_features(archive_dir: Path, float_index: Path, bits_list: list[in
                         ) -> dict[str, dict[str, Any]]:
     """KSLSH / LSH fitted on the classifier's (L2-normalised) features, evaluated under RSiM, in process."""
     arch = open_archive(archive_dir)
-    s = Searcher.open(float_index, archive=arch)
+    s = IndexDir.open(float_index)
     ids = np.array(arch.ids, dtype=object)
     split = split_queries(arch, "rsim")
     train_pos = arch.split_positions("train")

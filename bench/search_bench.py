@@ -116,7 +116,7 @@ def bench_binary(n: int, bits: int, codes: np.ndarray, queries: np.ndarray, nq_s
     # IVF
     nlist = 1024 if n <= 2_000_000 else 4096
     t = time.perf_counter()
-    ivf = HammingIndex(bits, mode="ivf", nlist=nlist, train_size=min(n, 50 * nlist))
+    ivf = HammingIndex(bits, kind="ivf", nlist=nlist, train_size=min(n, 50 * nlist))
     ivf.add(np.arange(n, dtype=np.int64), codes)
     res["ivf"] = {"nlist": nlist, "build_s": round(time.perf_counter() - t, 2), "by_nprobe": {}}
     for nprobe in (1, 8, 32, 128):
@@ -128,7 +128,7 @@ def bench_binary(n: int, bits: int, codes: np.ndarray, queries: np.ndarray, nq_s
     gc.collect()
     # MIH
     t = time.perf_counter()
-    mih = HammingIndex(bits, mode="mih")
+    mih = HammingIndex(bits, kind="mih")
     mih.add(np.arange(n, dtype=np.int64), codes)
     mih._mih_tables()
     res["mih"] = {"m": mih._mih_tables().m, "build_s": round(time.perf_counter() - t, 2)}

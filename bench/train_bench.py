@@ -1,7 +1,7 @@
 """Training and encoding throughput (patches/s) of the default encoder on Sentinel-2 12 x 120 x 120 patches.
 
 Measures, with os.getloadavg() recorded around every number (the 2 cores are shared with other sessions):
-- encode path as `rsir index --model` runs it (rsir.search.build_index with the model encoder): read from the
+- encode path as `rsir index --model` runs it (rsir.pipeline.build_index with the model encoder): read from the
   archive's LMDB store, resample to the 120 x 120 grid, normalise, forward, threshold and pack the bits, index,
   with the next batch read in a background thread (rsir.runtime.prefetch) while this one is encoded;
 - side by side, the reference path it replaced: the same reader and encoder in one loop (read 128, encode);
@@ -75,7 +75,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     from rsir.models.io import ModelMeta
     from rsir.models.net import NetConfig, RetrievalNet
     from rsir.models.resnet import ResNetConfig
-    from rsir.search import build_index
+    from rsir.pipeline import build_index
 
     torch.manual_seed(0)
     arch = open_archive(args.archive)

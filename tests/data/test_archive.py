@@ -44,13 +44,17 @@ def test_stats_are_training_split_moments(tmp_path):
     assert np.allclose(xn[4], (xr[4] - mean[4]) / std[4], atol=1e-4)
 
 
-def test_dataset_samples(tmp_path):
+def test_training_dataset_samples(tmp_path):
+    from rsir.train.data import SplitDataset
+
     a = open_archive(write_tiny_archive(tmp_path / "a", n=6))
-    ds = a.dataset(["s2", "s1"], split="train")
+    ds = SplitDataset(a, "s1", split="train", preload=False)
     assert len(ds) == 2
     s = ds[1]
-    assert s["image"].shape == (12, 12, 12) and s["image_s1"].shape == (2, 12, 12)
-    assert s["label"].shape == (19,) and s["id"] == "item003"
+    p = int(a.split_positions("train")[1])
+    assert s["x"].shape == (2, 12, 12) and s["index"] == p
+    np.testing.assert_array_equal(s["x"].numpy(), a.image(p, "s1"))
+    np.testing.assert_array_equal(s["label"].numpy(), a.labels[p])
 
 
 def test_batches_cover_split(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,9 +10,10 @@ import pytest
 from rsir.cli import main
 from rsir.commands import eval as eval_cmd
 from rsir.data.archive import open_archive
-from rsir.eval.protocols import evaluate
 from rsir.index import HammingIndex
+from rsir.pipeline import IndexDir
 from tests.data.archive_helpers import write_tiny_archive
+from tests.eval.by_hand import map_a_and_p_by_hand, ranking_by_hand
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def tiny(tmp_path_factory):
 
 
 def test_eval_on_real_index(tiny, tmp_path, capsys):
-    from rsir.search import build_index
+    from rsir.pipeline import build_index
 
     idx = build_index(tiny, tmp_path / "idx", method="lsh", bits=16, progress=False)
     out = tmp_path / "out"
@@ -43,13 +43,27 @@ def test_eval_on_real_index(tiny, tmp_path, capsys):
     pos = a.split_positions("test")
     ids = [a.ids[p] for p in pos]
     codes = open_index(idx / "index").get(np.array(ids, dtype=object))
-    want = evaluate(codes, codes, "hamming", a.labels[pos], a.labels[pos], ks=(3, 5), exclude=np.arange(len(pos)))
-    assert res["metrics"] == pytest.approx(want, abs=1e-12)
+    for k in (3, 5):
+        map_a, p_k = map_a_and_p_by_hand(codes, codes, a.labels[pos], a.labels[pos], k, loo=True)
+        assert res["metrics"][f"mAP@{k}(A)"] == pytest.approx(map_a, abs=1e-12)
+        assert res["metrics"][f"P@{k}"] == pytest.approx(p_k, abs=1e-12)
     assert doc["meta"]["protocol"] == "loo" and res["n_queries"] == 10 and res["n_db"] == 10
 
 
-class _FakeSearcher(SimpleNamespace):
-    pass
+def test_eval_ranks_as_the_query_engine_does(tiny, tmp_path):
+    """The ranking behind the metrics (distance, then archive position) is the one every front end shows."""
+    from rsir.eval.protocols import distances
+    from rsir.pipeline import build_index
+    from rsir.query import SearchEngine
+
+    engine = SearchEngine.open(build_index(tiny, tmp_path / "idx", method="lsh", bits=8, progress=False))
+    ids = list(engine.archive.ids)
+    codes = engine.vectors(ids)
+    d = distances(codes, codes, "hamming")
+    for q in (0, 7, 21):
+        eval_order = [ids[j] for j in np.argsort(d[q], kind="stable") if j != q]
+        assert engine.search_id(ids[q], k=len(ids) - 1).ids == eval_order
+        assert eval_order == [ids[j] for j in ranking_by_hand(codes[q], codes, skip=q)]
 
 
 def _fake(archive_path, seed=0):
@@ -60,13 +74,18 @@ def _fake(archive_path, seed=0):
     index = HammingIndex(16)
     index.add(np.array([f"s2/{i}" for i in a.ids] + [f"s1/{i}" for i in a.ids], dtype=object),
               np.concatenate([codes, codes]))
-    return _FakeSearcher(index=index, manifest={"modalities": ["s2", "s1"], "method": "fake"},
-                         encoder=None), codes, a
+    fake = IndexDir(tmp_path_of(archive_path), {"modalities": ["s2", "s1"], "method": "fake"}, index,
+                    encoder=None)  # type: ignore[arg-type]
+    return fake, codes, a
+
+
+def tmp_path_of(archive_path):
+    return archive_path.parent / "fake-index"
 
 
 def test_cross_modal_direction_with_fake_index(tiny, tmp_path, monkeypatch, capsys):
     searcher, codes, a = _fake(tiny)
-    monkeypatch.setattr(eval_cmd, "_open", lambda path, archive: searcher)
+    monkeypatch.setattr(eval_cmd, "_open", lambda path: searcher)
     rc = main(["eval", str(tiny), "fake-index", "--protocol", "rsim", "--direction", "s1->s2", "--k", "4",
                "--max-queries", "5", "--out", str(tmp_path / "o")])
     assert rc == 0
@@ -76,14 +95,16 @@ def test_cross_modal_direction_with_fake_index(tiny, tmp_path, monkeypatch, caps
     q = a.split_positions("validation")  # 10 validation items; --max-queries 5 keeps an even spread
     q = q[np.unique(np.linspace(0, len(q) - 1, 5).round().astype(int))]
     db = a.split_positions("test")
-    want = evaluate(codes[q], codes[db], "hamming", a.labels[q], a.labels[db], ks=(4,))
-    assert res["metrics"] == pytest.approx(want, abs=1e-12)
+    # the s1 code of an item equals its s2 code, so s1->s2 equals s2->s2 computed by hand
+    map_a, p_k = map_a_and_p_by_hand(codes[q], codes[db], a.labels[q], a.labels[db], 4)
+    assert res["metrics"]["mAP@4(A)"] == pytest.approx(map_a, abs=1e-12)
+    assert res["metrics"]["P@4"] == pytest.approx(p_k, abs=1e-12)
     assert doc["meta"]["direction"] == "s1->s2" and res["n_queries"] == 5
 
 
 def test_user_errors_are_one_line(tiny, monkeypatch, capsys):
     searcher, _, _ = _fake(tiny)
-    monkeypatch.setattr(eval_cmd, "_open", lambda path, archive: searcher)
+    monkeypatch.setattr(eval_cmd, "_open", lambda path: searcher)
     assert main(["eval", str(tiny), "x", "--direction", "s3->s2"]) == 2
     assert "holds codes of s2, s1, not s3" in capsys.readouterr().err
     assert main(["eval", str(tiny), "x", "--k", "ten"]) == 2

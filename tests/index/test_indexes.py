@@ -47,9 +47,9 @@ def check_knn(dist: np.ndarray, ids: np.ndarray, ref: np.ndarray, all_ids: np.nd
 
 def make(mode: str, bits: int) -> HammingIndex:
     if mode == "ivf":
-        return HammingIndex(bits, mode="ivf", nlist=8, nprobe=8)  # nprobe = nlist: exact
+        return HammingIndex(bits, kind="ivf", nlist=8, nprobe=8)  # nprobe = nlist: exact
     if mode == "mih":
-        return HammingIndex(bits, mode="mih", mih_m=4)
+        return HammingIndex(bits, kind="mih", mih_m=4)
     return HammingIndex(bits)
 
 
@@ -117,7 +117,7 @@ def test_missing_slots_and_str_ids() -> None:
     d, ids = index.search(np.array([[0]], dtype=np.uint8), 4)
     assert list(ids[0]) == ["a", "b", None, None]
     assert list(d[0][:2]) == [1, 2] and d[0][2] == index.missing_distance
-    empty = HammingIndex(8, mode="mih")
+    empty = HammingIndex(8, kind="mih")
     d, ids = empty.search(np.zeros((1, 1), np.uint8), 2)
     assert list(ids[0]) == [-1, -1]
 
@@ -197,11 +197,11 @@ def test_save_load_roundtrip(tmp_path: Path, mode: str) -> None:
     out = index.save(tmp_path / "idx")
     assert [p.name for p in tmp_path.iterdir()] == ["idx"]  # no temp dirs left behind
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["format"] == "rsir-index" and manifest["version"] == 1 and manifest["kind"] == "hamming"
+    assert manifest["format"] == "rsir-index" and manifest["version"] == 2 and manifest["backend"] == "hamming"
     assert manifest["count"] == 298 and manifest["dim"] == 64 and manifest["metric"] == "hamming"
     assert all(len(f["sha256"]) == 64 for f in manifest["files"].values())
     loaded = open_index(out)
-    assert isinstance(loaded, HammingIndex) and loaded.mode == mode and len(loaded) == 298
+    assert isinstance(loaded, HammingIndex) and loaded.kind == mode and len(loaded) == 298
     q = codes[:5]
     np.testing.assert_array_equal(loaded.search(q, 9)[0], index.search(q, 9)[0])
     assert (loaded.search(q, 9)[1] == index.search(q, 9)[1]).all()

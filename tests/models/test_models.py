@@ -24,6 +24,7 @@ def test_resnet_any_band_count_and_size(bands, size):
     assert y.shape == (3, 32) and net.feature_dim == 32
 
 
+@pytest.mark.slow
 def test_memory_format_follows_mode_and_keeps_parameters():
     net = ResNet(ResNetConfig(4, width=8, blocks=[1, 1]))
     params = list(net.parameters())
@@ -43,6 +44,7 @@ def test_memory_format_follows_mode_and_keeps_parameters():
         assert torch.allclose(net(x), y_nchw, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fused_inference_copy_matches_network():
     torch.manual_seed(0)
     net = RetrievalNet(NetConfig(ResNetConfig(5, 8, [1, 2]), n_classes=3, bits=16, output="hash"))
@@ -114,7 +116,7 @@ def test_load_errors(tmp_path):
 def test_encoder_packs_thresholded_codes(tmp_path):
     net = _net(bits=12)
     enc = ModelEncoder(net, _meta())
-    assert enc.metric == "hamming" and enc.dim == 12 and enc.kind == "model" and enc.modality == "s2"
+    assert enc.metric == "hamming" and enc.dim == 12 and enc.encoder_type == "model" and enc.modality == "s2"
     assert enc.method == "model"  # the net's config.method when set ("milan", "classifier"), recorded by indexes
     x = np.random.default_rng(0).normal(size=(5, 4, 8, 8)).astype(np.float32)
     codes = enc.encode(x)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from rsir.data.nomenclature import BEN19, Nomenclature
-from rsir.service.text_query import TextMatcher, match_labels
+from rsir.query.text import TextMatcher, match_labels
 
 
 def test_examples_from_the_brief() -> None:

@@ -7,9 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from rsir.errors import NotFoundError, RsirError
+from rsir.errors import RsirError
 
 NAME = "eval"
 HELP = "evaluate an index on its archive: mAP@k (variants A/B/C), P/R@k, WAP, NDCG, RSiM P/R/F1, PR curves"
@@ -42,34 +40,12 @@ def _parse_ks(text: str) -> list[int]:
     return ks
 
 
-def _open(index_dir: str, archive: Any) -> Any:
-    from rsir import search
+def _open(index_dir: str) -> Any:
+    from rsir.pipeline import IndexDir
 
     if not Path(index_dir).is_dir():
         raise RsirError(f"{index_dir}: no index directory here")
-    return search.Searcher.open(index_dir, archive=archive)
-
-
-def _modalities(searcher: Any) -> list[str]:
-    """Modalities whose codes the index holds (manifest "modalities" list, else its single "modality")."""
-    mf = getattr(searcher, "manifest", {}) or {}
-    mods = mf.get("modalities")
-    if mods:
-        return [str(m).lower() for m in mods]
-    mod = mf.get("modality") or getattr(getattr(searcher, "encoder", None), "modality", None)
-    return [str(mod).lower()] if mod else []
-
-
-def _vectors(searcher: Any, ids: list[str], modality: str, what: str) -> np.ndarray:
-    """Stored codes of ``ids`` for one modality; an index of several modalities keys them "<modality>/<id>"."""
-    mods = _modalities(searcher)
-    if mods and modality not in mods:
-        raise RsirError(f"the {what} index holds codes of {', '.join(mods)}, not {modality}")
-    keys = [f"{modality}/{i}" for i in ids] if len(mods) > 1 else ids
-    try:
-        return np.asarray(searcher.index.get(np.array(keys, dtype=object)))
-    except NotFoundError as e:
-        raise RsirError(f"the {what} index lacks an archive item ({e}); was it built from this archive?") from None
+    return IndexDir.open(index_dir)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
 
     ks = _parse_ks(args.k)
     archive = open_archive(args.archive)
-    db_search = _open(args.index, archive)
-    q_search = _open(args.query_index, archive) if args.query_index else db_search
-    db_mods = _modalities(db_search)
+    db_search = _open(args.index)
+    q_search = _open(args.query_index) if args.query_index else db_search
+    db_mods = db_search.modalities
     if args.direction:
         try:
             q_mod, db_mod = parse_direction(args.direction)
@@ -89,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             raise RsirError(str(e)) from None
     else:
         db_mod = db_mods[0] if db_mods else archive.primary_modality
-        q_mod = _modalities(q_search)[0] if args.query_index and _modalities(q_search) else db_mod
+        q_mod = q_search.modalities[0] if args.query_index else db_mod
     metric = str(db_search.index.metric)
     if q_search is not db_search and str(q_search.index.metric) != metric:
         raise RsirError(f"query index metric {q_search.index.metric} differs from database metric {metric}")
@@ -99,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
         raise RsirError(str(e)) from None
     ids = archive.ids
     t0 = time.perf_counter()
-    db_vecs = _vectors(db_search, [ids[p] for p in split.db_pos], db_mod, "database")
-    q_vecs = _vectors(q_search, [ids[p] for p in split.query_pos], q_mod, "query")
+    db_vecs = db_search.vectors([ids[p] for p in split.db_pos], db_mod)
+    q_vecs = q_search.vectors([ids[p] for p in split.query_pos], q_mod)
     bits = int(db_search.index.dim) if metric == "hamming" else None
     try:
         res = evaluate_full(q_vecs, db_vecs, metric, archive.labels[split.query_pos], archive.labels[split.db_pos],
@@ -108,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
     except ProtocolError as e:
         raise RsirError(str(e)) from None
     seconds = time.perf_counter() - t0
-    mf = getattr(db_search, "manifest", {}) or {}
-    name = f"{mf.get('method', 'index')}" + (f"-{bits}bit" if bits else "") + f" {q_mod}->{db_mod}"
+    mf = db_search.manifest
+    name = f"{db_search.method}" + (f"-{bits}bit" if bits else "") + f" {q_mod}->{db_mod}"
     print(f"protocol {args.protocol}: {res.n_queries} queries ({split.query_split}) against {res.n_db} items "
           f"({split.db_split}), {q_mod}->{db_mod}, {metric} distance"
           + (f", {bits} bits" if bits else "") + "; relevance = any shared label")

@@ -10,14 +10,18 @@ EXAMPLE = "rsir index archives/reben --method itq --bits 64 --out indexes/reben-
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from rsir.hashing.encoder import classic_methods
+    from rsir.index.factory import HAMMING_KINDS
+
     p.add_argument("archive", help="archive directory (from rsir ingest)")
-    p.add_argument("--method", default="lsh", choices=["lsh", "itq", "klsh", "kslsh", "float"],
+    p.add_argument("--method", default="lsh", choices=classic_methods(),
                    help="classic method on hand-crafted features ('float' = the standardised features)")
-    p.add_argument("--model", default=None, help="a trained model directory (uses the 'model' encoder instead)")
-    p.add_argument("--bits", type=int, default=64, help="code length in bits (multiple of 8)")
+    p.add_argument("--model", default=None, help="a trained model directory (its codes instead of --method)")
+    p.add_argument("--bits", type=int, default=None,
+                   help="code length in bits, a multiple of 8 (default 64; with --model the model's own length)")
     p.add_argument("--out", required=True, help="INDEX directory to write")
     p.add_argument("--modality", default=None, help="modality to index (default: the archive's first)")
-    p.add_argument("--kind", default="flat", choices=["flat", "ivf", "mih"],
+    p.add_argument("--kind", default="flat", choices=HAMMING_KINDS,
                    help="flat = exact faiss scan, ivf = faiss IVF (approximate), mih = multi-index hashing")
     p.add_argument("--fit-sample", type=int, default=None, metavar="N",
                    help="training items to fit a classic method on (default: 20000 for lsh/itq/float, 3000 for "
@@ -27,16 +31,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsir.search import build_index, load_encoder
+    from rsir.encoding import load_encoder
+    from rsir.pipeline import IndexDir, build_index
 
     encoder = load_encoder("model", args.model) if args.model else None
     out = build_index(args.archive, args.out, method=args.method, bits=args.bits, modality=args.modality,
-                      index_kind=args.kind, seed=args.seed, encoder=encoder, progress=not args.no_progress,
+                      kind=args.kind, seed=args.seed, encoder=encoder, progress=not args.no_progress,
                       fit_sample=args.fit_sample)
-    import json
-
-    m = json.loads((out / "manifest.json").read_text())
+    m = IndexDir.read_manifest(out)
     print(f"indexed {m['count']} items ({m['modality']}, {m['method']}, {m['dim']} "
-          f"{'bits' if m['metric'] == 'hamming' else 'dims'}, {m['index_kind']}) in {m['build_seconds']:.1f} s "
+          f"{'bits' if m['metric'] == 'hamming' else 'dims'}, {m['kind']}) in {m['build_seconds']:.1f} s "
           f"-> {out}")
     return 0

@@ -1,4 +1,4 @@
-"""rsir search: query an INDEX directory by archive id or by an image file (.npz bands or GeoTIFF)."""
+"""rsir search: query an INDEX directory by archive id or by an image file (.npz bands, GeoTIFF, PNG/JPEG)."""
 
 from __future__ import annotations
 
@@ -14,34 +14,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("index", help="INDEX directory (from rsir index)")
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--id", help="an item id of the indexed archive")
-    q.add_argument("--file", help="an image file: .npz (one array per band) or GeoTIFF (bands in order)")
+    q.add_argument("--file", help="an image file: GeoTIFF (bands in order, or named by their descriptions), "
+                                  ".npz (one array per band) or PNG/JPEG for RGB models")
     p.add_argument("-k", type=int, default=10, help="number of results")
+    p.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
+    p.add_argument("--label", action="append", default=[], metavar="CLASS",
+                   help="keep only results with this label (repeatable; any of them)")
+    p.add_argument("--split", default=None, help="keep only results of this split")
     p.add_argument("--archive", default=None, help="archive directory (default: the one recorded in the index)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--json", action="store_true", help="print the results as JSON (the service's answer shape)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsir.search import Searcher
+    from rsir.query import Filters, SearchEngine
 
-    s = Searcher.open(args.index, archive=args.archive)
+    engine = SearchEngine.open(args.index, archive=args.archive)
+    filters = Filters(labels=args.label, split=args.split)
     if args.id is not None:
-        results = s.search_id(args.id, args.k)
-        qlabels = s._labels(args.id)
+        res = engine.search_id(args.id, args.k, args.offset, filters)
+        qlabels = res.query.get("labels") or []
         header = f"query {args.id}" + (f"  labels: {'; '.join(qlabels)}" if qlabels else "")
     else:
-        results = s.search_file(args.file, args.k)
-        qlabels = None
+        res = engine.search_file(args.file, args.k, args.offset, filters)
         header = f"query file {args.file}"
     if args.json:
-        print(json.dumps({"query": args.id or args.file, "query_labels": qlabels, "results": results}, indent=2))
+        print(json.dumps(res.to_json(), indent=2))
         return 0
     print(header)
     print(f"{'rank':>4}  {'distance':>9}  {'shares':>6}  id  labels")
-    for r in results:
-        d = r["distance"] if isinstance(r["distance"], int) else f"{r['distance']:.4f}"
-        share = "" if r["shares_label"] is None else ("yes" if r["shares_label"] else "no")
-        print(f"{r['rank']:>4}  {d:>9}  {share:>6}  {r['id']}  {'; '.join(r['labels'] or [])}")
-    known = [r["shares_label"] for r in results if r["shares_label"] is not None]
-    if known:
-        print(f"precision@{len(results)} (shares >= 1 label with the query): {sum(known) / len(known):.3f}")
+    for h in res.hits:
+        d = h.distance if isinstance(h.distance, int) else f"{h.distance:.4f}"
+        share = "" if h.shares_label is None else ("yes" if h.shares_label else "no")
+        print(f"{h.rank:>4}  {d:>9}  {share:>6}  {h.id}  {'; '.join(h.labels)}")
+    if res.precision is not None:
+        print(f"precision@{len(res.hits)} (shares >= 1 label with the query): {res.precision:.3f}")
     return 0

@@ -22,9 +22,8 @@ import math
 import os
 import shutil
 import threading
-import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,8 @@ import safetensors.numpy as stnp
 
 from rsir.data.bands import ModalitySpec, quicklook, to_grid, to_grid_batch
 from rsir.data.nomenclature import Nomenclature
-from rsir.errors import ArchiveError, ItemError, NotFoundError, RsirError
+from rsir.errors import ArchiveError, ItemError, NotFoundError
+from rsir.storage import atomic_write_json, partial_sibling, replace_dir, utc_stamp
 
 FORMAT_NAME = "rsir-archive"
 FORMAT_VERSION = 1
@@ -95,20 +95,6 @@ _DEFAULTS: dict[str, Any] = {
     "lat": math.nan, "bbox": None, "crs": "", "transform": None, "modalities": [], "s1_id": "",
     "captions": [], "partner_id": "", "source": "",
 }
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON to a temporary name, then rename it over ``path``."""
-    _atomic_write_bytes(Path(path), json.dumps(obj, indent=2, sort_keys=False).encode())
 
 
 class _RunningStats:
@@ -201,9 +187,7 @@ class ArchiveWriter:
         if self.path.exists() and not overwrite:
             raise ArchiveError(f"{self.path} already exists (pass overwrite=True / --overwrite to replace it)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
+        self.tmp = partial_sibling(self.path)
         self.tmp.mkdir()
         self.specs = {m.name: m for m in modalities}
         self.nomenclature = nomenclature
@@ -297,7 +281,7 @@ class ArchiveWriter:
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
             "source_format": self.source_format,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created": utc_stamp(),
             "n_items": len(self.rows),
             "splits": {str(k): int(v) for k, v in splits.items()},
             "nomenclature": self.nomenclature.to_json(),
@@ -309,13 +293,7 @@ class ArchiveWriter:
             "info": self.info,
         }
         atomic_write_json(self.tmp / MANIFEST, manifest)
-        old = None
-        if self.path.exists():
-            old = self.path.parent / f".{self.path.name}.old-{os.getpid()}"
-            os.replace(self.path, old)
-        os.replace(self.tmp, self.path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(self.tmp, self.path)
         return self.path
 
     def __enter__(self) -> ArchiveWriter:
@@ -338,7 +316,7 @@ def _rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 
 class Archive:
-    """Read access to an archive: by id or position, in batches, as a torch Dataset."""
+    """Read access to an archive: by id or position, and in batches (training datasets: rsir.train.data)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -491,11 +469,6 @@ class Archive:
             x = to_grid_batch([self.get(int(p), spec.name) for p in chunk], order, spec.grid, mean=mean, std=std)
             yield [self.ids[p] for p in chunk], x
 
-    def dataset(self, modality: str | Sequence[str] | None = None, split: str | None = None,
-                normalized: bool = True, transforms: Callable[[dict], dict] | None = None) -> ArchiveDataset:
-        """A torch Dataset view returning {"image", "label", "id", ...} sample dicts."""
-        return ArchiveDataset(self, modality, split, normalized, transforms)
-
     # -- summaries ------------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """Counts per split, label and modality, band shapes and statistics, as a JSON-able dict."""
@@ -525,54 +498,6 @@ class Archive:
             "stats": self.stats,
             "skipped": self.manifest.get("skipped", []),
         }
-
-
-class ArchiveDataset:
-    """torch Dataset view of an archive (torchgeo style sample dicts).
-
-    A sample is ``{"image": CxHxW float tensor, "label": multi-hot float tensor, "id": str, "index": int}``;
-    with several modalities, each is also under ``"image_<modality>"`` and ``"image"`` is the first.
-    """
-
-    def __init__(self, archive: Archive, modality: str | Sequence[str] | None = None, split: str | None = None,
-                 normalized: bool = True, transforms: Callable[[dict], dict] | None = None) -> None:
-        self.archive = archive
-        if modality is None:
-            mods = [archive.primary_modality]
-        elif isinstance(modality, str):
-            mods = [modality]
-        else:
-            mods = list(modality)
-        for m in mods:
-            archive.spec(m)
-        self.modalities = mods
-        self.positions = archive.split_positions(split)
-        if split is not None and len(self.positions) == 0:
-            raise RsirError(f"archive {archive.path} has no items in split {split!r}")
-        self.normalized = normalized
-        self.transforms = transforms
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        import torch
-
-        p = int(self.positions[i])
-        sample: dict[str, Any] = {
-            "id": self.archive.ids[p],
-            "index": p,
-            "label": torch.from_numpy(self.archive.labels[p].astype(np.float32)),
-        }
-        for j, m in enumerate(self.modalities):
-            x = torch.from_numpy(self.archive.image(p, m, normalized=self.normalized))
-            if j == 0:
-                sample["image"] = x
-            if len(self.modalities) > 1:
-                sample[f"image_{m}"] = x
-        if self.transforms is not None:
-            sample = self.transforms(sample)
-        return sample
 
 
 def open_archive(path: str | Path) -> Archive:

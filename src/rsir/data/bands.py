@@ -2,7 +2,7 @@
 
 Resampling: every band is brought to the grid of the finest band (120x120 for reBEN Sentinel-2, i.e. 10 m) with
 **bilinear** interpolation (torch ``interpolate``, ``align_corners=False``), the choice of the BigEarthNet
-reference code; 20 m bands are upsampled x2 and 60 m bands x6. Quicklooks: Sentinel-2 true colour from
+reference code (torch is imported on the first resampling, so reading an archive alone never loads it); 20 m bands are upsampled x2 and 60 m bands x6. Quicklooks: Sentinel-2 true colour from
 B04/B03/B02 with a 2-98 percentile stretch per channel; Sentinel-1 false colour (R, G, B) = (VV, VH, VV/VH),
 where the ratio in dB is VV - VH, each channel stretched 2-98 percent.
 """
@@ -12,12 +12,14 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from rsir.errors import RsirError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ _TORCH_READY = {"uint8", "int8", "int16", "uint16", "int32", "int64", "float16",
 
 def _scale_shift(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (1/std, mean) as C x 1 x 1 float32 tensors (a zero std divides by 1, as normalize does)."""
+    import torch
+
     m = torch.as_tensor(np.asarray(mean, dtype=np.float32)).reshape(-1, 1, 1)
     s = torch.as_tensor(np.asarray(std, dtype=np.float32)).reshape(-1, 1, 1)
     return 1.0 / torch.where(s > 0, s, torch.ones_like(s)), m
@@ -131,6 +135,9 @@ def to_grid_batch(items: Sequence[Mapping[str, np.ndarray]], order: Sequence[str
     native size (a fraction of the pixels): bilinear, bicubic and nearest interpolation weights sum to one,
     so this equals normalising afterwards up to float rounding.
     """
+    import torch
+    import torch.nn.functional as F
+
     grid = (int(grid[0]), int(grid[1]))
     by_shape: dict[tuple[int, int], list[int]] = {}
     for i, b in enumerate(order):

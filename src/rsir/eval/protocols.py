@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from rsir.bits import hamming_matrix
 from rsir.eval import metrics as M
 
 PROTOCOLS = ("rsim", "loo")
@@ -95,35 +96,12 @@ def directions(modalities: Sequence[str]) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------------------------------------
 # distances
 # ---------------------------------------------------------------------------------------------------------
-def _words(codes: np.ndarray) -> np.ndarray:
-    """Packed uint8 codes viewed as the widest unsigned words that divide the byte count."""
-    c = np.ascontiguousarray(codes, dtype=np.uint8)
-    for w, t in ((8, np.uint64), (4, np.uint32), (2, np.uint16)):
-        if c.shape[1] % w == 0:
-            return c.view(t)
-    return c
-
-
-_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
-
-
-def _popcount(x: np.ndarray) -> np.ndarray:
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(x)
-    return _POPCOUNT8[x.view(np.uint8)].reshape(*x.shape, -1).sum(-1)
-
-
 def hamming_distances(q_codes: np.ndarray, db_codes: np.ndarray) -> np.ndarray:
-    """Hamming distances (nq, n) between packed uint8 codes, as int32 bit counts."""
-    q, db = _words(q_codes), _words(db_codes)
-    if q.shape[1] != db.shape[1]:
-        raise ProtocolError(f"query codes have {q_codes.shape[1]} bytes, database codes {db_codes.shape[1]}")
-    out = np.empty((q.shape[0], db.shape[0]), dtype=np.int32)
-    step = max(1, _BLOCK_ELEMENTS // max(1, q.shape[0] * q.shape[1]))
-    for s in range(0, db.shape[0], step):
-        x = q[:, None, :] ^ db[None, s:s + step, :]
-        out[:, s:s + step] = _popcount(x).sum(-1, dtype=np.int32)
-    return out
+    """Hamming distances (nq, n) between packed uint8 codes, as int32 bit counts (rsir.bits)."""
+    try:
+        return hamming_matrix(q_codes, db_codes)
+    except ValueError as e:
+        raise ProtocolError(str(e)) from None
 
 
 def distances(q: np.ndarray, db: np.ndarray, metric: str) -> np.ndarray:

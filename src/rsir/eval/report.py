@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from rsir.storage import atomic_file, atomic_write_json, atomic_write_text
 
 #: What each reported name means; written into eval.json so every number carries its definition.
 DEFINITIONS: dict[str, str] = {
@@ -58,20 +59,8 @@ def format_table(results: Mapping[str, Mapping[str, float]], markdown: bool = Fa
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write JSON atomically: a temporary file in the same directory, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, allow_nan=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """Write JSON atomically (rsir.storage)."""
+    return atomic_write_json(path, obj)
 
 
 def read_json(path: str | Path) -> Any:
@@ -91,10 +80,9 @@ def _figure() -> Any:
 def _save(plt: Any, fig: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -183,9 +171,7 @@ def write_report(out_dir: str | Path, results: Mapping[str, Mapping[str, Any]],
     paths = {"json": write_json(out / "eval.json", doc)}
     table = format_table({n: r["metrics"] for n, r in results.items()}, markdown=True)
     md = out / "eval.md"
-    tmp = md.with_name(f".eval.md.tmp-{os.getpid()}")
-    tmp.write_text(table + "\n")
-    os.replace(tmp, md)
+    atomic_write_text(md, table + "\n")
     paths["markdown"] = md
     curves = {n: r.get("curves", {}) for n, r in results.items()}
     if any("radius_P" in c for c in curves.values()):

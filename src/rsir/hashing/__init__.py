@@ -1,13 +1,13 @@
 """rsir.hashing: classic hash functions on feature vectors (LSH, ITQ, KLSH, KSLSH), bit packing, features.
 
-Every hasher has ``fit(X[, labels])``, ``encode(X) -> packed uint8 codes`` (rsir.hashing.bitpack layout),
+Every hasher has ``fit(X[, labels])``, ``encode(X) -> packed uint8 codes`` (rsir.bits layout),
 ``save(dir)`` and ``load(dir)``. On disk: ``manifest.json`` (format ``rsir-hasher``, name, params, checksums)
-and ``arrays.safetensors``, written atomically like an index.
+and ``arrays.safetensors``, written atomically by rsir.storage. The classic search encoder (hand-crafted
+features + a hasher) that ``rsir index --method`` fits is :mod:`rsir.hashing.encoder`.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,22 +15,26 @@ import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from rsir.bits import n_bytes, signs_to_codes
 from rsir.errors import RsirError
+from rsir.registry import Registry
+from rsir.storage import read_manifest, write_dir_atomic
 
 HASHER_FORMAT = "rsir-hasher"
 HASHER_VERSION = 1
 
+
+class HasherError(RsirError):
+    """A hasher was misused (not fitted, wrong feature size, bad parameters) or its files are damaged."""
+
+
 #: method name -> "module:Class", imported lazily.
-HASHERS: dict[str, str] = {
+HASHERS: Registry[type[Hasher]] = Registry("hashing method", {
     "lsh": "rsir.hashing.lsh:LSH",
     "itq": "rsir.hashing.itq:ITQ",
     "klsh": "rsir.hashing.klsh:KLSH",
     "kslsh": "rsir.hashing.kslsh:KSLSH",
-}
-
-
-class HasherError(RsirError):
-    """A hasher was misused (not fitted, wrong feature size, bad parameters) or its files are damaged."""
+}, HasherError)
 
 
 class Hasher:
@@ -38,6 +42,8 @@ class Hasher:
 
     name: ClassVar[str] = ""
     supervised: ClassVar[bool] = False
+    #: training items read to fit it by default (kernel methods use a sample, as their papers do)
+    fit_sample: ClassVar[int] = 20000
 
     def __init__(self, bits: int, seed: int = 0) -> None:
         if bits < 1:
@@ -64,8 +70,6 @@ class Hasher:
 
     def encode(self, X: np.ndarray, batch: int = 65536) -> np.ndarray:
         """Packed uint8 codes (n, ceil(bits/8)): bit r = 1 where projection r > 0 (sign +1)."""
-        from rsir.hashing.bitpack import n_bytes, signs_to_codes
-
         x = self._check(X)
         out = np.empty((x.shape[0], n_bytes(self.bits)), dtype=np.uint8)
         for s in range(0, x.shape[0], batch):
@@ -84,8 +88,6 @@ class Hasher:
 
     def save(self, path: str | Path) -> Path:
         """Write manifest.json + arrays.safetensors atomically into directory ``path``."""
-        from rsir.index.base import write_dir_atomic
-
         arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
         manifest = {"format": HASHER_FORMAT, "version": HASHER_VERSION, "name": self.name, "bits": self.bits,
                     "seed": self.seed, "dim": self.dim, "params": self._params()}
@@ -94,9 +96,7 @@ class Hasher:
     @classmethod
     def load(cls, path: str | Path) -> Hasher:
         """Load a saved hasher (checksums verified), dispatching on its name."""
-        from rsir.index.base import read_manifest
-
-        manifest = read_manifest(path, HASHER_FORMAT, HASHER_VERSION)
+        manifest = read_manifest(path, HASHER_FORMAT, HASHER_VERSION, HasherError, what="hasher")
         target = hasher_class(str(manifest.get("name")))
         obj = target(int(manifest["bits"]), seed=int(manifest.get("seed", 0)), **manifest.get("params", {}))
         obj.dim = manifest.get("dim")
@@ -110,16 +110,11 @@ class Hasher:
 
 def hasher_class(name: str) -> type[Hasher]:
     """The hasher class registered under ``name``."""
-    if name not in HASHERS:
-        raise HasherError(f"unknown hashing method {name!r} (known: {', '.join(sorted(HASHERS))})")
-    module, _, cls = HASHERS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    return HASHERS.get(name)  # type: ignore[no-any-return]
 
 
 def make_hasher(name: str, bits: int, seed: int = 0, **params: Any) -> Hasher:
     """Instantiate a registered hasher."""
     return hasher_class(name)(bits, seed=seed, **params)
-
-
 
 __all__ = ["HASHERS", "Hasher", "HasherError", "hasher_class", "make_hasher"]

@@ -36,6 +36,7 @@ class KLSH(Hasher):
     """Kernelised LSH: bits = sign(k_c(x, anchors) K_c^{-1/2} e_S), t random anchors per bit."""
 
     name: ClassVar[str] = "klsh"
+    fit_sample: ClassVar[int] = 3000
 
     def __init__(self, bits: int, seed: int = 0, anchors: int = 300, t: int = 30) -> None:
         super().__init__(bits, seed)

@@ -37,7 +37,7 @@ def phi(z: np.ndarray) -> np.ndarray:
 
 
 def sgn(z: np.ndarray) -> np.ndarray:
-    """+1 where z > 0, else -1 (the code convention of rsir.hashing.bitpack)."""
+    """+1 where z > 0, else -1 (the code convention of rsir.bits)."""
     return np.where(z > 0, 1.0, -1.0)
 
 
@@ -88,6 +88,7 @@ class KSLSH(Hasher):
     """Supervised kernel hashing (KSH / KSLSH) with m anchors, learned on l labelled samples."""
 
     name: ClassVar[str] = "kslsh"
+    fit_sample: ClassVar[int] = 2000
     supervised: ClassVar[bool] = True
 
     def __init__(self, bits: int, seed: int = 0, anchors: int = 300, labelled: int = 2000,

@@ -12,12 +12,7 @@ directory and renamed into place, so a half-written index never looks complete.
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import json
-import os
-import shutil
-import time
+import io
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,16 +21,12 @@ import numpy as np
 import pandas as pd
 
 from rsir.errors import NotFoundError, RsirError
+from rsir.registry import Registry
+from rsir.storage import StorageError, read_manifest, write_dir_atomic
 
 FORMAT_NAME = "rsir-index"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-
-#: kind -> "module:Class"; imported lazily by ``open_index`` / ``Index.load``.
-INDEX_KINDS: dict[str, str] = {
-    "hamming": "rsir.index.faiss_binary:HammingIndex",
-    "float": "rsir.index.faiss_float:FloatIndex",
-}
+# version 2 names the implementing class "backend" (version 1 called it "kind"; both are read)
+FORMAT_VERSION = 2
 
 IdArray = np.ndarray  # int64 array, or object array of str
 
@@ -44,7 +35,7 @@ class IndexError_(RsirError):
     """Base class of index errors a user can cause (bad arguments, duplicate ids)."""
 
 
-class IndexFileError(RsirError):
+class IndexFileError(StorageError):
     """An index directory is missing, damaged (checksum / size mismatch, truncated) or not an rsir index."""
 
 
@@ -144,87 +135,11 @@ def sort_ties(distances: np.ndarray, positions: np.ndarray, descending: bool = F
     return np.take_along_axis(distances, order, -1), np.take_along_axis(positions, order, -1)
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_dir_atomic(path: Path, files: dict[str, bytes | np.ndarray], manifest: dict[str, Any]) -> Path:
-    """Write data files + manifest (with checksums) into a temp dir, fsync, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}-{time.monotonic_ns()}")
-    tmp.mkdir()
-    try:
-        entries: dict[str, dict[str, Any]] = {}
-        for name, data in files.items():
-            fp = tmp / name
-            with open(fp, "wb") as f:
-                if isinstance(data, np.ndarray):
-                    np.save(f, data, allow_pickle=False)
-                else:
-                    f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            entries[name] = {"sha256": sha256_file(fp), "bytes": fp.stat().st_size}
-        manifest = dict(manifest, files=entries)
-        with open(tmp / MANIFEST, "w") as f:
-            json.dump(manifest, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
-
-
-def replace_dir(tmp: Path, path: Path) -> None:
-    """Rename the finished directory ``tmp`` to ``path``, moving an existing ``path`` aside first."""
-    old = None
-    if path.exists() or path.is_symlink():
-        if not path.is_dir():
-            raise IndexFileError(f"{path} exists and is not a directory")
-        old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-        os.rename(path, old)
-    os.rename(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def read_manifest(path: str | Path, format_name: str = FORMAT_NAME, version: int = FORMAT_VERSION
-                  ) -> dict[str, Any]:
-    """Read and check an index manifest: format name, version, and every data file's size and sha256."""
-    path = Path(path)
-    mf = path / MANIFEST
-    if not path.exists():
-        raise IndexFileError(f"{path}: no such index")
-    if not mf.is_file():
-        raise IndexFileError(f"{path}: not an rsir index (no {MANIFEST})")
-    try:
-        manifest = json.loads(mf.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise IndexFileError(f"{mf}: damaged manifest ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != format_name:
-        raise IndexFileError(f"{path}: not an {format_name} directory (format "
-                             f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
-    if int(manifest.get("version", -1)) > version:
-        raise IndexFileError(f"{path}: {format_name} version {manifest.get('version')} is newer than this "
-                             f"rsir reads ({version}); upgrade rsir")
-    for name, entry in manifest.get("files", {}).items():
-        fp = path / name
-        if not fp.is_file():
-            raise IndexFileError(f"{path}: data file {name} is missing")
-        size = fp.stat().st_size
-        if size != entry["bytes"]:
-            raise IndexFileError(f"{fp}: damaged or truncated ({size} bytes, manifest says {entry['bytes']})")
-        if sha256_file(fp) != entry["sha256"]:
-            raise IndexFileError(f"{fp}: damaged (sha256 checksum does not match the manifest)")
-    return manifest
+def npy_bytes(a: np.ndarray) -> bytes:
+    """An array as .npy bytes (no pickles), for an index's data files."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
 
 
 def load_npy(path: Path) -> np.ndarray:
@@ -233,14 +148,6 @@ def load_npy(path: Path) -> np.ndarray:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise IndexFileError(f"{path}: damaged array file ({e})") from None
-
-
-def _resolve(kind: str) -> type[Index]:
-    if kind not in INDEX_KINDS:
-        raise IndexFileError(f"unknown index kind {kind!r} (known: {', '.join(sorted(INDEX_KINDS))})")
-    module, _, name = INDEX_KINDS[kind].partition(":")
-    cls = getattr(importlib.import_module(module), name)
-    return cls  # type: ignore[no-any-return]
 
 
 class Index(ABC):
@@ -252,7 +159,7 @@ class Index(ABC):
     (str ids) and distance ``missing_distance``.
     """
 
-    kind: ClassVar[str]
+    backend: ClassVar[str]  # the BACKENDS name of the implementing class
     metric: str
     dim: int
 
@@ -356,21 +263,22 @@ class Index(ABC):
         """Write the index directory atomically (temp dir + rename) with a checksummed manifest."""
         params, files = self._state()
         ids = self._idmap.ids
-        files = dict(files)
-        files["ids.npy"] = ids.astype(str) if self._idmap.is_str else ids
-        manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "kind": self.kind, "metric": self.metric,
+        blobs = {name: npy_bytes(v) if isinstance(v, np.ndarray) else v for name, v in files.items()}
+        blobs["ids.npy"] = npy_bytes(ids.astype(str) if self._idmap.is_str else ids)
+        manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "backend": self.backend, "metric": self.metric,
                     "dim": self.dim, "count": len(self), "id_type": "str" if self._idmap.is_str else "int",
                     "params": params}
-        return write_dir_atomic(Path(path), files, manifest)
+        return write_dir_atomic(Path(path), blobs, manifest)
 
     @classmethod
     def load(cls, path: str | Path) -> Index:
         """Load an index directory (verifying checksums); on the base class dispatches on the manifest kind."""
         path = Path(path)
-        manifest = read_manifest(path)
-        target = _resolve(str(manifest.get("kind")))
+        manifest = read_manifest(path, FORMAT_NAME, FORMAT_VERSION, IndexFileError, what="index")
+        backend = str(manifest.get("backend", manifest.get("kind")))
+        target = BACKENDS.get(backend)
         if not issubclass(target, cls):
-            raise IndexFileError(f"{path}: a {manifest.get('kind')!r} index, not a {cls.__name__}")
+            raise IndexFileError(f"{path}: a {backend!r} index, not a {cls.__name__}")
         raw = load_npy(path / "ids.npy")
         ids = np.array(raw.tolist(), dtype=object) if manifest.get("id_type") == "str" else raw.astype(np.int64)
         if ids.shape[0] != int(manifest["count"]):
@@ -390,3 +298,10 @@ def open_index(path: str | Path) -> Index:
     """Open any rsir index directory, dispatching on its manifest's kind."""
     return Index.load(path)
 
+
+
+#: backend name -> "module:Class" of an Index implementation, imported when an index of it is opened.
+BACKENDS: Registry[type[Index]] = Registry("index backend", {
+    "hamming": "rsir.index.faiss_binary:HammingIndex",
+    "float": "rsir.index.faiss_float:FloatIndex",
+}, IndexFileError)

@@ -1,4 +1,4 @@
-"""HammingIndex: packed binary codes searched by Hamming distance, three modes.
+"""HammingIndex: packed binary codes searched by Hamming distance, three kinds.
 
 - ``flat`` (default): exact linear scan with faiss ``IndexBinaryFlat`` (the codes live only inside faiss).
 - ``ivf``: faiss ``IndexBinaryIVF`` (nlist Hamming k-means cells, ``nprobe`` visited per query), approximate,
@@ -18,9 +18,14 @@ import faiss
 import numpy as np
 
 from rsir.index.base import Index, IndexError_, IndexFileError, load_npy, sort_ties
+from rsir.index.factory import HAMMING_KINDS as KINDS
 from rsir.index.mih import MultiIndexHashing
 
-MODES = ("flat", "ivf", "mih")
+
+def default_nlist(n: int) -> int:
+    """IVF cells for ``n`` training codes: 4 sqrt(n) (the faiss guideline), at most n / 39 so that k-means has
+    the 39 points per centroid faiss asks for, and at most 65,536."""
+    return max(1, min(int(4 * np.sqrt(max(n, 1))), n // 39, 65536))
 
 
 def _as_bytes_array(data: np.ndarray) -> bytes:
@@ -30,23 +35,23 @@ def _as_bytes_array(data: np.ndarray) -> bytes:
 class HammingIndex(Index):
     """Exact (flat, mih) or approximate (ivf) Hamming search over packed uint8 codes of ``dim`` bits."""
 
-    kind: ClassVar[str] = "hamming"
+    backend: ClassVar[str] = "hamming"
 
-    def __init__(self, dim: int, mode: str = "flat", nlist: int | None = None, nprobe: int = 16,
+    def __init__(self, dim: int, kind: str = "flat", nlist: int | None = None, nprobe: int = 16,
                  mih_m: int | None = None, train_size: int = 100_000, seed: int = 0) -> None:
         if dim <= 0 or dim % 8:
             raise IndexError_(f"Hamming index needs a positive number of bits divisible by 8, got {dim}")
-        if mode not in MODES:
-            raise IndexError_(f"unknown Hamming index mode {mode!r} (choose from {', '.join(MODES)})")
+        if kind not in KINDS:
+            raise IndexError_(f"unknown Hamming index kind {kind!r} (choose from {', '.join(KINDS)})")
         super().__init__("hamming", dim)
-        self.mode = mode
+        self.kind = kind
         self.nbytes = dim // 8
         self.nlist = nlist
         self._nprobe = int(nprobe)
         self.mih_m = mih_m
         self.train_size = int(train_size)
         self.seed = int(seed)
-        self._flat: Any = faiss.IndexBinaryFlat(dim) if mode == "flat" else None
+        self._flat: Any = faiss.IndexBinaryFlat(dim) if kind == "flat" else None
         self._ivf: Any = None
         self._codes = np.zeros((0, self.nbytes), dtype=np.uint8)  # ivf / mih keep their own copy
         self._serials = np.zeros(0, dtype=np.int64)  # ivf: faiss id of each position (ascending)
@@ -67,12 +72,12 @@ class HammingIndex(Index):
 
     @property
     def faiss_index(self) -> Any:
-        """The underlying faiss index (flat or ivf), or None in mih mode."""
-        return self._flat if self.mode == "flat" else self._ivf
+        """The underlying faiss index (flat or ivf), or None for mih."""
+        return self._flat if self.kind == "flat" else self._ivf
 
     def codes(self) -> np.ndarray:
-        """All stored codes (n, dim/8) in position order (a read-only view in flat mode)."""
-        if self.mode == "flat":
+        """All stored codes (n, dim/8) in position order (a read-only view for flat)."""
+        if self.kind == "flat":
             n = self._flat.ntotal
             if n == 0:
                 return np.zeros((0, self.nbytes), dtype=np.uint8)
@@ -93,7 +98,7 @@ class HammingIndex(Index):
 
     def _train_ivf(self, codes: np.ndarray) -> None:
         n = codes.shape[0]
-        nlist = self.nlist or max(1, min(int(4 * np.sqrt(max(n, 1))), 65536))
+        nlist = self.nlist or default_nlist(n)
         if n < nlist:
             raise IndexError_(f"IVF with nlist={nlist} needs at least {nlist} codes in the first add, got {n}")
         self.nlist = nlist
@@ -107,10 +112,10 @@ class HammingIndex(Index):
         self._ivf = ivf
 
     def _add(self, vectors: np.ndarray) -> None:
-        if self.mode == "flat":
+        if self.kind == "flat":
             self._flat.add(vectors)
             return
-        if self.mode == "ivf":
+        if self.kind == "ivf":
             if self._ivf is None:
                 self._train_ivf(vectors)
             serials = np.arange(self._next_serial, self._next_serial + vectors.shape[0], dtype=np.int64)
@@ -123,12 +128,12 @@ class HammingIndex(Index):
     def _remove_positions(self, positions: np.ndarray) -> None:
         keep = np.ones(len(self), dtype=bool)
         keep[positions] = False
-        if self.mode == "flat":
+        if self.kind == "flat":
             rest = np.ascontiguousarray(self.codes()[keep])
             self._flat.reset()
             self._flat.add(rest)
             return
-        if self.mode == "ivf":
+        if self.kind == "ivf":
             removed = self._ivf.remove_ids(faiss.IDSelectorBatch(self._serials[positions]))
             if removed != positions.size:
                 raise RuntimeError(f"faiss removed {removed} of {positions.size} codes")
@@ -146,7 +151,7 @@ class HammingIndex(Index):
         missing = self.missing_distance
         if len(self) == 0:
             return np.full((nq, k), missing, np.int32), np.full((nq, k), -1, np.int64)
-        if self.mode == "mih":
+        if self.kind == "mih":
             mih = self._mih_tables()
             dist = np.full((nq, k), missing, np.int32)
             pos = np.full((nq, k), -1, np.int64)
@@ -154,9 +159,9 @@ class HammingIndex(Index):
                 d, p, _ = mih.knn(queries[i], k)
                 dist[i, :d.size], pos[i, :p.size] = d, p
             return dist, pos
-        index = self._flat if self.mode == "flat" else self._ivf
+        index = self._flat if self.kind == "flat" else self._ivf
         dist, labels = index.search(queries, k)
-        if self.mode == "ivf":
+        if self.kind == "ivf":
             labels = self._labels_to_positions(labels)
         if (labels < 0).any():
             dist = np.where(labels < 0, missing, dist).astype(np.int32)
@@ -175,17 +180,17 @@ class HammingIndex(Index):
         r = int(np.floor(radius))
         if len(self) == 0 or r < 0:
             return [(np.zeros(0, np.int32), np.zeros(0, np.int64)) for _ in range(queries.shape[0])]
-        if self.mode == "mih":
+        if self.kind == "mih":
             mih = self._mih_tables()
             return [mih.range_search(q, r) for q in queries]
-        index = self._flat if self.mode == "flat" else self._ivf
+        index = self._flat if self.kind == "flat" else self._ivf
         # faiss keeps distances strictly below its radius; rsir's radius is inclusive
         lims, dist, labels = index.range_search(queries, r + 1)
         out = []
         for i in range(queries.shape[0]):
             d = dist[lims[i]:lims[i + 1]].astype(np.int32)
             p = labels[lims[i]:lims[i + 1]].astype(np.int64)
-            if self.mode == "ivf":
+            if self.kind == "ivf":
                 p = self._labels_to_positions(p)
             order = np.lexsort((p, d))
             out.append((d[order], p[order]))
@@ -195,16 +200,16 @@ class HammingIndex(Index):
         return np.array(self.codes()[positions], dtype=np.uint8)
 
     def _stored_count(self) -> int:
-        if self.mode == "flat":
+        if self.kind == "flat":
             return int(self._flat.ntotal)
         return int(self._codes.shape[0])
 
     # -- persistence --
     def _state(self) -> tuple[dict[str, Any], dict[str, bytes | np.ndarray]]:
-        params = {"mode": self.mode, "nlist": self.nlist, "nprobe": self._nprobe, "mih_m": self.mih_m,
+        params = {"kind": self.kind, "nlist": self.nlist, "nprobe": self._nprobe, "mih_m": self.mih_m,
                   "train_size": self.train_size, "seed": self.seed}
         files: dict[str, bytes | np.ndarray] = {"codes.npy": np.ascontiguousarray(self.codes())}
-        if self.mode == "ivf" and self._ivf is not None:
+        if self.kind == "ivf" and self._ivf is not None:
             files["ivf.faiss"] = _as_bytes_array(faiss.serialize_index_binary(self._ivf))
             files["serials.npy"] = self._serials
             params["next_serial"] = self._next_serial
@@ -212,17 +217,17 @@ class HammingIndex(Index):
 
     @classmethod
     def _from_state(cls, params: dict[str, Any], path: Path, manifest: dict[str, Any]) -> Index:
-        index = cls(int(manifest["dim"]), mode=params.get("mode", "flat"), nlist=params.get("nlist"),
+        index = cls(int(manifest["dim"]), kind=params.get("kind", params.get("mode", "flat")), nlist=params.get("nlist"),
                     nprobe=int(params.get("nprobe", 16)), mih_m=params.get("mih_m"),
                     train_size=int(params.get("train_size", 100_000)), seed=int(params.get("seed", 0)))
         codes = load_npy(path / "codes.npy")
         if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] != index.nbytes:
             raise IndexFileError(f"{path}: codes.npy has {codes.dtype} {codes.shape}, expected (n, {index.nbytes})")
-        if index.mode == "flat":
+        if index.kind == "flat":
             index._flat.add(np.ascontiguousarray(codes))
         else:
             index._codes = codes
-        if index.mode == "ivf" and (path / "ivf.faiss").exists():
+        if index.kind == "ivf" and (path / "ivf.faiss").exists():
             raw = np.frombuffer((path / "ivf.faiss").read_bytes(), dtype=np.uint8)
             try:
                 index._ivf = faiss.deserialize_index_binary(raw)

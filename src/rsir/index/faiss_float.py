@@ -14,7 +14,7 @@ from rsir.index.base import Index, IndexError_, IndexFileError, load_npy, sort_t
 class FloatIndex(Index):
     """The float baseline: ``metric="ip"`` (larger is better) or ``"l2"`` (squared distance, smaller is better)."""
 
-    kind: ClassVar[str] = "float"
+    backend: ClassVar[str] = "float"
 
     def __init__(self, dim: int, metric: str = "ip") -> None:
         if metric not in ("ip", "l2"):

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from rsir.hashing.bitpack import hamming_one, unpack_bits
+from rsir.bits import hamming_one, unpack_bits
 
 
 @lru_cache(maxsize=256)

@@ -1,6 +1,6 @@
 """The search-side view of a trained model: images in, packed hash codes (or float features) out.
 
-rsir.search loads it through the registry entry "model" -> "rsir.models.encoder:load_model_encoder".
+rsir.encoding loads it through the registry entry "model" -> "rsir.models.encoder:load_model_encoder".
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rsir.bits import pack_bits
 from rsir.models.io import ModelMeta, load_model, save_model
 from rsir.models.net import RetrievalNet
 
@@ -25,7 +26,7 @@ class ModelEncoder:
     the activations of a batch stay in cache).
     """
 
-    kind = "model"
+    encoder_type = "model"
 
     def __init__(self, net: RetrievalNet, meta: ModelMeta, batch_size: int = 64,
                  device: str | torch.device = "cpu") -> None:
@@ -59,7 +60,7 @@ class ModelEncoder:
         """Packed uint8 codes (hash models) or float32 features (feature models)."""
         y = self.raw(images)
         if self.hashing:
-            return np.packbits(y > 0.5, axis=1)
+            return pack_bits(y > 0.5)
         return np.ascontiguousarray(y, dtype=np.float32)
 
     def save(self, path: str | Path) -> Path:

@@ -1,14 +1,12 @@
 """Save and load a model directory: config.json + model.safetensors (+ band statistics, band order, modality).
 
-A directory is written into a hidden sibling and renamed into place, so a crash never leaves a half-written
+A directory is written with rsir.storage.atomic_dir (a hidden sibling renamed into place), so a crash never leaves a half-written
 model that looks complete, and an existing model is only replaced once the new one is finished.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from rsir.errors import RsirError
 from rsir.models.net import NetConfig, RetrievalNet
+from rsir.storage import atomic_dir, atomic_write_json
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -41,29 +40,14 @@ class ModelMeta:
 def save_model(path: str | Path, net: RetrievalNet, meta: ModelMeta) -> Path:
     """Write ``net`` and ``meta`` as a model directory at ``path`` (atomically)."""
     path = Path(path).absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    with atomic_dir(path) as tmp:
         state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
         cfg = {"format": FORMAT, "version": VERSION, "net": net.config.to_json(), "modality": meta.modality,
                "bands": list(meta.bands), "mean": [float(v) for v in meta.mean],
                "std": [float(v) for v in meta.std], "patch_size": int(meta.patch_size),
                "classes": list(meta.classes), "info": meta.info}
-        (tmp / CONFIG).write_text(json.dumps(cfg, indent=2))
-        old = None
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{os.getpid()}"
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        atomic_write_json(tmp / CONFIG, cfg)
     return path
 
 

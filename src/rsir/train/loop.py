@@ -6,7 +6,6 @@ stopping on the validation mAP, and seeds for reproducibility."""
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Iterable, Iterator
@@ -22,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rsir.errors import RsirError
 from rsir.runtime import tune_allocator
+from rsir.storage import atomic_file
 from rsir.train.validation import validation_map
 
 
@@ -154,10 +154,8 @@ def _set_rng_state(s: dict[str, Any]) -> None:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)
 
 
 class TrainingError(RsirError):

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-#: POPCOUNT[v] = number of set bits of the byte v.
-POPCOUNT: np.ndarray = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)
-
 
 def n_bytes(bits: int) -> int:
     """Bytes per packed code of ``bits`` bits."""
@@ -48,25 +45,47 @@ def codes_to_signs(codes: np.ndarray, bits: int) -> np.ndarray:
     return unpack_bits(codes, bits).astype(np.float32) * 2.0 - 1.0
 
 
+def _words(codes: np.ndarray) -> np.ndarray:
+    """Packed uint8 codes viewed as the widest unsigned words that divide the byte count (no copy)."""
+    c = np.ascontiguousarray(codes, dtype=np.uint8)
+    for w, t in ((8, np.uint64), (4, np.uint32), (2, np.uint16)):
+        if c.shape[-1] % w == 0:
+            return c.view(t)
+    return c
+
+
+def _popcount_words(w: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(w).sum(axis=-1, dtype=np.int32)
+
+
 def popcount(a: np.ndarray) -> np.ndarray:
-    """Set bits per row of a uint8 array (summed over the last axis), via the byte table."""
-    return POPCOUNT[np.asarray(a, dtype=np.uint8)].sum(axis=-1, dtype=np.int32)
+    """Set bits per row of a packed code array (summed over the last axis), int32."""
+    return _popcount_words(_words(a))
 
 
 def hamming_one(query: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Hamming distances (n,) int32 between one packed code (B,) and packed codes (n, B)."""
-    return popcount(np.bitwise_xor(np.asarray(codes, dtype=np.uint8), np.asarray(query, dtype=np.uint8)[None, :]))
+    q = np.asarray(query, dtype=np.uint8).reshape(1, -1)
+    return hamming_matrix(q, np.asarray(codes, dtype=np.uint8).reshape(-1, q.shape[1]))[0]
 
 
-def hamming_matrix(queries: np.ndarray, codes: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """All pairwise Hamming distances (nq, n) int32 between packed codes, computed in row chunks."""
-    q = np.asarray(queries, dtype=np.uint8)
-    c = np.asarray(codes, dtype=np.uint8)
-    if q.ndim == 1:
-        q = q[None, :]
+# working arrays of one block stay around this many words
+_BLOCK_ELEMENTS = 1 << 22
+
+
+def hamming_matrix(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """All pairwise Hamming distances (nq, n) int32 between packed codes, XOR + popcount over machine words in
+    blocks of the database so memory stays bounded."""
+    q8 = np.asarray(queries, dtype=np.uint8)
+    if q8.ndim == 1:
+        q8 = q8[None, :]
+    c8 = np.asarray(codes, dtype=np.uint8)
+    if q8.shape[1] != c8.shape[1]:
+        raise ValueError(f"query codes have {q8.shape[1]} bytes, database codes {c8.shape[1]}")
+    q, c = _words(q8), _words(c8)
     out = np.empty((q.shape[0], c.shape[0]), dtype=np.int32)
-    step = max(1, chunk * 64 // max(1, c.shape[0]))
-    for s in range(0, q.shape[0], step):
-        x = np.bitwise_xor(q[s:s + step, None, :], c[None, :, :])
-        out[s:s + step] = POPCOUNT[x].sum(axis=-1, dtype=np.int32)
+    step = max(1, _BLOCK_ELEMENTS // max(1, q.shape[0] * q.shape[1]))
+    for s in range(0, c.shape[0], step):
+        x = q[:, None, :] ^ c[None, s:s + step, :]
+        out[:, s:s + step] = _popcount_words(x)
     return out

@@ -1,8 +1,11 @@
-"""Parsing and validation of uploaded query images: .npz band arrays, GeoTIFF, PNG/JPEG (RGB models only).
+"""Query images given as bytes: .npz band arrays, GeoTIFF, PNG/JPEG (RGB models only), parsed and checked.
 
-Everything is read from the uploaded bytes in memory; nothing is written to disk and no client-supplied path is
-ever opened. Every rejection is an :class:`UploadError` carrying the HTTP status and a message that names the
-problem in terms of what the index's encoder expects.
+The one parser for every front end: the service's uploads, ``rsir search --file`` and the Python API's
+``search_file`` all pass the file's bytes to :func:`parse_upload`. Everything is read from the bytes in memory;
+nothing is written to disk and no path named inside the data is ever opened. GeoTIFF bands are taken by their
+descriptions when those name the modality's bands, else in file order. Every rejection is an
+:class:`UploadError` carrying an HTTP status and a message that names the problem in terms of what the index's
+encoder expects.
 """
 
 from __future__ import annotations
