@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEMO_DIR ?= demo-out
 
-.PHONY: venv demo test lint typecheck unit clean
+.PHONY: venv demo test test-fast lint typecheck unit clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,10 @@ unit: venv
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test: lint typecheck unit
+
+# the fast subset (no training, demo, README session or browser): under two minutes on 2 cores
+test-fast: venv
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -174,6 +174,7 @@ def _random_case(seed: int, nq: int = 12, n: int = 40):
     return dist, ql, dl, M.overlap(ql, dl), c
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 5, 17])
 def test_agrees_with_torchmetrics(k):
     from torchmetrics.functional.retrieval import (
@@ -215,6 +216,7 @@ def test_agrees_with_torchmetrics_module_map():
     assert M.average_precision_at_k(c > 0, k, "A").mean() == pytest.approx(float(m.compute()), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_agrees_with_ranx():
     ranx = pytest.importorskip("ranx")
     dist, ql, dl, c_all, c = _random_case(7, nq=10, n=30)

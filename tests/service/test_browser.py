@@ -19,7 +19,7 @@ from rsir.service.app import CollectionSpec, create_multi_app
 from tests.data.archive_helpers import write_tiny_archive
 from tests.service.test_api import make_searcher
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
