@@ -109,7 +109,7 @@ def test_search_by_example_and_click_through(page, server) -> None:  # type: ign
     assert page.inner_text("#mode") == "search by example"
     assert qid in page.inner_text("#query-title")
     shown = [c.get_attribute("data-id") for c in page.locator("#results .card").all()]
-    want = [x["id"] for x in searcher.search_id(qid, 20)]
+    want = searcher.search_id(qid, 20).ids
     assert shown == want
     assert page.inner_text("#query-time").endswith("ms")
     assert page.inner_text("#precision").endswith("%")
