@@ -146,3 +146,31 @@ def test_cli_index_and_search(tiny: Path, tmp_path: Path, capsys: pytest.Capture
     assert len(lines) == 6  # query, header, 3 rows, precision
     assert main(["search", str(tmp_path / "i"), "--id", "missing", "-k", "3"]) == 2
     assert "'missing' is not in the archive" in capsys.readouterr().err
+
+
+def test_bits_must_match_a_given_model(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--bits used to be ignored silently with --model; now it must repeat the model's code length."""
+    import torch
+
+    from rsir.cli import main
+    from rsir.data.archive import open_archive
+    from rsir.models.encoder import ModelEncoder
+    from rsir.models.io import ModelMeta, save_model
+    from rsir.models.net import NetConfig, RetrievalNet
+    from rsir.models.resnet import ResNetConfig
+
+    a = open_archive(tiny)
+    spec = a.spec("s2")
+    mean, std = a.band_stats("s2")
+    torch.manual_seed(0)
+    net = RetrievalNet(NetConfig(ResNetConfig(len(spec.bands), 8, [1, 1]), n_classes=19, bits=16, output="hash"))
+    model = save_model(tmp_path / "m", net.eval(), ModelMeta("s2", list(spec.bands), mean, std, 12,
+                                                             list(a.nomenclature.classes)))
+    with pytest.raises(PipelineError, match="--bits 32 does not match the model, which makes 16-bit codes"):
+        build_index(a, tmp_path / "x", bits=32, encoder=ModelEncoder(net.eval(), ModelMeta("s2", list(spec.bands),
+                                                                                          mean, std, 12)))
+    assert not (tmp_path / "x").exists()
+    assert main(["index", str(tiny), "--model", str(model), "--bits", "32", "--out", str(tmp_path / "y")]) == 2
+    assert "does not match the model" in capsys.readouterr().err and not (tmp_path / "y").exists()
+    assert main(["index", str(tiny), "--model", str(model), "--out", str(tmp_path / "z"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "z" / "manifest.json").read_text())["dim"] == 16
