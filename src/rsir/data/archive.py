@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 import safetensors.numpy as stnp
 
 from rsir.data.bands import ModalitySpec, quicklook, to_grid, to_grid_batch
+from rsir.data.coerce import Conversion, coerce_modality
 from rsir.data.nomenclature import Nomenclature
 from rsir.errors import ArchiveError, ItemError, NotFoundError, RsirError
 
@@ -164,8 +165,14 @@ def decode_value(data: bytes, key: str) -> dict[str, np.ndarray]:
 
 
 def validate_bands(item: str, spec: ModalitySpec, arrays: Mapping[str, np.ndarray], source: str = "",
-                   allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
-    """Check band names, shapes and values against a modality spec; return arrays cast to the spec dtype."""
+                   allow_nonfinite: bool = False,
+                   conversions: list[Conversion] | None = None) -> dict[str, np.ndarray]:
+    """Check band names, shapes and values against a modality spec; return the arrays in the spec dtype.
+
+    A band of another dtype is converted by the rules of :mod:`rsir.data.coerce` (exact casts, float
+    reflectances scaled into a ``reflectance*K`` integer modality) or refused with an ItemError naming the item
+    and band; nothing wraps or clips. The conversions made are appended to ``conversions`` when given.
+    """
     have, want = set(arrays), set(spec.bands)
     if have != want:
         missing, extra = sorted(want - have), sorted(have - want)
@@ -181,7 +188,10 @@ def validate_bands(item: str, spec: ModalitySpec, arrays: Mapping[str, np.ndarra
             bad = int((~np.isfinite(a)).sum())
             raise ItemError(item, f"modality {spec.name} band {b}: {bad} NaN or infinite pixel values",
                             source or None)
-        out[b] = a.astype(spec.dtype, copy=False)
+        out[b] = a
+    out, conv = coerce_modality(item, spec, out, source or None)
+    if conversions is not None:
+        conversions.extend(conv)
     return out
 
 
@@ -213,6 +223,7 @@ class ArchiveWriter:
         self.rows: list[dict[str, Any]] = []
         self.ids: set[str] = set()
         self.skipped: list[SkippedItem] = []
+        self._conversions: dict[Conversion, dict[str, Any]] = {}
         self._stats = {m: _RunningStats() for m in self.specs}
         self._stats_all = {m: _RunningStats() for m in self.specs}
         self._env = lmdb.open(str(self.tmp / STORE), map_size=1 << 40, subdir=True, lock=True,
@@ -234,7 +245,9 @@ class ArchiveWriter:
         if unknown:
             raise ItemError(item_id, f"unknown modalities {sorted(unknown)} (archive has {sorted(self.specs)})")
         source = str(meta.get("source", ""))
-        checked = {m: validate_bands(item_id, self.specs[m], a, source, allow_nonfinite) for m, a in arrays.items()}
+        conv: list[Conversion] = []
+        checked = {m: validate_bands(item_id, self.specs[m], a, source, allow_nonfinite, conv)
+                   for m, a in arrays.items()}
         labels = list(meta.get("labels", []) or [])
         for lab in labels:
             if lab not in self.nomenclature.classes:
@@ -255,6 +268,11 @@ class ArchiveWriter:
                     stats.update(b, a)
         self.rows.append(row)
         self.ids.add(item_id)
+        for c in conv:
+            rec = self._conversions.setdefault(c, {"items": 0, "first_items": []})
+            rec["items"] += 1
+            if len(rec["first_items"]) < 5:
+                rec["first_items"].append(item_id)
         self._pending += 1
         if self._pending >= self.commit_every:
             self._txn.commit()
@@ -306,6 +324,9 @@ class ArchiveWriter:
             "stats": {m: stats_src[m].result() for m in self.specs},
             "resampling": "bilinear",
             "skipped": [{"item": s.item, "problem": s.problem} for s in self.skipped],
+            # bands stored in another dtype than the source's, and by which rule (rsir.data.coerce)
+            "conversions": [{"modality": c.modality, "band": c.band, "from": c.source_dtype, "to": c.target_dtype,
+                             "rule": c.rule, **rec} for c, rec in self._conversions.items()],
             "info": self.info,
         }
         atomic_write_json(self.tmp / MANIFEST, manifest)
@@ -524,6 +545,7 @@ class Archive:
             "stats_split": self.manifest.get("stats_split"),
             "stats": self.stats,
             "skipped": self.manifest.get("skipped", []),
+            "conversions": self.manifest.get("conversions", []),
         }
 
 

@@ -176,7 +176,7 @@ def _loader(pid: str, r: int, c: int, n: int, cell_bands: Any, with_cloud: bool,
         meta["cloud_fraction"] = float((mask != 0).mean())
         out: Arrays = {"s2": s2}
         if with_cloud:
-            out["cloud"] = {"mask": mask.astype(np.uint8)}
+            out["cloud"] = {"mask": mask}  # a mask of another dtype is converted or refused by the writer
         return out
 
     return load
