@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,16 @@ def run(args: argparse.Namespace) -> int:
         split = split_queries(archive, args.protocol, args.split).limit(args.max_queries)
     except ProtocolError as e:
         raise RsirError(str(e)) from None
+    n_ranked = len(split.db_pos) - (1 if split.exclude is not None else 0)
+    over = [k for k in ks if k > n_ranked]
+    warnings = []
+    if over:
+        warnings.append(f"k = {', '.join(map(str, over))} exceeds the {n_ranked} database items each query is ranked "
+                        f"against: P@k counts the missing ranks as misses (P@{over[-1]} is at most "
+                        f"{n_ranked / over[-1]:.2f}) and R@k, mAP@k see the whole ranking; choose --k up to "
+                        f"{n_ranked}")
+    for w in warnings:
+        print(f"rsir eval: warning: {w}", file=sys.stderr)
     ids = archive.ids
     t0 = time.perf_counter()
     db_vecs = _vectors(db_search, [ids[p] for p in split.db_pos], db_mod, "database")
@@ -120,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                 "protocol": args.protocol, "split": args.split if args.protocol == "loo" else None,
                 "query_split": split.query_split, "db_split": split.db_split, "direction": f"{q_mod}->{db_mod}",
                 "ks": ks, "max_queries": args.max_queries, "method": mf.get("method"), "bits": bits,
-                "distance": metric, "seconds": round(seconds, 3),
+                "distance": metric, "seconds": round(seconds, 3), "warnings": warnings,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         paths = write_report(args.out, {name: res.to_json()}, meta)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
