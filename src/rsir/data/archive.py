@@ -40,6 +40,7 @@ from rsir.data.bands import ModalitySpec, quicklook, to_grid, to_grid_batch
 from rsir.data.coerce import Conversion, coerce_modality
 from rsir.data.nomenclature import Nomenclature
 from rsir.errors import ArchiveError, ItemError, NotFoundError, RsirError
+from rsir.leftovers import Leftover, leftovers_in, remove_stale
 
 FORMAT_NAME = "rsir-archive"
 FORMAT_VERSION = 1
@@ -110,6 +111,37 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Write JSON to a temporary name, then rename it over ``path``."""
     _atomic_write_bytes(Path(path), json.dumps(obj, indent=2, sort_keys=False).encode())
+
+
+def is_archive_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory holding an rsir archive manifest."""
+    try:
+        return json.loads((path / MANIFEST).read_text()).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_output(path: str | Path, overwrite: bool = False) -> Path:
+    """The absolute path an archive may be written to, or an ArchiveError saying why not.
+
+    The path must not exist, or (with ``overwrite``) be an rsir archive or an empty folder: replacing anything
+    else (a file, a folder of the user's) is refused. Its nearest existing parent must be a writable folder.
+    """
+    p = Path(path).expanduser().absolute()
+    if p.exists() or p.is_symlink():
+        if not overwrite:
+            raise ArchiveError(f"{p} already exists (pass overwrite=True / --overwrite to replace it)")
+        if not (p.is_dir() and not p.is_symlink() and (is_archive_dir(p) or not any(p.iterdir()))):
+            raise ArchiveError(f"{p} exists and is not an rsir archive; refusing to replace it (remove it yourself "
+                               f"or write elsewhere)")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ArchiveError(f"{p}: cannot write an archive here, {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ArchiveError(f"{p}: cannot write an archive here, {parent} is not writable")
+    return p
 
 
 class _RunningStats:
@@ -207,14 +239,19 @@ class ArchiveWriter:
     def __init__(self, path: str | Path, modalities: Sequence[ModalitySpec], nomenclature: Nomenclature,
                  source_format: str, overwrite: bool = False, commit_every: int = 256,
                  info: Mapping[str, Any] | None = None) -> None:
-        self.path = Path(path).absolute()
-        if self.path.exists() and not overwrite:
-            raise ArchiveError(f"{self.path} already exists (pass overwrite=True / --overwrite to replace it)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
-        self.tmp.mkdir()
+        self.path = check_output(path, overwrite)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # an ingest killed with SIGKILL leaves its hidden copy behind: remove those of this target whose
+            # process is gone, and tell about the others in the same folder (rsir doctor removes them)
+            self.removed_leftovers: list[Leftover] = remove_stale(self.path.parent, self.path.name)
+            self.other_leftovers: list[Leftover] = [lo for lo in leftovers_in(self.path.parent) if lo.stale]
+            self.tmp = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
+            if self.tmp.exists():
+                shutil.rmtree(self.tmp)
+            self.tmp.mkdir()
+        except OSError as e:
+            raise ArchiveError(f"{self.path}: cannot write an archive here ({e.strerror or e})") from None
         self.specs = {m.name: m for m in modalities}
         self.nomenclature = nomenclature
         self.source_format = source_format
@@ -279,6 +316,11 @@ class ArchiveWriter:
             self._txn = self._env.begin(write=True)
             self._pending = 0
 
+    def conversions(self) -> list[dict[str, Any]]:
+        """Bands stored in another dtype than the source's: modality, band, from, to, rule, items, first_items."""
+        return [{"modality": c.modality, "band": c.band, "from": c.source_dtype, "to": c.target_dtype,
+                 "rule": c.rule, **rec} for c, rec in self._conversions.items()]
+
     def skip(self, item: str, problem: str) -> None:
         """Record an item left out (``--skip-bad``); listed in the manifest."""
         self.skipped.append(SkippedItem(item, problem))
@@ -325,8 +367,7 @@ class ArchiveWriter:
             "resampling": "bilinear",
             "skipped": [{"item": s.item, "problem": s.problem} for s in self.skipped],
             # bands stored in another dtype than the source's, and by which rule (rsir.data.coerce)
-            "conversions": [{"modality": c.modality, "band": c.band, "from": c.source_dtype, "to": c.target_dtype,
-                             "rule": c.rule, **rec} for c, rec in self._conversions.items()],
+            "conversions": self.conversions(),
             "info": self.info,
         }
         atomic_write_json(self.tmp / MANIFEST, manifest)
@@ -367,8 +408,9 @@ class Archive:
         if not self.path.is_dir():
             raise ArchiveError(f"{self.path}: no archive here (not a directory)")
         if not mpath.exists():
-            partial = list(self.path.parent.glob(f".{self.path.name}.partial-*"))
-            hint = " (an interrupted ingest left a partial copy beside it)" if partial else ""
+            partial = leftovers_in(self.path.parent, self.path.name)
+            hint = (f" (an interrupted write left {partial[0].path.name} beside it; `rsir doctor "
+                    f"{self.path.parent}` lists such copies, --fix removes those whose process is gone)") if partial else ""
             raise ArchiveError(f"{self.path}: not an rsir archive, {MANIFEST} is missing{hint}")
         try:
             self.manifest: dict[str, Any] = json.loads(mpath.read_text())
