@@ -101,6 +101,15 @@ def test_float64_overflowing_float32_is_refused_and_ints_convert(tmp_path):
     a = _write(tmp_path / "b", {"x": {"s1": ints}}, [spec])
     assert a.get("x", "s1")["VV"].dtype == np.float32 and float(a.get("x", "s1")["VV"][0, 0]) == -12.0
     assert float(a.get("x", "s1")["VH"][0, 0]) == -19.25
+    rules = {c["band"]: (c["from"], c["rule"]) for c in a.manifest["conversions"]}
+    assert rules == {"VV": ("int16", "cast exactly (every value representable)"),
+                     "VH": ("float64", "converted to the narrower float type (rounded)")}
+    big = {"VV": np.full((SIZE, SIZE), 2**24 + 1, np.int64), "VH": np.full((SIZE, SIZE), -3.0, np.float16)}
+    a = _write(tmp_path / "c", {"x": {"s1": big}}, [spec])
+    assert float(a.get("x", "s1")["VV"][0, 0]) == 2.0**24  # the nearest float32
+    rules = {c["band"]: c["rule"] for c in a.manifest["conversions"]}
+    assert rules == {"VV": "integers converted to float32 (those beyond 16777216 rounded)",
+                     "VH": "cast exactly (every value representable)"}
 
 
 def test_nan_in_a_float_band_for_an_integer_modality_is_refused(tmp_path):

@@ -73,6 +73,15 @@ def test_non_integer_size_is_a_one_line_error(tmp_path, capsys, fmt, opt):
     assert rc == 2 and f"--option {opt}='abc' (format {fmt}): expected an integer" in _one_error_line(err)
 
 
+def test_option_given_twice_or_without_value(tmp_path, capsys):
+    rc, _, err = _cli(capsys, "ingest", str(tmp_path), "--format", "bigearthnet-v1", "--out", str(tmp_path / "a"),
+                      "--option", "s1=false", "--option", "s1=true")
+    assert rc == 2 and "--option s1 given twice ('false' and 'true')" in _one_error_line(err)
+    rc, _, err = _cli(capsys, "ingest", str(tmp_path), "--format", "bigearthnet-v1", "--out", str(tmp_path / "a"),
+                      "--option", "splits")
+    assert rc == 2 and "--option 'splits': expected KEY=VALUE" in _one_error_line(err)
+
+
 def test_option_values_are_typed_and_checked(tmp_path):
     with pytest.raises(FormatError, match="s1='maybe' .*expected true or false"):
         open_source(tmp_path, "bigearthnet-v1", {"s1": "maybe"})

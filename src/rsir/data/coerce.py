@@ -16,8 +16,9 @@ reflectances become 0, 70,000 wraps to 4,464 in uint16, -5.5 wraps to 65,531), s
         ``reflectance*10000``): the bands are reflectances; every value must lie in [0, 2]
         (:data:`REFLECTANCE_RANGE`) and is stored as ``round(value * K)``;
       - otherwise refused: fractional values would have to be rounded or truncated to an integer.
-3. The modality stores floats: integer bands are converted (exactly below 2**24 for float32); float bands are
-   rounded to the narrower type; a value beyond the type's range (it would become infinite) is refused.
+3. The modality stores floats: integer bands are converted (exactly up to 2**24 for float32, larger integers
+   rounded); float bands are widened exactly or rounded to the narrower type; a value beyond the type's range
+   (it would become infinite) is refused.
 
 A refusal is an :class:`~rsir.errors.ItemError` naming the item, the modality, the band, the values found and
 the dtype expected. Every conversion other than rule 1 is returned as a :class:`Conversion`, which
@@ -44,6 +45,7 @@ RULE_EXACT = "cast exactly (every value representable)"
 RULE_WHOLE = "float whole numbers cast exactly"
 RULE_REFLECTANCE = "float reflectance scaled by {k:g} and rounded"
 RULE_FLOAT = "converted to the narrower float type (rounded)"
+RULE_INT_FLOAT = "integers converted to {t} (those beyond {n} rounded)"
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def coerce_modality(item: str, spec: ModalitySpec, arrays: Mapping[str, np.ndarr
             raise fail(b, f"dtype {a.dtype} is not numeric; the archive stores {target}")
         elif target.kind == "f":
             out[b] = _to_float(a, target, lambda p, b=b: fail(b, p))  # type: ignore[misc]
-            note(b, a, RULE_EXACT if a.dtype.kind in "biu" else RULE_FLOAT)
+            note(b, a, _float_rule(a, target))
         elif a.dtype.kind in "biu":
             lo, hi = _span(a)
             info = np.iinfo(target)
@@ -114,6 +116,15 @@ def coerce_modality(item: str, spec: ModalitySpec, arrays: Mapping[str, np.ndarr
     if floats:
         out.update(_floats_to_int(spec, target, floats, fail, note))
     return {b: out[b] for b in arrays}, conv
+
+
+def _float_rule(a: np.ndarray, target: np.dtype) -> str:
+    """Whether converting ``a`` to the float ``target`` kept every value (the rule noted in the manifest)."""
+    if a.dtype.kind == "f":
+        return RULE_EXACT if a.dtype.itemsize <= target.itemsize else RULE_FLOAT
+    exact_below = 2 ** (np.finfo(target).nmant + 1)
+    lo, hi = _span(a)
+    return RULE_EXACT if max(abs(lo), abs(hi)) <= exact_below else RULE_INT_FLOAT.format(t=target, n=exact_below)
 
 
 def _to_float(a: np.ndarray, target: np.dtype, fail) -> np.ndarray:  # type: ignore[no-untyped-def]
