@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     over = [k for k in ks if k > n_ranked]
     warnings = []
     if over:
-        warnings.append(f"k = {', '.join(map(str, over))} exceeds the {n_ranked} database items each query is ranked "
+        warnings.append(f"k = {', '.join(map(str, over))} {'exceeds' if len(over) == 1 else 'exceed'} the "
+                        f"{n_ranked} database items each query is ranked "
                         f"against: P@k counts the missing ranks as misses (P@{over[-1]} is at most "
                         f"{n_ranked / over[-1]:.2f}) and R@k, mAP@k see the whole ranking; choose --k up to "
                         f"{n_ranked}")
