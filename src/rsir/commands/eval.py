@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,17 @@ def run(args: argparse.Namespace) -> int:
         split = split_queries(archive, args.protocol, args.split).limit(args.max_queries)
     except ProtocolError as e:
         raise RsirError(str(e)) from None
+    n_ranked = len(split.db_pos) - (1 if split.exclude is not None else 0)
+    over = [k for k in ks if k > n_ranked]
+    warnings = []
+    if over:
+        warnings.append(f"k = {', '.join(map(str, over))} {'exceeds' if len(over) == 1 else 'exceed'} the "
+                        f"{n_ranked} database items each query is ranked "
+                        f"against: P@k counts the missing ranks as misses (P@{over[-1]} is at most "
+                        f"{n_ranked / over[-1]:.2f}) and R@k, mAP@k see the whole ranking; choose --k up to "
+                        f"{n_ranked}")
+    for w in warnings:
+        print(f"rsir eval: warning: {w}", file=sys.stderr)
     ids = archive.ids
     t0 = time.perf_counter()
     db_vecs = db_search.vectors([ids[p] for p in split.db_pos], db_mod)
@@ -96,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 "protocol": args.protocol, "split": args.split if args.protocol == "loo" else None,
                 "query_split": split.query_split, "db_split": split.db_split, "direction": f"{q_mod}->{db_mod}",
                 "ks": ks, "max_queries": args.max_queries, "method": mf.get("method"), "bits": bits,
-                "distance": metric, "seconds": round(seconds, 3),
+                "distance": metric, "seconds": round(seconds, 3), "warnings": warnings,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         paths = write_report(args.out, {name: res.to_json()}, meta)
         print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -43,6 +43,9 @@ def format_summary(s: dict) -> str:
                          f"min {v['min']:10.2f}  max {v['max']:10.2f}")
     if s["skipped"]:
         lines.append(f"skipped at ingest: {len(s['skipped'])}")
+    for c in s.get("conversions", []):
+        lines.append(f"converted at ingest: {c['modality']} {c['band']} of {c['items']} items from {c['from']} to "
+                     f"{c['to']}: {c['rule']}")
     return "\n".join(lines)
 
 

@@ -36,8 +36,10 @@ import pyarrow.parquet as pq
 import safetensors.numpy as stnp
 
 from rsir.data.bands import ModalitySpec, quicklook, to_grid, to_grid_batch
+from rsir.data.coerce import Conversion, coerce_modality
 from rsir.data.nomenclature import Nomenclature
 from rsir.errors import ArchiveError, ItemError, NotFoundError
+from rsir.leftovers import Leftover, leftovers_in, remove_stale
 from rsir.storage import atomic_write_json, partial_sibling, replace_dir, utc_stamp
 
 FORMAT_NAME = "rsir-archive"
@@ -97,6 +99,37 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
+def is_archive_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory holding an rsir archive manifest."""
+    try:
+        return json.loads((path / MANIFEST).read_text()).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_output(path: str | Path, overwrite: bool = False) -> Path:
+    """The absolute path an archive may be written to, or an ArchiveError saying why not.
+
+    The path must not exist, or (with ``overwrite``) be an rsir archive or an empty folder: replacing anything
+    else (a file, a folder of the user's) is refused. Its nearest existing parent must be a writable folder.
+    """
+    p = Path(path).expanduser().absolute()
+    if p.exists() or p.is_symlink():
+        if not overwrite:
+            raise ArchiveError(f"{p} already exists (pass overwrite=True / --overwrite to replace it)")
+        if not (p.is_dir() and not p.is_symlink() and (is_archive_dir(p) or not any(p.iterdir()))):
+            raise ArchiveError(f"{p} exists and is not an rsir archive; refusing to replace it (remove it yourself "
+                               f"or write elsewhere)")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ArchiveError(f"{p}: cannot write an archive here, {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ArchiveError(f"{p}: cannot write an archive here, {parent} is not writable")
+    return p
+
+
 class _RunningStats:
     """Per-band mean/std in float64, merged batch by batch (Chan et al. parallel variance)."""
 
@@ -150,8 +183,14 @@ def decode_value(data: bytes, key: str) -> dict[str, np.ndarray]:
 
 
 def validate_bands(item: str, spec: ModalitySpec, arrays: Mapping[str, np.ndarray], source: str = "",
-                   allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
-    """Check band names, shapes and values against a modality spec; return arrays cast to the spec dtype."""
+                   allow_nonfinite: bool = False,
+                   conversions: list[Conversion] | None = None) -> dict[str, np.ndarray]:
+    """Check band names, shapes and values against a modality spec; return the arrays in the spec dtype.
+
+    A band of another dtype is converted by the rules of :mod:`rsir.data.coerce` (exact casts, float
+    reflectances scaled into a ``reflectance*K`` integer modality) or refused with an ItemError naming the item
+    and band; nothing wraps or clips. The conversions made are appended to ``conversions`` when given.
+    """
     have, want = set(arrays), set(spec.bands)
     if have != want:
         missing, extra = sorted(want - have), sorted(have - want)
@@ -167,7 +206,10 @@ def validate_bands(item: str, spec: ModalitySpec, arrays: Mapping[str, np.ndarra
             bad = int((~np.isfinite(a)).sum())
             raise ItemError(item, f"modality {spec.name} band {b}: {bad} NaN or infinite pixel values",
                             source or None)
-        out[b] = a.astype(spec.dtype, copy=False)
+        out[b] = a
+    out, conv = coerce_modality(item, spec, out, source or None)
+    if conversions is not None:
+        conversions.extend(conv)
     return out
 
 
@@ -183,12 +225,17 @@ class ArchiveWriter:
     def __init__(self, path: str | Path, modalities: Sequence[ModalitySpec], nomenclature: Nomenclature,
                  source_format: str, overwrite: bool = False, commit_every: int = 256,
                  info: Mapping[str, Any] | None = None) -> None:
-        self.path = Path(path).absolute()
-        if self.path.exists() and not overwrite:
-            raise ArchiveError(f"{self.path} already exists (pass overwrite=True / --overwrite to replace it)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = partial_sibling(self.path)
-        self.tmp.mkdir()
+        self.path = check_output(path, overwrite)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # an ingest killed with SIGKILL leaves its hidden copy behind: remove those of this target whose
+            # process is gone, and tell about the others in the same folder (rsir doctor removes them)
+            self.removed_leftovers: list[Leftover] = remove_stale(self.path.parent, self.path.name)
+            self.other_leftovers: list[Leftover] = [lo for lo in leftovers_in(self.path.parent) if lo.stale]
+            self.tmp = partial_sibling(self.path)
+            self.tmp.mkdir()
+        except OSError as e:
+            raise ArchiveError(f"{self.path}: cannot write an archive here ({e.strerror or e})") from None
         self.specs = {m.name: m for m in modalities}
         self.nomenclature = nomenclature
         self.source_format = source_format
@@ -197,6 +244,7 @@ class ArchiveWriter:
         self.rows: list[dict[str, Any]] = []
         self.ids: set[str] = set()
         self.skipped: list[SkippedItem] = []
+        self._conversions: dict[Conversion, dict[str, Any]] = {}
         self._stats = {m: _RunningStats() for m in self.specs}
         self._stats_all = {m: _RunningStats() for m in self.specs}
         self._env = lmdb.open(str(self.tmp / STORE), map_size=1 << 40, subdir=True, lock=True,
@@ -218,7 +266,9 @@ class ArchiveWriter:
         if unknown:
             raise ItemError(item_id, f"unknown modalities {sorted(unknown)} (archive has {sorted(self.specs)})")
         source = str(meta.get("source", ""))
-        checked = {m: validate_bands(item_id, self.specs[m], a, source, allow_nonfinite) for m, a in arrays.items()}
+        conv: list[Conversion] = []
+        checked = {m: validate_bands(item_id, self.specs[m], a, source, allow_nonfinite, conv)
+                   for m, a in arrays.items()}
         labels = list(meta.get("labels", []) or [])
         for lab in labels:
             if lab not in self.nomenclature.classes:
@@ -239,11 +289,21 @@ class ArchiveWriter:
                     stats.update(b, a)
         self.rows.append(row)
         self.ids.add(item_id)
+        for c in conv:
+            rec = self._conversions.setdefault(c, {"items": 0, "first_items": []})
+            rec["items"] += 1
+            if len(rec["first_items"]) < 5:
+                rec["first_items"].append(item_id)
         self._pending += 1
         if self._pending >= self.commit_every:
             self._txn.commit()
             self._txn = self._env.begin(write=True)
             self._pending = 0
+
+    def conversions(self) -> list[dict[str, Any]]:
+        """Bands stored in another dtype than the source's: modality, band, from, to, rule, items, first_items."""
+        return [{"modality": c.modality, "band": c.band, "from": c.source_dtype, "to": c.target_dtype,
+                 "rule": c.rule, **rec} for c, rec in self._conversions.items()]
 
     def skip(self, item: str, problem: str) -> None:
         """Record an item left out (``--skip-bad``); listed in the manifest."""
@@ -290,6 +350,8 @@ class ArchiveWriter:
             "stats": {m: stats_src[m].result() for m in self.specs},
             "resampling": "bilinear",
             "skipped": [{"item": s.item, "problem": s.problem} for s in self.skipped],
+            # bands stored in another dtype than the source's, and by which rule (rsir.data.coerce)
+            "conversions": self.conversions(),
             "info": self.info,
         }
         atomic_write_json(self.tmp / MANIFEST, manifest)
@@ -324,8 +386,9 @@ class Archive:
         if not self.path.is_dir():
             raise ArchiveError(f"{self.path}: no archive here (not a directory)")
         if not mpath.exists():
-            partial = list(self.path.parent.glob(f".{self.path.name}.partial-*"))
-            hint = " (an interrupted ingest left a partial copy beside it)" if partial else ""
+            partial = leftovers_in(self.path.parent, self.path.name)
+            hint = (f" (an interrupted write left {partial[0].path.name} beside it; `rsir doctor "
+                    f"{self.path.parent}` lists such copies, --fix removes those whose process is gone)") if partial else ""
             raise ArchiveError(f"{self.path}: not an rsir archive, {MANIFEST} is missing{hint}")
         try:
             self.manifest: dict[str, Any] = json.loads(mpath.read_text())
@@ -497,6 +560,7 @@ class Archive:
             "stats_split": self.manifest.get("stats_split"),
             "stats": self.stats,
             "skipped": self.manifest.get("skipped", []),
+            "conversions": self.manifest.get("conversions", []),
         }
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from rsir.data.bands import ModalitySpec, s1_spec, s2_spec
 from rsir.data.formats import Arrays, Source, SourceItem
 from rsir.data.nomenclature import BEN19
+from rsir.data.options import ReaderOption
 from rsir.errors import FormatError, ItemError
 
 # The 43 CLC level-3 class names of BigEarthNet v1.0 in their published order (label_indices.json,
@@ -66,7 +67,11 @@ def convert_labels(labels_43: list[str], item: str = "", path: str | None = None
     return [c for c in BEN19.classes if c in out]
 
 
-def _patch_folders(root: Path, max_depth: int = 2) -> list[Path]:
+SEARCH_DEPTH = 2
+_PROBE_DEPTH, _PROBE_DIRS = 8, 20000
+
+
+def _patch_folders(root: Path, max_depth: int = SEARCH_DEPTH) -> list[Path]:
     """Folders <name>/ holding <name>_labels_metadata.json, at most ``max_depth`` levels below root."""
     found: list[Path] = []
     level = [root]
@@ -81,6 +86,30 @@ def _patch_folders(root: Path, max_depth: int = 2) -> list[Path]:
     return found
 
 
+def _why_no_patches(root: Path) -> str:
+    """The reason no patch folder was found: a deeper one (and where), a misnamed metadata file, or none at all."""
+    level, seen = [(root, 0)], 0
+    while level and seen < _PROBE_DIRS:
+        nxt = []
+        for d, depth in level:
+            seen += 1
+            try:
+                entries = sorted(d.iterdir())
+            except OSError:
+                continue
+            for p in entries:
+                if p.name.endswith("_labels_metadata.json") and p.is_file():
+                    if p.name == f"{d.name}_labels_metadata.json":
+                        return (f"patch folders are nested deeper than {SEARCH_DEPTH} levels: {d} is {depth} levels "
+                                f"down; point the source at {d.parent}")
+                    return (f"{p} does not match its folder name {d.name!r} (a patch folder <patch>/ holds "
+                            f"<patch>_labels_metadata.json)")
+                if p.is_dir() and depth < _PROBE_DEPTH:
+                    nxt.append((p, depth + 1))
+        level = nxt
+    return "no <patch>_labels_metadata.json file at all below it"
+
+
 def _read_json(path: Path, item: str) -> dict[str, Any]:
     try:
         d = json.loads(path.read_text())
@@ -91,11 +120,14 @@ def _read_json(path: Path, item: str) -> dict[str, Any]:
     return d
 
 
+SPLIT_FILES = (("train.csv", "train"), ("val.csv", "validation"), ("validation.csv", "validation"),
+               ("test.csv", "test"))
+
+
 def _read_splits(folder: Path) -> dict[str, str]:
     """{patch name: split} from train.csv / val.csv / test.csv (one patch name per line, first column)."""
     out: dict[str, str] = {}
-    for fname, split in (("train.csv", "train"), ("val.csv", "validation"), ("validation.csv", "validation"),
-                         ("test.csv", "test")):
+    for fname, split in SPLIT_FILES:
         p = folder / fname
         if not p.exists():
             continue
@@ -108,35 +140,113 @@ def _read_splits(folder: Path) -> dict[str, str]:
     return out
 
 
+def _find_split_folder(root: Path) -> Path | None:
+    """A folder with the split lists beside the data: the source, its parent, or a splits/ folder in either."""
+    for d in (root, root / "splits", root.parent, root.parent / "splits"):
+        if any((d / f).is_file() for f, _ in SPLIT_FILES):
+            return d
+    return None
+
+
+def _s1_siblings(root: Path) -> list[Path]:
+    """Folders beside ``root`` that hold BigEarthNet-S1 patch folders (the S1 tarball unpacks next to the S2 one)."""
+    out: list[Path] = []
+    try:
+        siblings = sorted(p for p in root.parent.iterdir() if p.is_dir() and p != root)
+    except OSError:
+        return out
+    for sib in siblings:
+        if "s1" not in sib.name.lower():
+            continue
+        try:
+            first = next((d for d in sib.iterdir() if d.is_dir()), None)
+        except OSError:
+            continue
+        if first is not None and ((first / f"{first.name}_VV.tif").exists() or
+                                  any((g / f"{g.name}_VV.tif").exists() for g in first.iterdir() if g.is_dir())):
+            out.append(sib)
+    return out
+
+
 def _iso(date: str) -> str:
     return date.strip().replace(" ", "T") if date else ""
 
 
-def read_bigearthnet_v1(root: Path, options: dict[str, Any]) -> Source:
-    """Items of BigEarthNet v1.0 S2 folders (paired with BigEarthNet-S1 v1.0 folders found under the same root).
+OPTIONS = (
+    ReaderOption("splits", "dir", "folder with train.csv, val.csv and test.csv (patch names; published with "
+                 "BigEarthNet's bigearthnet-models code); default: found in the source, beside it or in a splits/ "
+                 "folder there"),
+    ReaderOption("s1", "bool", "pair Sentinel-2 patches with BigEarthNet-S1 patches", True),
+    ReaderOption("s1-dir", "dir", "the BigEarthNet-S1-v1.0 folder; default: S1 patch folders under the source, else "
+                 "a sibling folder named like BigEarthNet-S1-v1.0"),
+    ReaderOption("size", "int", "patch size in pixels at 10 m", 120, minimum=6),
+)
 
-    S1 folders are paired through their ``corresponding_s2_patch``; an S1 folder whose S2 patch is absent is an
-    item of its own. ``--option splits=DIR`` reads train.csv / val.csv / test.csv; ``--option s1=false`` leaves
-    S1 out.
+
+def read_bigearthnet_v1(root: Path, options: dict[str, Any]) -> Source:
+    """Items of BigEarthNet v1.0 S2 folders, paired with BigEarthNet-S1 v1.0 folders.
+
+    Patch folders are looked for up to two levels below the source. S1 folders are those under the source,
+    else those of ``--option s1-dir``, else those of a sibling folder of the source whose name contains "S1"
+    (the official tarballs unpack to BigEarthNet-v1.0/ and BigEarthNet-S1-v1.0/ side by side); when none is
+    found the archive holds Sentinel-2 only and a warning says so. S1 folders are paired through their
+    ``corresponding_s2_patch``; an S1 folder whose S2 patch is absent is an item of its own. Split lists come
+    from ``--option splits=DIR`` or are found beside the data; without them every split is empty (warned).
     """
     from rsir.data.tiffio import read_band, read_geo
 
-    with_s1 = str(options.get("s1", "true")).lower() not in ("0", "false", "no")
-    size = int(options.get("size", 120))
+    with_s1 = bool(options["s1"])
+    size = int(options["size"])
+    notes: list[str] = []
+    warnings: list[str] = []
     folders = _patch_folders(root)
     s2: dict[str, Path] = {}
     s1: dict[str, Path] = {}
-    for d in folders:
-        if (d / f"{d.name}_B02.tif").exists():
-            s2[d.name] = d
-        elif (d / f"{d.name}_VV.tif").exists():
-            if with_s1:
-                s1[d.name] = d
-        else:
-            raise FormatError(f"{d}: labels metadata but neither {d.name}_B02.tif nor {d.name}_VV.tif")
+
+    def sort_folders(found: list[Path]) -> None:
+        for d in found:
+            if (d / f"{d.name}_B02.tif").exists():
+                s2[d.name] = d
+            elif (d / f"{d.name}_VV.tif").exists():
+                if with_s1:
+                    s1[d.name] = d
+            else:
+                raise FormatError(f"{d}: labels metadata but neither {d.name}_B02.tif nor {d.name}_VV.tif")
+
+    sort_folders(folders)
     if not s2 and not s1:
-        raise FormatError(f"{root}: no BigEarthNet v1 patch folders (<patch>/<patch>_labels_metadata.json)")
-    splits = _read_splits(Path(options["splits"])) if options.get("splits") else {}
+        raise FormatError(f"{root}: no BigEarthNet v1 patch folders (<patch>/<patch>_labels_metadata.json) within "
+                          f"{SEARCH_DEPTH} levels: {_why_no_patches(root)}")
+    if with_s1 and options.get("s1-dir"):
+        before = len(s1)
+        sort_folders(_patch_folders(Path(options["s1-dir"])))
+        if len(s1) == before:
+            raise FormatError(f"--option s1-dir={options['s1-dir']}: no BigEarthNet-S1 patch folders "
+                              f"(<patch>/<patch>_VV.tif) within {SEARCH_DEPTH} levels")
+    elif with_s1 and s2 and not s1:
+        sibs = _s1_siblings(root)
+        if len(sibs) == 1:
+            sort_folders(_patch_folders(sibs[0]))
+            notes.append(f"Sentinel-1 patches read from {sibs[0]}, the folder beside the source "
+                         f"(--option s1=false leaves them out)")
+        elif len(sibs) > 1:
+            raise FormatError(f"{root}: several Sentinel-1 folders beside it ({', '.join(p.name for p in sibs)}); "
+                              f"choose one with --option s1-dir=DIR, or --option s1=false")
+        else:
+            warnings.append(f"no BigEarthNet-S1 patch folders under {root} or beside it: the archive holds "
+                            f"Sentinel-2 only. Unpack BigEarthNet-S1-v1.0.tar.gz next to {root.name}/ or pass "
+                            f"--option s1-dir=DIR; --option s1=false says Sentinel-2 only is meant")
+    split_dir = Path(options["splits"]) if options.get("splits") else _find_split_folder(root)
+    splits = _read_splits(split_dir) if split_dir is not None else {}
+    if split_dir is None:
+        warnings.append("no split lists (train.csv, val.csv, test.csv) given or found beside the data: every item "
+                        "has an empty split, so training uses all items and `rsir eval` needs --split all; "
+                        "pass --option splits=DIR")
+    elif not options.get("splits"):
+        notes.append(f"split lists read from {split_dir}")
+    if splits and not any(n in splits for n in s2):
+        warnings.append(f"the split lists in {split_dir} name none of the {len(s2)} Sentinel-2 patches found: "
+                        f"every item has an empty split")
 
     s1_json: dict[str, dict[str, Any]] = {n: _read_json(d / f"{n}_labels_metadata.json", n) for n, d in s1.items()}
     pair: dict[str, str] = {}
@@ -191,5 +301,7 @@ def read_bigearthnet_v1(root: Path, options: dict[str, Any]) -> Source:
             yield SourceItem(name, m, lambda name=name: load_s1(name, name))  # type: ignore[misc]
 
     info = {"s2_patches": len(s2), "s1_patches": len(s1), "pairs": len(pair), "unpaired_s1_items": len(lone_s1),
-            "label_conversion": "BigEarthNet-MM label_indices.json (43 -> 19 classes)"}
-    return Source("bigearthnet-v1", specs, BEN19, items(), len(s2) + len(lone_s1), info=info)
+            "label_conversion": "BigEarthNet-MM label_indices.json (43 -> 19 classes)",
+            "splits_from": str(split_dir) if split_dir is not None else None}
+    return Source("bigearthnet-v1", specs, BEN19, items(), len(s2) + len(lone_s1), info=info, notes=notes,
+                  warnings=warnings)

@@ -34,6 +34,7 @@ from typing import Any
 from rsir.data.formats import Arrays, Source, SourceItem
 from rsir.data.imageio import IMAGE_SUFFIXES, image_size, mask_spec, read_mask, read_rgb, rgb_spec
 from rsir.data.nomenclature import Nomenclature
+from rsir.data.options import ReaderOption
 from rsir.errors import FormatError, ItemError
 
 UNLABELLED = Nomenclature("none", ())
@@ -53,14 +54,14 @@ def _read_list(path: Path) -> list[str]:
         raise FormatError(f"{path}: unreadable ({e})") from None
 
 
+_SIZE = ReaderOption("size", "int", "picture size in pixels (resized bilinear, masks nearest)", 256, minimum=1)
+CD_OPTIONS = (_SIZE, ReaderOption("list", "str", "keep only the pairs named in list/NAME.txt"))
+CC_OPTIONS = (_SIZE, ReaderOption("images", "dir", "folder with the pictures (A/ and B/, or <split>/A/ ...); "
+                                  "default: images/ or example_pair/ beside the captions"))
+
+
 def _size(options: dict[str, Any]) -> int:
-    try:
-        size = int(options.get("size", 256))
-    except ValueError:
-        raise FormatError(f"--option size={options.get('size')!r}: expected an integer") from None
-    if size <= 0:
-        raise FormatError(f"--option size={size}: must be positive")
-    return size
+    return int(options.get("size") or 256)
 
 
 def _pair_items(name: str, split: str, a: Path | None, b: Path | None, label: Path | None, size: int,

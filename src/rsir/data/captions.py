@@ -35,6 +35,7 @@ from typing import Any
 from rsir.data.formats import Arrays, Source, SourceItem
 from rsir.data.imageio import IMAGE_SUFFIXES, read_rgb, rgb_spec
 from rsir.data.nomenclature import Nomenclature
+from rsir.data.options import ReaderOption
 from rsir.errors import FormatError
 
 SPLIT_NAMES = {"train": "train", "restval": "train", "val": "validation", "validation": "validation",
@@ -174,7 +175,7 @@ def _dataset_name(path: Path, options: dict[str, Any]) -> str:
 
 def collect_records(root: Path, options: dict[str, Any]) -> tuple[str, list[CaptionRecord]]:
     """(dataset name, records) of any of the supported layouts at ``root``."""
-    verify = str(options.get("verify", "false")).lower() in ("1", "true", "yes")
+    verify = bool(options.get("verify", False))
     split = options.get("split")
     if root.is_file():
         return _dataset_name(root, options), parse_caption_json(root, split)
@@ -182,7 +183,7 @@ def collect_records(root: Path, options: dict[str, Any]) -> tuple[str, list[Capt
         return _dataset_name(root, options), parse_precomp(root, verify)
     subs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.endswith("_precomp"))
     if subs:
-        want = str(options.get("dataset", "")).lower()
+        want = str(options.get("dataset") or "").lower()
         if not want and len(subs) == 1:
             return _dataset_name(subs[0], options), parse_precomp(subs[0], verify)
         pick = [p for p in subs if p.name.lower() in (want, f"{want}_precomp")]
@@ -228,6 +229,19 @@ class ImageFinder:
         return hits[0] if hits else None
 
 
+OPTIONS = (
+    ReaderOption("dataset", "str", "which corpus (ucm, sydney, rsicd, rsitmd) when the folder holds several "
+                 "*_precomp folders; also names the image subfolder"),
+    ReaderOption("split", "choice", "split of every caption of a COCO caption JSON whose name has none",
+                 choices=("train", "val", "validation", "test", "restval")),
+    ReaderOption("verify", "bool", "read Sydney's alternative *_verify train/val split", False),
+    ReaderOption("images", "dir", "folder with the pictures; without it the archive holds captions only"),
+    ReaderOption("size", "int", "picture size in pixels (resized bilinear)", 224, minimum=1),
+    ReaderOption("labels", "choice", "auto: the class in <class>_<n>.<ext> file names becomes the label; none: "
+                 "no labels", "auto", choices=("auto", "none")),
+)
+
+
 def read_captions(root: Path, options: dict[str, Any]) -> Source:
     """Items of a caption corpus: one per image, captions in the catalog, pictures as ``rgb`` when found."""
     root = Path(root)
@@ -240,13 +254,13 @@ def read_captions(root: Path, options: dict[str, Any]) -> Source:
     stems = [Path(f).stem for f in merged]
     unique_stems = len(set(stems)) == len(stems)
     n_blank = sum(1 for r in merged.values() for c in r.captions if not c.strip())
-    use_labels = str(options.get("labels", "auto")).lower() != "none"
+    use_labels = str(options.get("labels") or "auto").lower() != "none"
     classes = [_CLASS_NAME.match(f) for f in merged]
     labelled = use_labels and bool(merged) and all(classes)
     nom = Nomenclature(f"{dataset or 'captions'}-classes",
                        tuple(sorted({m.group(1).lower() for m in classes if m}))) if labelled \
         else Nomenclature("none", ())
-    size = int(options.get("size", 224))
+    size = int(options.get("size") or 224)
     finder = ImageFinder(Path(options["images"]).expanduser(), dataset) if options.get("images") else None
     specs = [rgb_spec(size, description="caption corpus picture, resized bilinear")] if finder else []
 

@@ -18,6 +18,7 @@ import numpy as np
 from rsir.data.bands import RGB_BANDS, S2_L1C, ModalitySpec
 from rsir.data.formats import Arrays, Source, SourceItem
 from rsir.data.nomenclature import Nomenclature
+from rsir.data.options import ReaderOption
 from rsir.errors import FormatError, ItemError
 
 EUROSAT_CLASSES: tuple[str, ...] = (
@@ -72,6 +73,12 @@ def _read_split_lists(folder: Path) -> dict[str, str]:
     if not out:
         raise FormatError(f"{folder}: no split lists (train.txt / val.txt / test.txt) found (--option splits=DIR)")
     return out
+
+
+OPTIONS = (
+    ReaderOption("splits", "dir", "folder with the split lists (eurosat-train.txt / train.txt / train.csv, val, "
+                 "test: one file name per line); default: no splits"),
+)
 
 
 def read_eurosat(root: Path, options: dict[str, Any]) -> Source:

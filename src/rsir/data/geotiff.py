@@ -20,6 +20,7 @@ import numpy as np
 from rsir.data.bands import ModalitySpec, to_grid
 from rsir.data.formats import Arrays, Source, SourceItem
 from rsir.data.nomenclature import Nomenclature, nomenclature_from_labels
+from rsir.data.options import ReaderOption
 from rsir.errors import FormatError, ItemError, RsirError
 
 SUFFIXES = (".tif", ".tiff")
@@ -49,6 +50,21 @@ def _read_labels(path: Path) -> dict[str, tuple[list[str], str]]:
     return out
 
 
+DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+OPTIONS = (
+    ReaderOption("bands", "list", "band names in file order; default: the first file's band descriptions, else "
+                 "B1..Bn"),
+    ReaderOption("size", "int", "resample every image to NxN (bilinear); default: all must share the first "
+                 "image's size", minimum=1),
+    ReaderOption("labels", "file", "CSV with columns id,labels[,split] (labels separated by ;)"),
+    ReaderOption("nomenclature", "str", "name of the label set"),
+    ReaderOption("modality", "str", "modality name in the archive", "image"),
+    ReaderOption("unit", "str", "unit of the pixel values (reflectance*10000 lets float reflectances be scaled)"),
+    ReaderOption("dtype", "choice", "dtype the archive stores; default: the first file's (other files are "
+                 "converted exactly or refused)", choices=DTYPES),
+)
+
+
 def read_geotiff_folder(root: Path, options: dict[str, Any]) -> Source:
     """Items of a folder of multi-band GeoTIFFs (one modality ``image``), labels from an optional CSV."""
     from rsir.data.tiffio import failing, read_geo, read_raster
@@ -66,7 +82,7 @@ def read_geotiff_folder(root: Path, options: dict[str, Any]) -> Source:
             continue
     if first is None:
         raise FormatError(f"{root}: none of the {len(files)} .tif files is a readable GeoTIFF")
-    names = [b.strip() for b in str(options["bands"]).split(",") if b.strip()] if options.get("bands") else None
+    names = list(options["bands"]) if options.get("bands") else None
     if names is None:
         desc = [d for d in first.descriptions if d]
         names = desc if len(desc) == first.data.shape[0] and len(set(desc)) == len(desc) else \
@@ -75,13 +91,14 @@ def read_geotiff_folder(root: Path, options: dict[str, Any]) -> Source:
         raise RsirError(f"--option bands repeats a band name: {','.join(names)}")
     size = int(options["size"]) if options.get("size") else None
     shape = (size, size) if size else (int(first.data.shape[1]), int(first.data.shape[2]))
-    dtype = first.dtype
-    spec = ModalitySpec(str(options.get("modality", "image")), names, {b: shape for b in names}, dtype,
-                        str(options.get("unit", "")), shape, f"GeoTIFF bands {','.join(names)}")
+    dtype = str(options.get("dtype") or first.dtype)
+    spec = ModalitySpec(str(options.get("modality") or "image"), names, {b: shape for b in names}, dtype,
+                        str(options.get("unit") or ""), shape, f"GeoTIFF bands {','.join(names)}")
 
     labels_by_id = _read_labels(Path(options["labels"])) if options.get("labels") else {}
-    nomen = nomenclature_from_labels(str(options.get("nomenclature", "labels")), (v[0] for v in labels_by_id.values())) \
-        if labels_by_id else Nomenclature(str(options.get("nomenclature", "unlabelled")), ())
+    nomen = nomenclature_from_labels(str(options.get("nomenclature") or "labels"),
+                                     (v[0] for v in labels_by_id.values())) \
+        if labels_by_id else Nomenclature(str(options.get("nomenclature") or "unlabelled"), ())
 
     def item_id(p: Path) -> str:
         return p.relative_to(base).with_suffix("").as_posix()
@@ -103,10 +120,13 @@ def read_geotiff_folder(root: Path, options: dict[str, Any]) -> Source:
         if (h, w) == shape:
             return {spec.name: {b: r.data[i] for i, b in enumerate(names)}}
         grid = to_grid({b: r.data[i].astype(np.float32) for i, b in enumerate(names)}, names, shape)
-        if np.dtype(dtype).kind in "iu":
-            info = np.iinfo(np.dtype(dtype))
+        # back to the file's dtype (bilinear weights sum to one, so the values stay within the file's range);
+        # the writer then converts to the archive's dtype or refuses, like any other band
+        file_dtype = r.data.dtype
+        if file_dtype.kind in "iu":
+            info = np.iinfo(file_dtype)
             grid = np.clip(np.rint(grid), info.min, info.max)
-        return {spec.name: {b: grid[i].astype(dtype) for i, b in enumerate(names)}}
+        return {spec.name: {b: grid[i].astype(file_dtype) for i, b in enumerate(names)}}
 
     def items() -> Iterator[SourceItem]:
         for p in files:

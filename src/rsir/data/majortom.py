@@ -29,6 +29,7 @@ import numpy as np
 from rsir.data.bands import S2_BANDS, S2_L2A, ModalitySpec, s2_spec
 from rsir.data.formats import Arrays, Source, SourceItem
 from rsir.data.nomenclature import Nomenclature
+from rsir.data.options import ReaderOption
 from rsir.errors import FormatError, ItemError
 
 UNLABELLED = Nomenclature("none", ())
@@ -81,20 +82,23 @@ def _cell_shape(product: Path) -> tuple[int, int, Any, Any]:
         raise FormatError(f"{path}: unreadable GeoTIFF ({e})") from None
 
 
+OPTIONS = (
+    ReaderOption("patch-size", "int", "patch size in pixels at 10 m, a multiple of 6", 120, minimum=6),
+    ReaderOption("cloud", "bool", "store the cloud mask as modality cloud (cloud_fraction is kept either way)", True),
+)
+
+
 def read_majortom(root: Path, options: dict[str, Any]) -> Source:
     """Patches of Major-TOM S2 L2A grid cells, each with its own georeferencing and cloud fraction."""
     from rasterio.transform import Affine
     from rasterio.warp import transform as warp_points
     from rasterio.warp import transform_bounds
 
-    try:
-        n = int(options.get("patch-size", 120))
-    except ValueError:
-        raise FormatError(f"--option patch-size={options.get('patch-size')!r}: expected an integer") from None
+    n = int(options.get("patch-size") or 120)
     if n <= 0 or n % 6:
         raise FormatError(f"--option patch-size={n}: must be a positive multiple of 6, so that the 20 m and 60 m "
                           f"bands tile exactly (N/2 and N/6 pixels)")
-    with_cloud = str(options.get("cloud", "true")).lower() not in ("0", "false", "no")
+    with_cloud = bool(options.get("cloud", True))
     products = find_products(root)
     if not products:
         raise FormatError(f"{root}: no Major-TOM product folder (with B02.tif) found; expected "
@@ -176,7 +180,7 @@ def _loader(pid: str, r: int, c: int, n: int, cell_bands: Any, with_cloud: bool,
         meta["cloud_fraction"] = float((mask != 0).mean())
         out: Arrays = {"s2": s2}
         if with_cloud:
-            out["cloud"] = {"mask": mask.astype(np.uint8)}
+            out["cloud"] = {"mask": mask}  # a mask of another dtype is converted or refused by the writer
         return out
 
     return load

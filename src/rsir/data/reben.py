@@ -22,6 +22,7 @@ from rsir.data.archive import decode_value
 from rsir.data.bands import ModalitySpec, s1_spec, s2_spec
 from rsir.data.formats import Arrays, Source, SourceItem
 from rsir.data.nomenclature import BEN19
+from rsir.data.options import ReaderOption
 from rsir.errors import FormatError, ItemError
 
 METADATA = "metadata.parquet"
@@ -75,13 +76,22 @@ def read_metadata(paths: list[Path]) -> pd.DataFrame:
     return meta.reset_index(drop=True)
 
 
+_S1 = ReaderOption("s1", "bool", "pair each Sentinel-2 patch with its Sentinel-1 partner", True)
+_SIZE = ReaderOption("size", "int", "patch size in pixels at 10 m", 120, minimum=6)
+LMDB_OPTIONS = (
+    ReaderOption("lmdb", "dir", "the LMDB folder (holding data.mdb); default: the first found below the source"),
+    ReaderOption("metadata", "file", "reBEN metadata.parquet; default: the one beside the LMDB"),
+    _S1, _SIZE,
+)
+
+
 def read_reben_lmdb(root: Path, options: dict[str, Any]) -> Source:
     """Items of a reBEN LMDB: S2 and (when present) its S1 partner, labels and splits from the metadata."""
     lmdb_dir = Path(options["lmdb"]) if options.get("lmdb") else _find_lmdb(root)
     places = [root if root.is_dir() else root.parent, lmdb_dir.parent, lmdb_dir]
     meta = read_metadata(_find_metadata(places, options))
-    with_s1 = str(options.get("s1", "true")).lower() not in ("0", "false", "no")
-    size = int(options.get("size", 120))
+    with_s1 = bool(options.get("s1", True))
+    size = int(options.get("size") or 120)
     specs = [s2_spec(size)] + ([s1_spec(size)] if with_s1 else [])
     try:
         env = lmdb.open(str(lmdb_dir), readonly=True, lock=False, readahead=False, subdir=True)
@@ -184,6 +194,13 @@ def _grid_key(info: dict[str, Any]) -> tuple[str, int, int] | None:
     return (str(info["tile"]), int(info["patch_row"]), int(info["patch_col"]))
 
 
+TIFF_OPTIONS = (
+    ReaderOption("metadata", "path", "reBEN metadata.parquet (or its folder) with labels and splits; default: the "
+                 "one in the source folder, else items are unlabelled"),
+    _S1, _SIZE,
+)
+
+
 def read_reben_tiff(root: Path, options: dict[str, Any]) -> Source:
     """Items of the reBEN raw GeoTIFF layout: S2 patches (+ their S1 partner and CLC reference map).
 
@@ -201,8 +218,8 @@ def read_reben_tiff(root: Path, options: dict[str, Any]) -> Source:
         base = root.parent
     else:
         raise FormatError(f"{root}: not the reBEN GeoTIFF layout (no {S2_DIR}/ or {S1_DIR}/ folder inside)")
-    size = int(options.get("size", 120))
-    with_s1 = str(options.get("s1", "true")).lower() not in ("0", "false", "no")
+    size = int(options.get("size") or 120)
+    with_s1 = bool(options.get("s1", True))
     s2_dirs = _patch_dirs(base / S2_DIR, "_B02.tif")
     s1_dirs = _patch_dirs(base / S1_DIR, "_VV.tif") if with_s1 else {}
     ref_dirs = _patch_dirs(base / REFMAP_DIR, REFMAP_SUFFIX)

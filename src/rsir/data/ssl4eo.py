@@ -34,6 +34,7 @@ import numpy as np
 from rsir.data.bands import S2_L1C, ModalitySpec, s1_spec, s2_spec
 from rsir.data.formats import Arrays, Source, SourceItem
 from rsir.data.nomenclature import Nomenclature
+from rsir.data.options import ReaderOption
 from rsir.errors import FormatError, ItemError
 
 UNLABELLED = Nomenclature("none", ())
@@ -106,6 +107,13 @@ def _season_folders(site_dir: Path) -> list[tuple[str, Path]]:
     return sorted(out, key=lambda tf: (tf[0] == "", tf[0], tf[1].name))
 
 
+OPTIONS = (
+    ReaderOption("modalities", "list", "subset of s2,s2l1c,s1 to ingest; default: every one present"),
+    ReaderOption("s1-scale", "choice", "unit of the Sentinel-1 files: dB, linear power (converted to dB), or auto "
+                 "(a patch without negative values is linear)", "auto", choices=("auto", "db", "linear")),
+)
+
+
 def read_ssl4eo(root: Path, options: dict[str, Any]) -> Source:
     """Items of an SSL4EO-S12 folder: one per site and season, with s2 / s2l1c / s1 modalities."""
     root = Path(root)
@@ -114,13 +122,11 @@ def read_ssl4eo(root: Path, options: dict[str, Any]) -> Source:
         raise FormatError(f"{root}: not an SSL4EO-S12 folder (expected subfolders {', '.join(FOLDERS)})")
     wanted = present
     if options.get("modalities"):
-        wanted = [m.strip() for m in str(options["modalities"]).split(",") if m.strip()]
+        wanted = list(options["modalities"])
         bad = [m for m in wanted if m not in present]
         if bad:
             raise FormatError(f"{root}: modalities {bad} not available (present: {present})")
-    s1_scale = str(options.get("s1-scale", "auto")).lower()
-    if s1_scale not in ("auto", "db", "linear"):
-        raise FormatError(f"--option s1-scale={s1_scale}: expected auto, db or linear")
+    s1_scale = str(options.get("s1-scale") or "auto")
     folder_of = {m: f for f, m in FOLDERS.items()}
     sites = sorted({p.name for m in wanted for p in (root / folder_of[m]).iterdir() if p.is_dir()})
     # site -> modality -> season folders in date order

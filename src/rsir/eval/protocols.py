@@ -72,7 +72,12 @@ def split_queries(archive: Any, protocol: str, split: str = "test") -> QuerySpli
     if protocol == "loo":
         pos = np.asarray(archive.split_positions(None if split in ("all", "") else split))
         if len(pos) < 2:
-            raise ProtocolError(f"protocol loo needs at least 2 items in split {split!r} (found {len(pos)})")
+            counts = {str(s): int((archive.catalog["split"] == s).sum()) for s in archive.catalog["split"].unique()}
+            have = ", ".join(f"{s or '(none)'} {n}" for s, n in sorted(counts.items())) or "no items"
+            hint = f"; evaluate over all {len(archive)} items with split 'all' (--split all)" \
+                if split not in ("all", "") and len(archive) >= 2 else ""
+            raise ProtocolError(f"protocol loo needs at least 2 items in split {split!r} (found {len(pos)}; the "
+                                f"archive's splits: {have}){hint}")
         return QuerySplit("loo", pos, pos, np.arange(len(pos), dtype=np.int64), split, split)
     raise ProtocolError(f"unknown protocol {protocol!r} (one of {', '.join(PROTOCOLS)})")
 
