@@ -99,6 +99,8 @@ def main() -> int:
     ap.add_argument("--reference", default="2f17d8a", help="commit of the reference (pre-refactor) tree")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="OMP/BLAS threads of each child (1: single-query latency, least disturbed by other load)")
     ap.add_argument("--work", default="/tmp/rsir-refactor-bench")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "refactor.json"))
     args = ap.parse_args()
@@ -121,7 +123,8 @@ def main() -> int:
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(CHILD)
         child = f.name
-    env = {**os.environ, "PYTHONPATH": ""}
+    env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": str(args.threads),
+           "OPENBLAS_NUM_THREADS": str(args.threads)}
     for rep in range(args.repeats):
         for tree in (ref_tree, ROOT):
             res = json.loads(run([py, child, str(tree), str(archive), str(index), str(args.queries)],
@@ -152,6 +155,7 @@ def main() -> int:
               "data": f"SIMULATED hard archive, {args.n} pairs (rsir simulate --n {args.n} --difficulty hard "
                       "--seed 0); LSH 64-bit index built by the reference tree",
               "reference_commit": args.reference, "queries": args.queries, "repeats": args.repeats,
+              "threads": args.threads,
               "same_results": same, "summary": summary, "runs": rows}
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps(summary, indent=2), "\nsame results:", same)

@@ -27,11 +27,16 @@ def _command_modules() -> list[ModuleType]:
     return mods
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of `rsir` with every discovered subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argparse parser of `rsir` with every discovered subcommand.
+
+    With ``command``, only that subcommand's arguments are built (the others keep their one-line help): building
+    some of them imports libraries (``rsir ingest --help`` lists every reader's options), which would otherwise
+    slow down the start of every command.
+    """
     parser = argparse.ArgumentParser(
         prog="rsir",
-        description="Search Earth-observation image archives by example image, by text and across sensors.",
+        description="Search Earth-observation image archives by example image and by text.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"rsir {__version__}")
@@ -42,14 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
             mod.NAME, help=mod.HELP, description=f"{mod.HELP}\n\nexample:\n  {mod.EXAMPLE}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        mod.add_arguments(p)
+        if command is None or command == mod.NAME:
+            mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `rsir` console script."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
