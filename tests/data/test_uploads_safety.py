@@ -79,10 +79,11 @@ def test_upload_name_is_never_a_path(tmp_path: Path) -> None:
 
 # -- declared sizes are checked before pixels are decoded ------------------------------------------------------
 def test_geotiff_declaring_huge_raster_is_refused_from_its_header(tmp_path: Path) -> None:
-    data = hostile.sparse_geotiff(tmp_path / "big.tif", bands=12, size=12000)
-    assert len(data) < 12_000  # the 11 kB file of the report
+    # 12 x 4000 x 4000 here (a regression would decode 384 MB in this process); the 12 x 12000 x 12000 file of the
+    # report is checked in a capped subprocess below
+    data = hostile.sparse_geotiff(tmp_path / "big.tif", bands=12, size=4000)
     e = _refused(data)
-    assert e.status == 422 and "declares 12000x12000 pixels per band" in str(e) and "12x12" in str(e)
+    assert e.status == 422 and "declares 4000x4000 pixels per band" in str(e) and "12x12" in str(e)
     many = hostile.sparse_geotiff(tmp_path / "many.tif", bands=200, size=12)
     e = _refused(many)
     assert "declares 200 bands" in str(e) and "12 bands (s2: B01..B12)" in str(e)
@@ -90,11 +91,12 @@ def test_geotiff_declaring_huge_raster_is_refused_from_its_header(tmp_path: Path
     assert "not a real number type" in str(_refused(cplx))
 
 
+@pytest.mark.slow
 def test_declared_size_geotiff_stays_within_a_memory_bound(tmp_path: Path) -> None:
     """In a subprocess with the address space capped (so a regression fails instead of eating the machine): the
     12 x 12000 x 12000 GeoTIFF costs less than 32 MB of peak RSS to refuse; 5 GB before header checks."""
     data_path = tmp_path / "big.tif"
-    hostile.sparse_geotiff(data_path, bands=12, size=12000)
+    assert len(hostile.sparse_geotiff(data_path, bands=12, size=12000)) < 11_000  # the 11 kB file of the report
     script = textwrap.dedent(f"""
         import json, resource
         import numpy as np
@@ -120,7 +122,7 @@ def test_declared_size_geotiff_stays_within_a_memory_bound(tmp_path: Path) -> No
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out["refused"] and out["status"] == 422, out
+    assert out["refused"] and out["status"] == 422 and "declares 12000x12000 pixels" in out["message"], out
     assert out["peak_growth_kb"] < 32 * 1024, out
 
 

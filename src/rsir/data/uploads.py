@@ -244,6 +244,15 @@ def parse_npz(data: bytes, spec: ModalitySpec, max_bytes: int) -> dict[str, np.n
 
 
 # -- GeoTIFF ----------------------------------------------------------------------------------------------------
+def _quiet_georeferencing() -> None:
+    """A query patch needs no georeferencing: silence rasterio's warning about its absence for in-memory files.
+    A process-wide filter (re)installed on each call, not ``warnings.catch_warnings``, which is not thread-safe
+    (uploads are parsed in worker threads); re-adding an existing filter replaces it."""
+    from rasterio.errors import NotGeoreferencedWarning
+
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module=r"rasterio\.io")
+
+
 def _check_tiff_header(ds: Any, spec: ModalitySpec) -> None:
     """Band count, size and dtype of an open GeoTIFF, from its header (no pixel is read)."""
     count, height, width = ds.count, ds.height, ds.width
@@ -268,15 +277,13 @@ def parse_tiff(data: bytes, spec: ModalitySpec) -> dict[str, np.ndarray]:
     from rasterio.errors import RasterioError
     from rasterio.io import MemoryFile
 
+    _quiet_georeferencing()
     try:
-        with warnings.catch_warnings():
-            # a query patch needs no georeferencing; rasterio warns about its absence
-            warnings.simplefilter("ignore")
-            with rasterio.Env(**GDAL_SAFE_OPTIONS), MemoryFile(data, ext=".tif") as mem, \
-                    mem.open(driver="GTiff") as ds:
-                _check_tiff_header(ds, spec)
-                arr = ds.read()
-                desc = [d or "" for d in ds.descriptions]
+        with rasterio.Env(**GDAL_SAFE_OPTIONS), MemoryFile(data, ext=".tif") as mem, \
+                mem.open(driver="GTiff") as ds:
+            _check_tiff_header(ds, spec)
+            arr = ds.read()
+            desc = [d or "" for d in ds.descriptions]
     except RasterioError as e:
         raise UploadError(f"not a readable GeoTIFF ({e})", 400) from None
     if len(desc) == arr.shape[0] and set(spec.bands) <= set(desc):
