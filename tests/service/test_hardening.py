@@ -11,7 +11,6 @@ import asyncio
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -33,6 +32,7 @@ from rsir.service.app import ServiceLimits, create_app
 from rsir.service.guard import WorkerPool
 from tests import hostile
 from tests.data.archive_helpers import write_tiny_archive
+from tests.service.live import serve_in_thread
 from tests.service.test_api import make_searcher
 
 TOKEN = "tok-3f9a"
@@ -371,29 +371,10 @@ def test_worker_pool_is_bounded() -> None:
     assert asyncio.run(main()) == [True, "second", "after"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(engine: SearchEngine) -> Iterator[str]:
-    import uvicorn
-
-    app = create_app(engine=fresh_engine(engine), token=TOKEN)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    deadline = time.time() + 10
-    while not srv.started:
-        if time.time() > deadline or not th.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    th.join(5)
+    with serve_in_thread(create_app(engine=fresh_engine(engine), token=TOKEN)) as url:
+        yield url
 
 
 @pytest.mark.slow
