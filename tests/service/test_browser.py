@@ -5,9 +5,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import pytest
 from rsir.data.archive import open_archive
 from rsir.service.app import CollectionSpec, create_multi_app
 from tests.data.archive_helpers import write_tiny_archive
+from tests.service.live import serve_in_thread
 from tests.service.test_api import make_searcher
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -26,33 +24,15 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:
-    import uvicorn
-
     root = tmp_path_factory.mktemp("web")
     searcher = make_searcher(open_archive(write_tiny_archive(root / "arch", n=40, size=12)), root / "index")
     make_searcher(open_archive(write_tiny_archive(root / "other", n=25, size=12)), root / "other-index")
     app = create_multi_app([CollectionSpec("main", root / "arch", root / "index"),
                             CollectionSpec("other", root / "other", root / "other-index")])
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    deadline = time.time() + 10
-    while not srv.started:
-        if time.time() > deadline or not th.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", searcher
-    srv.should_exit = True
-    th.join(5)
+    with serve_in_thread(app) as url:
+        yield url, searcher
 
 
 @pytest.fixture(scope="module")

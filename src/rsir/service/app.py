@@ -2,68 +2,111 @@
 
 Every search, filter, page and result shape comes from the engine, so the service answers exactly what
 ``rsir search`` and the Python API answer for the same query. The service adds what belongs to HTTP: request
-models and their bounds (:class:`ServiceLimits`), upload size checks, the bearer token for writes, quicklook
-PNGs (cached) and the static page. FastAPI runs the synchronous endpoints in a thread pool; the engine's
-readers-writer lock keeps searches consistent while an item is added.
+models and their bounds (:class:`ServiceLimits`), body size limits enforced while the body streams and the
+bearer token for writes checked before the body is read (:mod:`rsir.service.guard`), quicklook PNGs (cached)
+and the static page. FastAPI runs the synchronous endpoints in a thread pool; uploads are parsed and encoded in a
+bounded worker pool, off the event loop; the engine's readers-writer lock keeps searches consistent while an
+item is added. SECURITY.md says what this defends against and what it assumes.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import math
 import re
 import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import numpy as np
-from fastapi import FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from rsir.data.bands import png_bytes, quicklook
 from rsir.data.uploads import UploadError, describe_spec
 from rsir.errors import NotFoundError, RsirError
 from rsir.query import Filters, QueryError, QueryLimits, SearchEngine
 from rsir.query.items import ConflictError
+from rsir.service.guard import GuardRules, RequestGuard, WorkerPool, auth_problem, token_setting
 
 STATIC = Path(__file__).parent / "static"
+API_DESCRIPTION = (
+    "Search an Earth-observation archive by example image, by upload and by text. Hash codes are compared by "
+    "Hamming distance.\n\n"
+    "Adding items (POST /api/items) needs 'Authorization: Bearer <token>' and is off when the server has no "
+    "token. **Added items live in this server's memory only: they are not written to the archive or the index "
+    "and are gone after a restart** (GET /api/stats reports \"added_items_persist\": false).\n\n"
+    "Limits (GET /api/stats lists them): request bodies are refused with 413 while they stream in when larger "
+    "than the endpoint allows; every list in a request is bounded; a bad number is a 422; when the upload "
+    "workers are all busy an upload gets 503 with Retry-After. See SECURITY.md.")
 
 
 @dataclass(frozen=True)
 class ServiceLimits:
-    """Bounds on what one request may ask for."""
+    """Bounds on what one request may ask for (SECURITY.md lists them with their defaults)."""
 
-    max_upload_bytes: int = 20 * 1024 * 1024
+    max_upload_bytes: int = 20 * 1024 * 1024  # the uploaded file; the whole multipart body may be 64 KiB more
+    max_json_bytes: int = 1024 * 1024  # the body of every other route (JSON searches)
     max_k: int = 500
     max_offset: int = 10_000
     max_browse: int = 200
     max_text_chars: int = 500
     quicklook_cache: int = 2048
+    upload_workers: int = 2  # threads that parse and encode uploads, off the event loop
+    upload_queue: int = 8  # uploads accepted at once (running or waiting for a worker); more get 503
+    max_connections: int = 64  # concurrent connections uvicorn accepts (rsir serve); more get 503
+
+    @property
+    def max_upload_body(self) -> int:
+        return self.max_upload_bytes + MULTIPART_SLACK
+
+
+#: room for the multipart framing and form fields around an uploaded file
+MULTIPART_SLACK = 64 * 1024
+#: most entries in any list of a request (labels); a nomenclature has far fewer classes
+MAX_LIST = 256
+#: most characters in a name, id, date or split in a request
+MAX_NAME = 200
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 # -- request bodies ---------------------------------------------------------------------------------------------
 class FilterBody(BaseModel):
     """Result filters; all given conditions must hold."""
 
-    labels: list[str] = Field(default_factory=list, description="class names")
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[Name] = Field(default_factory=list, max_length=MAX_LIST,
+                               description=f"class names (at most {MAX_LIST}; repeats are ignored)")
     labels_mode: Literal["any", "all"] = "any"
-    split: str | None = None
-    country: str | None = None
-    date_from: str | None = Field(default=None, description="ISO date, inclusive")
-    date_to: str | None = Field(default=None, description="ISO date, inclusive")
-    bbox: list[float] | None = Field(default=None, description="[min_lon, min_lat, max_lon, max_lat]")
+    split: Name | None = None
+    country: Name | None = None
+    date_from: Name | None = Field(default=None, description="ISO date, inclusive")
+    date_to: Name | None = Field(default=None, description="ISO date, inclusive")
+    bbox: list[FiniteFloat] | None = Field(default=None, min_length=4, max_length=4,
+                                           description="[min_lon, min_lat, max_lon, max_lat]")
+
+    @field_validator("labels")
+    @classmethod
+    def _dedup(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(v))
 
     def to_filters(self) -> Filters:
         return Filters(**self.model_dump())
 
 
 class IdQuery(BaseModel):
-    id: str
+    id: Name
     k: int = 20
     offset: int = 0
     filters: FilterBody = Field(default_factory=FilterBody)
@@ -72,7 +115,7 @@ class IdQuery(BaseModel):
 
 
 class TextQuery(BaseModel):
-    text: str
+    text: Annotated[str, StringConstraints(max_length=10_000)]
     k: int = 20
     offset: int = 0
     filters: FilterBody = Field(default_factory=FilterBody)
@@ -84,8 +127,9 @@ class Service:
     def __init__(self, engine: SearchEngine, token: str | None, limits: ServiceLimits, prefix: str = "") -> None:
         self.engine = engine
         self.archive = engine.archive
-        self.token = token
+        self.token = token_setting(token)  # None: writes off
         self.limits = limits
+        self.pool = WorkerPool(limits.upload_workers, limits.upload_queue)
         self.prefix = prefix  # URL path this app is mounted under ("" at the root)
         self._ql: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._ql_lock = threading.Lock()
@@ -100,7 +144,8 @@ class Service:
         """An engine record (item or hit) with the URL of its quicklook added."""
         mods = rec.get("modalities") or []
         qmod = modality if modality in mods else self.default_modality(mods)
-        rec["quicklook"] = f"{self.prefix}/api/items/{rec['id']}/quicklook.png?modality={qmod}"
+        rec["quicklook"] = (f"{self.prefix}/api/items/{quote(str(rec['id']), safe='')}/quicklook.png"
+                            f"?modality={quote(str(qmod), safe='')}")
         return rec
 
     def item_json(self, p: int, modality: str | None = None) -> dict[str, Any]:
@@ -136,14 +181,12 @@ class Service:
                 self._ql.popitem(last=False)
         return data
 
-    def check_auth(self, authorization: str | None) -> None:
-        if self.token is None:
-            raise HTTPException(403, "adding items is disabled: start the server with --token to allow it")
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise HTTPException(401, "this endpoint needs 'Authorization: Bearer <token>'",
-                                headers={"WWW-Authenticate": "Bearer"})
-        if not secrets.compare_digest(authorization[7:].strip().encode(), self.token.encode()):
-            raise HTTPException(403, "wrong token")
+    def check_auth(self, request: Request) -> None:
+        """The token check again at the endpoint (RequestGuard has made it before the body was read)."""
+        problem = auth_problem([v for k, v in request.scope["headers"] if k == b"authorization"], self.token)
+        if problem is not None:
+            raise HTTPException(problem[0], problem[1],
+                                headers={"WWW-Authenticate": "Bearer"} if problem[0] == 401 else None)
 
 
 async def _read_limited(upload: UploadFile, limit: int) -> bytes:
@@ -160,6 +203,26 @@ async def _read_limited(upload: UploadFile, limit: int) -> bytes:
                                      f"({limit / 2**20:.1f} MB)")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _coordinate(name: str, text: str, bound: float) -> float | None:
+    """A longitude / latitude form field: empty for unknown, else a finite number within +-bound (422)."""
+    if not text.strip():
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise HTTPException(422, f"{name} must be a number, got {text[:40]!r}") from None
+    if not math.isfinite(v) or abs(v) > bound:
+        raise HTTPException(422, f"{name} must be between -{bound:g} and {bound:g}, got {text[:40]!r}")
+    return v
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each field and problem, without echoing the input (which may be NaN or huge)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse({"detail": [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                                     "type": str(e.get("type", ""))} for e in errors]}, status_code=422)
 
 
 def create_app(archive_path: str | Path | None = None, index_path: str | Path | None = None,
@@ -182,9 +245,15 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
     svc = Service(engine, token, limits, prefix)
     eng = engine
     # FastAPIOffline: the same FastAPI, with /docs and /redoc served from assets shipped in the package (no CDN)
-    app = FastAPIOffline(title="rsir search", version="1", description="Search an Earth-observation archive by example "
-                  "image, by upload and by text. Hash codes are compared by Hamming distance.")
+    app = FastAPIOffline(title="rsir search", version="1", description=API_DESCRIPTION)
     app.state.service = svc
+    rules = GuardRules(default_limit=limits.max_json_bytes, token=svc.token,
+                       limits={("POST", "/api/search/upload"): limits.max_upload_body,
+                               ("POST", "/api/items"): limits.max_upload_body},
+                       writes={("POST", "/api/items")})
+    app.state.guard_rules = rules
+    app.add_middleware(RequestGuard, rules=rules)
+    app.add_exception_handler(RequestValidationError, _validation_error)
 
     @app.exception_handler(RsirError)
     async def _rsir_error(request: Request, exc: RsirError) -> JSONResponse:
@@ -198,15 +267,6 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
             status = 422
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
-    @app.middleware("http")
-    async def _size_guard(request: Request, call_next: Any) -> Any:
-        # refuse oversized bodies before the multipart parser spools them
-        cl = request.headers.get("content-length")
-        if request.method == "POST" and cl and cl.isdigit() and int(cl) > limits.max_upload_bytes + 65536:
-            return JSONResponse({"detail": f"request body of {int(cl)} bytes is larger than the upload limit of "
-                                           f"{limits.max_upload_bytes} bytes"}, status_code=413)
-        return await call_next(request)
-
     def index_info() -> dict[str, Any]:
         return {"metric": eng.metric, "dim": eng.index.dim, "size": len(eng.index), "modality": eng.modality,
                 "expects": describe_spec(eng.spec), "kind": eng.index_dir.kind, "method": eng.index_dir.method}
@@ -218,8 +278,8 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
                 [{"name": svc.archive.path.name, "url": (prefix or "") + "/"}]]
 
     @app.get("/api/health")
-    def health() -> dict[str, Any]:
-        """Liveness and sizes."""
+    async def health() -> dict[str, Any]:
+        """Liveness and sizes (answered on the event loop itself: no thread, no lock)."""
         return {"status": "ok", "items": len(eng.table), "index": index_info()}
 
     @app.get("/api/stats")
@@ -251,7 +311,11 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
         """Browse the archive (with optional split / label filters)."""
         if limit > limits.max_browse:
             raise HTTPException(422, f"limit must be at most {limits.max_browse}")
-        labs = [x for v in labels or [] for x in v.split("|") if x]
+        if offset > limits.max_offset:
+            raise HTTPException(422, f"offset must be at most {limits.max_offset}")
+        labs = list(dict.fromkeys(x for v in labels or [] for x in v.split("|") if x))
+        if len(labs) > MAX_LIST:
+            raise HTTPException(422, f"at most {MAX_LIST} labels, got {len(labs)}")
         with eng.lock.read():
             mask = eng.filter_mask(Filters(labels=labs, labels_mode=labels_mode, split=split or None))
             pos = np.flatnonzero(mask) if mask is not None else np.arange(len(eng.table))
@@ -269,21 +333,22 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
                 raise HTTPException(404, f"no items in split {split!r}")
             return svc.item_json(int(pos[secrets.randbelow(len(pos))]))
 
-    @app.get("/api/items/{item_id}")
+    # ids are percent-encoded in URLs (any character, '/' included): the quicklook route comes first
+    @app.get("/api/items/{item_id:path}/quicklook.png")
+    def item_quicklook(item_id: str, modality: str | None = None) -> Response:
+        """PNG quicklook (S2 true colour, S1 VV/VH/ratio false colour)."""
+        if modality is not None and modality not in svc.archive.modalities:
+            raise HTTPException(422, f"modality {modality[:40]!r} is not in this archive "
+                                     f"(it has {', '.join(svc.archive.modalities)})")
+        return Response(svc.quicklook_png(item_id, modality), media_type="image/png",
+                        headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/api/items/{item_id:path}")
     def item(item_id: str) -> dict[str, Any]:
         """Metadata of one item."""
         with eng.lock.read():
             p = eng.position(item_id)
             return {**svc.item_json(p), "captions": eng.captions(p)}
-
-    @app.get("/api/items/{item_id}/quicklook.png")
-    def item_quicklook(item_id: str, modality: str | None = None) -> Response:
-        """PNG quicklook (S2 true colour, S1 VV/VH/ratio false colour)."""
-        if modality is not None and modality not in svc.archive.modalities:
-            raise HTTPException(422, f"modality {modality!r} is not in this archive "
-                                     f"(it has {', '.join(svc.archive.modalities)})")
-        return Response(svc.quicklook_png(item_id, modality), media_type="image/png",
-                        headers={"Cache-Control": "max-age=3600"})
 
     def check_target(target: str | None) -> None:
         if target and target != eng.modality:
@@ -302,18 +367,24 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
     @app.post("/api/search/upload")
     async def search_upload(file: UploadFile = File(...), k: int = Form(20), offset: int = Form(0),
                             filters: str = Form("{}")) -> dict[str, Any]:
-        """Search by an uploaded image: GeoTIFF, .npz of band arrays, or PNG/JPEG for RGB models."""
+        """Search by an uploaded image: GeoTIFF, .npz of band arrays, or PNG/JPEG for RGB models (recognised by
+        content). Parsing and encoding run in a bounded worker pool (503 when it is full)."""
         eng.check_page(k, offset)
         try:
             flt = FilterBody.model_validate_json(filters or "{}").to_filters()
         except ValueError as e:
             raise HTTPException(422, f"filters: {e}") from None
         data = await _read_limited(file, limits.max_upload_bytes)
-        res, parsed = eng.search_upload(file.filename or "", data, k, offset, flt, limits.max_upload_bytes)
-        out = svc.answer(res)
-        ql = base64.b64encode(png_bytes(quicklook(parsed.bands))).decode()
-        out["query"]["quicklook"] = f"data:image/png;base64,{ql}"
-        return out
+        name = file.filename or ""
+
+        def work() -> dict[str, Any]:
+            res, parsed = eng.search_upload(name, data, k, offset, flt, limits.max_upload_bytes)
+            out = svc.answer(res)
+            ql = base64.b64encode(png_bytes(quicklook(parsed.bands))).decode()
+            out["query"]["quicklook"] = f"data:image/png;base64,{ql}"
+            return out
+
+        return await svc.pool.run(work)
 
     @app.post("/api/search/text")
     def search_text(q: TextQuery) -> dict[str, Any]:
@@ -326,24 +397,43 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
         return out
 
     @app.post("/api/items", status_code=201)
-    async def add_item(file: UploadFile = File(...), id: str = Form(...), labels: str = Form(""),
-                       lon: str = Form(""), lat: str = Form(""), date: str = Form(""), split: str = Form(""),
-                       authorization: str | None = Header(None)) -> dict[str, Any]:
-        """Add an uploaded patch to the index (needs the bearer token). Added items live in this server's
-        memory only: they are gone after a restart."""
-        svc.check_auth(authorization)
+    async def add_item(request: Request, file: UploadFile = File(...), id: str = Form(...),
+                       labels: str = Form(""), lon: str = Form(""), lat: str = Form(""), date: str = Form(""),
+                       split: str = Form("")) -> dict[str, Any]:
+        """Add an uploaded patch to the index (needs 'Authorization: Bearer <token>', checked before the body
+        is read). Added items live in this server's memory only: they are gone after a restart (the stats
+        endpoint says so with "added_items_persist": false)."""
+        svc.check_auth(request)
         item_id = id.strip()
-        if not item_id or len(item_id) > 200 or "/" in item_id:
-            raise HTTPException(422, "id must be 1-200 characters without '/'")
-        labs = [x.strip() for x in labels.split("|") if x.strip()]
+        if not item_id or len(item_id) > MAX_NAME or "/" in item_id:
+            raise HTTPException(422, f"id must be 1-{MAX_NAME} characters without '/'")
+        labs = list(dict.fromkeys(x.strip() for x in labels.split("|") if x.strip()))
+        if len(labs) > MAX_LIST:
+            raise HTTPException(422, f"at most {MAX_LIST} labels, got {len(labs)}")
         for lab in labs:
             if lab not in eng.nomenclature.classes:
-                raise QueryError(f"unknown label {lab!r} (not in the {eng.nomenclature.name} nomenclature)")
+                raise QueryError(f"unknown label {lab[:MAX_NAME]!r} (not in the {eng.nomenclature.name} "
+                                 "nomenclature)")
+        x, y = _coordinate("lon", lon, 180), _coordinate("lat", lat, 90)
+        if date.strip():
+            try:
+                dt.date.fromisoformat(date.strip()[:10])
+            except ValueError:
+                raise HTTPException(422, f"date must be an ISO date (YYYY-MM-DD), got {date[:40]!r}") from None
+        if len(split) > MAX_NAME:
+            raise HTTPException(422, f"split must be at most {MAX_NAME} characters")
         data = await _read_limited(file, limits.max_upload_bytes)
-        parsed = eng.parse(file.filename or "", data, limits.max_upload_bytes)
-        p = eng.add_item(item_id, parsed, labs, {"lon": lon, "lat": lat, "date": date, "split": split})
-        with eng.lock.read():
-            return svc.item_json(p)
+        name = file.filename or ""
+        meta = {"lon": "" if x is None else x, "lat": "" if y is None else y, "date": date.strip(),
+                "split": split.strip()}
+
+        def work() -> dict[str, Any]:
+            parsed = eng.parse(name, data, limits.max_upload_bytes)
+            p = eng.add_item(item_id, parsed, labs, meta)
+            with eng.lock.read():
+                return svc.item_json(p)
+
+        return await svc.pool.run(work)
 
     @app.get("/", include_in_schema=False)
     def index_page() -> FileResponse:
@@ -392,6 +482,8 @@ def create_multi_app(specs: list[CollectionSpec], token: str | None = None,
     root = apps[0]
     for pre, a in zip(prefixes[1:], apps[1:], strict=True):
         root.mount(pre, a)
+        # requests under a mounted collection are limited and authorised by that collection's own guard
+        root.state.guard_rules.delegated.append(pre)
     return root
 
 
@@ -407,4 +499,5 @@ def serve(archive: str | Path, index: str | Path, host: str = "127.0.0.1", port:
     print(f"rsir serve: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)", flush=True)
     for s in also or []:
         print(f"            http://{host}:{port}/c/{s.name}/  ({s.archive})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning",
+                limit_concurrency=ServiceLimits().max_connections)
