@@ -39,7 +39,19 @@ class Encoder(Protocol):
 ENCODERS: Registry = Registry("encoder type", {
     "classic": "rsir.hashing.encoder:load_feature_hash_encoder",
     "model": "rsir.models.encoder:load_model_encoder",
+    "duch": "rsir.models.duch:load_duch_encoder",
 }, EncoderError)
+
+
+def model_type(path: str | Path) -> str:
+    """The encoder type of a trained model directory, from its config's format (``duch`` or ``model``)."""
+    import json
+
+    try:
+        fmt = json.loads((Path(path) / "config.json").read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return "model"
+    return "duch" if fmt == "rsir-duch" else "model"
 
 
 def load_encoder(encoder_type: str, path: str | Path) -> Encoder:
