@@ -31,10 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsir.encoding import load_encoder
+    from rsir.encoding import load_encoder, model_type
     from rsir.pipeline import IndexDir, build_index
 
-    encoder = load_encoder("model", args.model) if args.model else None
+    encoder = load_encoder(model_type(args.model), args.model) if args.model else None
     out = build_index(args.archive, args.out, method=args.method, bits=args.bits, modality=args.modality,
                       kind=args.kind, seed=args.seed, encoder=encoder, progress=not args.no_progress,
                       fit_sample=args.fit_sample)
@@ -42,4 +42,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"indexed {m['count']} items ({m['modality']}, {m['method']}, {m['dim']} "
           f"{'bits' if m['metric'] == 'hamming' else 'dims'}, {m['kind']}) in {m['build_seconds']:.1f} s "
           f"-> {out}")
+    if m.get("text"):
+        print(f"caption codes: {m['text']['captions']} captions of {m['text']['items_with_captions']} items")
     return 0

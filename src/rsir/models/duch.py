@@ -184,7 +184,7 @@ class DuchEncoder:
 
     @torch.inference_mode()
     def text_raw_from_vectors(self, vecs: np.ndarray) -> np.ndarray:
-        v = torch.as_tensor(np.asarray(vecs, np.float32), device=self.device)
+        v = torch.tensor(np.asarray(vecs, np.float32), device=self.device)
         if len(v) == 0:
             return np.zeros((0, self.dim), np.float32)
         return self.net.text_head(F.normalize(v, dim=1)).cpu().numpy()

