@@ -97,3 +97,15 @@ def test_train_errors_are_one_line(trained, capsys, tmp_path):
     assert main(["train", str(trained["archive"]), "--method", "duch", "--features", str(trained["features"]),
                  "--bits", "12", "--out", str(tmp_path / "m")]) == 2
     assert "multiple of 8" in capsys.readouterr().err
+
+
+def test_eval_directions_cli(trained, capsys, tmp_path):
+    assert main(["eval", str(trained["archive"]), str(trained["index"]), "--directions", "i2t,t2i,i2i,t2t",
+                 "--split", "test", "--k", "5,10", "--out", str(tmp_path / "ev")]) == 0
+    out = capsys.readouterr().out
+    for d in ("duch-16bit i2t", "duch-16bit t2i", "duch-16bit i2i", "duch-16bit t2t", "caption match", "mR"):
+        assert d in out, d
+    doc = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert set(doc["results"]) >= {"i2t", "t2i", "i2i", "t2t", "recall"}
+    assert main(["eval", str(trained["archive"]), str(trained["plain"]), "--directions", "i2t"]) == 2
+    assert "no caption codes" in capsys.readouterr().err

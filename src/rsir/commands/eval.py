@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="query and database modality, e.g. s1->s2 (default: the index's modality both ways)")
     p.add_argument("--query-index", default=None, metavar="DIR",
                    help="index directory holding the query modality's codes (cross-modal directions)")
+    p.add_argument("--directions", default=None, metavar="LIST",
+                   help="text-image indexes: any of i2t,t2i,i2i,t2t (image/text queries against image/text "
+                        "codes; label relevance) plus caption-match R@1/5/10 and mR")
     p.add_argument("--max-queries", type=int, default=None, help="evaluate at most N queries (quick run)")
     p.add_argument("--out", default=None, metavar="DIR", help="write eval.json, eval.md and plots here")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -74,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         split = split_queries(archive, args.protocol, args.split).limit(args.max_queries)
     except ProtocolError as e:
         raise RsirError(str(e)) from None
+    if args.directions:
+        return _run_directions(args, archive, db_search, split, ks)
     n_ranked = len(split.db_pos) - (1 if split.exclude is not None else 0)
     over = [k for k in ks if k > n_ranked]
     warnings = []
@@ -112,4 +117,56 @@ def run(args: argparse.Namespace) -> int:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         paths = write_report(args.out, {name: res.to_json()}, meta)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _run_directions(args: argparse.Namespace, archive: Any, index: Any, split: Any, ks: list[int]) -> int:
+    """rsir eval --directions: the text <-> image directions of a text-image index (rsir.eval.crossmodal)."""
+    import numpy as np
+
+    from rsir.eval.crossmodal import evaluate_directions, parse_directions
+    from rsir.eval.report import format_table, write_json
+
+    try:
+        dirs = parse_directions(args.directions)
+    except ValueError as e:
+        raise RsirError(str(e)) from None
+    if not index.manifest.get("text"):
+        raise RsirError(f"{args.index}: holds no caption codes (build it with rsir index --model DUCH_MODEL); "
+                        "--directions needs a text-image index")
+    t0 = time.perf_counter()
+    cidx, rows = index.caption_index()
+    rows_needed = np.union1d(split.query_pos, split.db_pos)
+    ids = [archive.ids[p] for p in rows_needed]
+    local = {i: j for j, i in enumerate(ids)}
+    keep = [r for r in rows if r[1] in local]
+    img = index.vectors(ids)
+    caps = np.asarray(cidx.get(np.array([r[0] for r in keep], dtype=object)))
+    cap_item = np.array([local[r[1]] for r in keep], dtype=np.int64)
+    where = {int(p): j for j, p in enumerate(rows_needed)}
+    q_rows = np.array([where[int(p)] for p in split.query_pos], dtype=np.int64)
+    d_rows = np.array([where[int(p)] for p in split.db_pos], dtype=np.int64)
+    bits = int(index.index.dim)
+    res = evaluate_directions(dirs, img, archive.labels[rows_needed], caps, cap_item, q_rows, d_rows,
+                              split.exclude is not None, ks, bits)
+    seconds = time.perf_counter() - t0
+    name = f"{index.method}-{bits}bit"
+    print(f"protocol {args.protocol}: {res['n_queries']['items']} query items ({res['n_queries']['captions']} "
+          f"captions, {split.query_split}) against {res['n_db']['items']} items ({res['n_db']['captions']} "
+          f"captions, {split.db_split}); Hamming distance, {bits} bits; relevance = any shared label"
+          + ("; a query's own pair is left out" if split.exclude is not None else ""))
+    print(format_table({f"{name} {d}": res[d] for d in dirs}, markdown=args.markdown))
+    rec = res["recall"]
+    print("caption match (query items and their own captions): "
+          + ", ".join(f"{k} {v:.4f}" for k, v in rec.items()))
+    print(f"evaluated in {seconds:.2f} s")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {"archive": str(archive.path), "index": str(args.index), "protocol": args.protocol,
+                "query_split": split.query_split, "db_split": split.db_split, "directions": dirs, "ks": ks,
+                "bits": bits, "method": index.method, "seconds": round(seconds, 3),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        path = write_json(out / "eval.json", {"meta": meta, "results": res})
+        print(f"wrote {path}")
     return 0
