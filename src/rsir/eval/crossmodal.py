@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from rsir.eval import metrics as M
-from rsir.eval.protocols import evaluate_full, hamming_distances
+from rsir.eval.protocols import distances, evaluate_full
 
 DIRECTIONS = ("i2t", "t2i", "i2i", "t2t")
 
@@ -47,11 +47,14 @@ def _mean_metrics(rows: list[dict[str, np.ndarray]], n: int) -> dict[str, float]
 
 
 def _i2t_leave_own_out(q_img: np.ndarray, q_item: np.ndarray, q_lab: np.ndarray, caps: np.ndarray,
-                       cap_item: np.ndarray, cap_lab: np.ndarray, ks: Sequence[int], bits: int) -> dict[str, float]:
+                       cap_item: np.ndarray, cap_lab: np.ndarray, ks: Sequence[int], bits: int | None,
+                       metric: str) -> dict[str, float]:
     """Image -> text with each query's own captions removed from its ranking (one query at a time)."""
     rows = []
     for s in range(0, len(q_img), 256):
-        d = hamming_distances(q_img[s:s + 256], caps).astype(np.uint16)
+        d = distances(q_img[s:s + 256], caps, metric)
+        if metric == "hamming":
+            d = d.astype(np.uint16)
         for j in range(d.shape[0]):
             keep = cap_item != q_item[s + j]
             rows.append(M.per_query_metrics(d[j:j + 1, keep], q_lab[s + j:s + j + 1], cap_lab[keep], ks,
@@ -61,13 +64,14 @@ def _i2t_leave_own_out(q_img: np.ndarray, q_item: np.ndarray, q_lab: np.ndarray,
 
 def evaluate_directions(directions: Sequence[str], img_codes: np.ndarray, labels: np.ndarray,
                         cap_codes: np.ndarray, cap_item: np.ndarray, query_rows: np.ndarray, db_rows: np.ndarray,
-                        leave_one_out: bool, ks: Sequence[int] = (10, 20), bits: int | None = None
-                        ) -> dict[str, Any]:
+                        leave_one_out: bool, ks: Sequence[int] = (10, 20), bits: int | None = None,
+                        metric: str = "hamming") -> dict[str, Any]:
     """Metrics per direction plus caption-match recall.
 
     ``img_codes``/``labels`` are per item (rows), ``cap_codes`` per caption with ``cap_item`` its item row;
-    ``query_rows``/``db_rows`` select the query and database items (the same rows under leave-one-out)."""
-    bits = int(bits or img_codes.shape[1] * 8)
+    ``query_rows``/``db_rows`` select the query and database items (the same rows under leave-one-out).
+    ``metric`` "hamming" (packed codes) or "ip" (float vectors, larger inner product is nearer)."""
+    bits = int(bits or img_codes.shape[1] * 8) if metric == "hamming" else None
     q_rows, d_rows = np.asarray(query_rows), np.asarray(db_rows)
     q_caps = np.flatnonzero(np.isin(cap_item, q_rows))
     d_caps = np.flatnonzero(np.isin(cap_item, d_rows))
@@ -77,29 +81,29 @@ def evaluate_directions(directions: Sequence[str], img_codes: np.ndarray, labels
     for dr in directions:
         if dr == "i2i":
             ex = np.array([pos_in_db[int(r)] for r in q_rows]) if leave_one_out else None
-            res = evaluate_full(img_codes[q_rows], img_codes[d_rows], "hamming", labels[q_rows], labels[d_rows], ks,
+            res = evaluate_full(img_codes[q_rows], img_codes[d_rows], metric, labels[q_rows], labels[d_rows], ks,
                                 ex, pk_curve=(), bits=bits).metrics
         elif dr == "t2i":
             ex = np.array([pos_in_db[int(cap_item[c])] for c in q_caps]) if leave_one_out else None
-            res = evaluate_full(cap_codes[q_caps], img_codes[d_rows], "hamming", labels[cap_item[q_caps]],
+            res = evaluate_full(cap_codes[q_caps], img_codes[d_rows], metric, labels[cap_item[q_caps]],
                                 labels[d_rows], ks, ex, pk_curve=(), bits=bits).metrics
         elif dr == "t2t":
             ex = np.array([cap_pos_in_db[int(c)] for c in q_caps]) if leave_one_out else None
-            res = evaluate_full(cap_codes[q_caps], cap_codes[d_caps], "hamming", labels[cap_item[q_caps]],
+            res = evaluate_full(cap_codes[q_caps], cap_codes[d_caps], metric, labels[cap_item[q_caps]],
                                 labels[cap_item[d_caps]], ks, ex, pk_curve=(), bits=bits).metrics
         elif dr == "i2t":
             if leave_one_out:
                 res = _i2t_leave_own_out(img_codes[q_rows], q_rows, labels[q_rows], cap_codes[d_caps],
-                                         cap_item[d_caps], labels[cap_item[d_caps]], ks, bits)
+                                         cap_item[d_caps], labels[cap_item[d_caps]], ks, bits, metric)
             else:
-                res = evaluate_full(img_codes[q_rows], cap_codes[d_caps], "hamming", labels[q_rows],
+                res = evaluate_full(img_codes[q_rows], cap_codes[d_caps], metric, labels[q_rows],
                                     labels[cap_item[d_caps]], ks, None, pk_curve=(), bits=bits).metrics
         else:
             raise ValueError(f"unknown direction {dr!r}")
         out[dr] = {k: v for k, v in res.items() if "tie-aware" not in k}
     # caption-match recall among the query items and their own captions
     local = {int(r): j for j, r in enumerate(q_rows)}
-    d = hamming_distances(img_codes[q_rows], cap_codes[q_caps])
+    d = distances(img_codes[q_rows], cap_codes[q_caps], metric)
     out["recall"] = M.cross_modal_recall(d, np.array([local[int(cap_item[c])] for c in q_caps]))
     out["n_queries"] = {"items": int(len(q_rows)), "captions": int(len(q_caps))}
     out["n_db"] = {"items": int(len(d_rows)), "captions": int(len(d_caps))}

@@ -149,8 +149,9 @@ def item_captions(archive: Archive, positions: Sequence[int]) -> list[list[str]]
 
 
 def prepare(archive: Archive, features: RetrievalNet, modality: str, positions: Sequence[int], opts: DuchOptions,
-            device: torch.device) -> DuchData:
-    """Everything the training loop reads, for the items at ``positions`` (those with captions)."""
+            device: torch.device, augment: bool = True) -> DuchData:
+    """Everything the training loop reads, for the items at ``positions`` (those with captions); without
+    ``augment`` (evaluation data) no image views are made and the caption views are the captions."""
     from rsir.text.augment import TextAugmenter
     from rsir.text.sentences import shared_encoder
 
@@ -163,8 +164,8 @@ def prepare(archive: Archive, features: RetrievalNet, modality: str, positions: 
     ids = [archive.ids[p] for p in positions]
     if opts.progress:
         print(f"image features of {len(ids)} training items and {opts.image_views} augmented views", flush=True)
-    img, img_aug = image_features(features, archive, modality, positions, opts.image_views, opts.noise, opts.seed,
-                                  device, opts.progress)
+    img, img_aug = image_features(features, archive, modality, positions, opts.image_views if augment else 0,
+                                  opts.noise, opts.seed, device, opts.progress)
     flat = [c for cs in caps for c in cs]
     aug = TextAugmenter().fit(flat + list(opts.text_corpus))
     flat_aug = aug.augment_all(flat, seed=opts.seed)
@@ -172,7 +173,8 @@ def prepare(archive: Archive, features: RetrievalNet, modality: str, positions: 
     if opts.progress:
         print(f"sentence vectors of {len(flat)} captions and their augmented views", flush=True)
     txt = torch.from_numpy(enc.encode(flat, progress=opts.progress, cache_dir=opts.cache_dir))
-    txt_aug = torch.from_numpy(enc.encode(flat_aug, progress=opts.progress, cache_dir=opts.cache_dir))
+    txt_aug = torch.from_numpy(enc.encode(flat_aug, progress=opts.progress, cache_dir=opts.cache_dir)) if augment \
+        else txt
     count = np.array([len(c) for c in caps], np.int64)
     start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
     return DuchData(ids, img, img_aug, txt, txt_aug, np.repeat(np.arange(len(caps)), count), start, count, flat,
