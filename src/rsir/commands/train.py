@@ -32,7 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="classifier model whose features milan freezes (milan-e2e: starts from its encoder); "
                         "without it milan first trains a classifier itself")
     p.add_argument("--width", type=int, default=16, help="encoder base width")
-    p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without better validation mAP")
+    p.add_argument("--patience", type=int, default=5,
+                   help="early stopping: epochs without a better selection mAP (held-out training slice)")
+    p.add_argument("--selection-fraction", type=float, default=0.1,
+                   help="share of the training split held out for model selection (best epoch, early stopping); "
+                        "never validation or test items, which are the evaluation queries; 0: keep the last epoch")
+    p.add_argument("--selection-seed", type=int, default=0, help="seed of the selection slice (kept in config.json)")
     p.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                    help="learning rate: constant, or cosine-annealed to 0 over --epochs")
     p.add_argument("--no-augment", action="store_true", help="no flips / 90-degree rotations")
@@ -53,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.bits <= 0 or args.epochs <= 0:
         raise RsirError("--bits and --epochs must be positive")
+    if not 0 <= args.selection_fraction < 1:
+        raise RsirError(f"--selection-fraction must be in [0, 1), got {args.selection_fraction}")
     out = Path(args.out)
     ckpt = out.with_name(out.name + ".ckpt")
     if args.resume and not (ckpt / "checkpoint.pt").exists():
@@ -60,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size or 0, lr=args.lr, device=args.device,
                       seed=args.seed, num_workers=args.workers, patience=args.patience, checkpoint_dir=ckpt,
                       resume=args.resume, progress=not args.quiet, max_steps=args.max_steps,
-                      schedule=args.schedule)
+                      schedule=args.schedule, selection_fraction=args.selection_fraction,
+                      selection_seed=args.selection_seed)
     preload = {"auto": None, "yes": True, "no": False}[args.preload]
     opts = MethodOptions(bits=args.bits, sampler=args.sampler, cls_loss=args.loss, width=args.width,
                          features=Path(args.features) if args.features else None, preload=preload,
@@ -68,10 +76,10 @@ def run(args: argparse.Namespace) -> int:
     res = train_model(args.archive, args.method, out, cfg, opts, args.modality)
     best = res.history.best_map
     print(f"wrote {args.method} model to {res.path}"
-          + (f" (best validation mAP@20(A) {best:.4f} at epoch {res.history.best_epoch})" if best >= 0 else
-             " (no validation split: last epoch kept)"))
+          + (f" (best selection mAP@20(A) {best:.4f} at epoch {res.history.best_epoch}, on the held-out "
+             "training slice)" if best >= 0 else " (no selection slice: last epoch kept)"))
     if (res.path / "training.png").exists():
-        print(f"loss and validation mAP per epoch: {res.path / 'training.png'}")
+        print(f"loss and selection mAP per epoch: {res.path / 'training.png'}")
     for n in res.notes:
         print(f"note: {n}")
     return 0

@@ -154,7 +154,7 @@ def plot_training(curves: Mapping[str, Sequence[Mapping[str, float]]], path: str
     ax_l.set_ylabel("mean training loss")
     ax_l.grid(alpha=0.3)
     ax_m.set_xlabel("epoch")
-    ax_m.set_ylabel("validation mAP@20 (A)")
+    ax_m.set_ylabel("selection mAP@20 (A), held-out train slice")
     ax_m.grid(alpha=0.3)
     if len(curves) > 1:
         ax_m.legend(fontsize=8)
