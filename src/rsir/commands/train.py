@@ -22,9 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="default: 64 for the classifier, 90 (30 triplets, as MiLAN) for milan")
     p.add_argument("--lr", type=float, default=None, help="default: 1e-3 classifier, 1e-4 milan")
-    p.add_argument("--sampler", default="random", choices=["random", "batch-hard", "diverse", "milan-pairs"],
+    p.add_argument("--sampler", default="random",
+                   choices=["random", "batch-hard", "semi-hard", "diverse", "milan-pairs"],
                    help="triplet sampling for milan: multi-label random (default; MiLAN's own sampler is random), "
-                        "batch-hard, Sumbul et al. diverse, or the original two-class MiLAN sampler (single-label "
+                        "batch-hard, FaceNet semi-hard (every positive pair, the nearest negative beyond the "
+                        "positive within the margin), Sumbul et al. diverse, or the original two-class MiLAN sampler (single-label "
                         "archives only). On the hard simulated archive batch-hard and diverse collapse the frozen-"
                         "feature hash head to one code (bench/results/milan.json, ablation)")
     p.add_argument("--loss", default="bce", choices=["bce", "focal"], help="classifier loss")
