@@ -132,14 +132,32 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
         raise PipelineError(f"--modality {modality} does not match the encoder, which encodes {encoder.modality}")
     mod = encoder.modality
     arch.spec(mod)  # clear error when the archive lacks the encoder's modality
+    # a cross-modal encoder (ss-cm) writes the codes of every modality it encodes into one index, keyed
+    # "<modality>/<id>"; items without a modality's data are left out of that modality
+    mods = [m for m in getattr(encoder, "modalities", [mod])]
+    cross = len(mods) > 1
+    for m in mods:
+        if m not in arch.modalities:
+            raise PipelineError(f"the model encodes {', '.join(mods)}, but archive {arch.path} has no {m} data "
+                                f"(it has {', '.join(arch.modalities)})")
     index = make_index(encoder.metric, encoder.dim, kind, seed=seed)
     all_ids: list[str] = []
     chunks: list[np.ndarray] = []
+    counts: dict[str, int] = {}
     tune_allocator()
-    # reading the next batch (LMDB, decoding, resampling) overlaps with encoding this one
-    for ids, x in prefetch(arch.batches(batch_size, modality=mod, progress=progress), depth=2):
-        all_ids += ids
-        chunks.append(encoder.encode(x))
+    for m in mods:
+        enc = encoder.view(m) if cross else encoder  # type: ignore[attr-defined]
+        if cross:
+            have = arch.catalog["modalities"].to_numpy()
+            pos = [p for p in range(len(arch)) if m in list(have[p])]
+        else:
+            pos = None
+        n0 = len(all_ids)
+        # reading the next batch (LMDB, decoding, resampling) overlaps with encoding this one
+        for ids, x in prefetch(arch.batches(batch_size, modality=m, positions=pos, progress=progress), depth=2):
+            all_ids += [f"{m}/{i}" for i in ids] if cross else ids
+            chunks.append(enc.encode(x))
+        counts[m] = len(all_ids) - n0
     if chunks:
         index.add(np.array(all_ids, dtype=object), np.concatenate(chunks))
     with atomic_dir(out) as tmp:
@@ -148,7 +166,8 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
         write_manifest(tmp, {
             "format": INDEX_DIR_FORMAT, "version": INDEX_DIR_VERSION,
             "archive": str(arch.path.resolve()), "archive_created": arch.manifest.get("created"),
-            "modality": mod, "method": encoder.method, "encoder_type": encoder.encoder_type,
+            "modality": mod, **({"modalities": mods, "modality_counts": counts} if cross else {}),
+            "method": encoder.method, "encoder_type": encoder.encoder_type,
             "metric": encoder.metric, "dim": encoder.dim, "kind": kind, "count": len(index),
             "archive_items": len(arch), "seed": seed, "fit_items": getattr(encoder, "fit_items", None),
             "build_seconds": round(time.perf_counter() - t0, 3), "created": utc_stamp(),
