@@ -223,14 +223,14 @@ def test_captions_describe_content_and_are_deterministic():
     cfg = SimConfig(n=40, seed=9, size=12, bitemporal=0.0)
     a, b = _items(cfg), _items(cfg)
     assert [it.meta["captions"] for it in a] == [it.meta["captions"] for it in b]
-    from rsir.data.simulate import PHRASES
+    from rsir.data.simulate import HELDOUT_PHRASES, PHRASES
 
     for it in a:
         caps = it.meta["captions"]
         assert 3 <= len(caps) <= 5 and len(set(caps)) == len(caps)
         dom = int(np.argmax(it.meta["class_shares"]))
         # the dominant class is named (by one of its synonyms) in at least one caption
-        assert any(p in c for c in caps for p in PHRASES[dom])
+        assert any(p in c for c in caps for p in PHRASES[dom] + HELDOUT_PHRASES[dom])
     phrasing = {c for it in a for c in it.meta["captions"]}
     assert len(phrasing) > 3 * len(a)  # varied, not one sentence per label set
 
@@ -263,3 +263,32 @@ def test_cli(tmp_path, capsys):
     assert cli_main(args + ["--overwrite", "--difficulty", "hard", "--clouds", "0.5"]) == 0
     assert cli_main(["simulate", "--n", "6", "--out", str(tmp_path / "x"), "--size", "10"]) == 2
     assert "multiple of 6" in capsys.readouterr().err
+
+
+def test_heldout_caption_wording_is_used_by_the_test_split_only():
+    from rsir.data.simulate import HELDOUT_PHRASES, HELDOUT_RELATIONS
+
+    items = _items(SimConfig(n=300, seed=4, size=12, bitemporal=0.0), with_maps=False)
+    held = [p for grp in HELDOUT_PHRASES for p in grp] + [f" {r} " for r in HELDOUT_RELATIONS] + [
+        "this image shows", "the scene is entirely", "we can see", "a satellite view of", "% of the ground"]
+    for it in items:
+        uses = [any(h in c for h in held) for c in it.meta["captions"]]
+        if it.meta["split"] == "test":
+            assert sum(uses) >= len(uses) // 2, it.meta["captions"]  # at least half have held-out wording
+        else:
+            assert not any(uses), it.meta["captions"]
+
+
+def test_captions_name_counts_places_seasons_and_directions():
+    from rsir.data.simulate import direction
+
+    cmap = np.zeros((12, 12), np.uint8)
+    cmap[:4, 8:] = 3  # north-east corner
+    cmap[10:, :3] = 5  # south-west corner
+    assert direction(cmap, 3) == "north-east" and direction(cmap, 5) == "south-west"
+    assert direction(cmap, 0) == "centre" and direction(cmap, 7) == "centre"
+    items = _items(SimConfig(n=200, seed=5, size=24, bitemporal=0.0), with_maps=False)
+    text = " | ".join(c for it in items for c in it.meta["captions"])
+    for word in ("kinds of land cover", " in the north", "summer", "winter", " percent of the patch"):
+        assert word in text, word
+    assert any(it.meta["country"] in c for it in items for c in it.meta["captions"])

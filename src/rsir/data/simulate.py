@@ -689,8 +689,45 @@ def _change(rng: np.random.Generator, cmap: np.ndarray, smooth: np.ndarray, medi
 
 # ---------------------------------------------------------------------------------------------------------------
 # captions
-def _phrase(rng: np.random.Generator, c: int, adjective: bool = False) -> str:
-    p = PHRASES[c][int(rng.integers(len(PHRASES[c])))]
+#
+# Train and validation captions use PHRASES, RELATIONS and the _TRAIN templates only. Test captions (split
+# "test") also use HELDOUT_PHRASES, HELDOUT_RELATIONS and the _HELDOUT templates, which nothing else sees: at
+# least half of a test item's captions have a held-out structure, and each class phrase in them is a held-out
+# synonym with probability one half. A model trained on the training captions is thus tested on sentences
+# whose wording it has not seen.
+HELDOUT_PHRASES: tuple[tuple[str, ...], ...] = (
+    ("a village", "dwellings", "a suburb"),
+    ("a factory site", "a logistics park", "a commercial zone"),
+    ("crop fields", "tilled farmland", "cultivated fields"),
+    ("olive groves", "a fruit plantation"),
+    ("grazing meadows", "cattle pasture"),
+    ("a mosaic of small plots", "a patchwork of small mixed plots"),
+    ("farms interspersed with wild vegetation", "cultivated land dotted with natural vegetation"),
+    ("trees scattered over pasture", "a dehesa"),
+    ("an oak forest", "a beech wood"),
+    ("a fir forest", "needle-leaved trees"),
+    ("woods of pine and oak", "a mixed stand of trees"),
+    ("bare rocky ground", "a steppe"),
+    ("heath and scrub", "low shrubby vegetation"),
+    ("young trees regrowing after clearing", "a regenerating clearing"),
+    ("a sandy beach", "dunes along the shore"),
+    ("a peat bog", "a swamp"),
+    ("a saltmarsh", "mudflats"),
+    ("a pond", "a stream", "a freshwater lake"),
+    ("a coastal lagoon", "the ocean"),
+)
+HELDOUT_RELATIONS = ("close to", "along", "around")
+_NUMBERS = ("no", "one", "two", "three", "four", "five", "six")
+_SEASONS = ("winter", "winter", "spring", "spring", "spring", "summer", "summer", "summer", "autumn", "autumn",
+            "autumn", "winter")
+_DIRECTIONS = ("east", "north-east", "north", "north-west", "west", "south-west", "south", "south-east")
+
+
+def _phrase(rng: np.random.Generator, c: int, adjective: bool = False, heldout: bool = False) -> str:
+    pool = PHRASES[c]
+    if heldout and rng.random() < 0.5:
+        pool = HELDOUT_PHRASES[c]
+    p = pool[int(rng.integers(len(pool)))]
     if adjective and c in ADJECTIVES:
         adj = ADJECTIVES[c][int(rng.integers(len(ADJECTIVES[c])))]
         for art in ("a ", "the "):
@@ -712,35 +749,113 @@ def _amount(rng: np.random.Generator, share: float) -> str:
     return str(rng.choice(["scattered", "small patches of", "a little", "a few spots of"]))
 
 
-def make_captions(rng: np.random.Generator, shares: np.ndarray, threshold: float, k: int) -> list[str]:
-    """k distinct descriptive sentences of a patch from its class shares (templates with synonyms)."""
-    present = [int(c) for c in np.argsort(-shares, kind="stable") if shares[c] >= threshold]
+def direction(class_map: np.ndarray, c: int) -> str:
+    """Where class ``c`` lies in a class map (row 0 is north): "centre" or a compass direction of its centroid."""
+    ys, xs = np.nonzero(class_map == c)
+    if not len(ys):
+        return "centre"
+    h, w = class_map.shape
+    dy, dx = 0.5 - (ys.mean() + 0.5) / h, (xs.mean() + 0.5) / w - 0.5  # dy > 0: north
+    if math.hypot(dx, dy) < 0.12:
+        return "centre"
+    return _DIRECTIONS[int(round(math.degrees(math.atan2(dy, dx)) / 45.0)) % 8]
+
+
+@dataclass
+class _CapContext:
+    rng: np.random.Generator
+    shares: np.ndarray
+    present: list[int]
+    heldout: bool
+    class_map: np.ndarray | None
+    season: str
+    country: str
+
+    def ph(self, c: int, adjective: bool = False) -> str:
+        return _phrase(self.rng, c, adjective, self.heldout)
+
+    def rel(self, heldout: bool = False) -> str:
+        return str(self.rng.choice(HELDOUT_RELATIONS if heldout else RELATIONS))
+
+    def where(self, c: int) -> str:
+        return "centre" if self.class_map is None else direction(self.class_map, c)
+
+
+def _train_templates(x: _CapContext) -> list[str]:
+    rng, sh, present = x.rng, x.shares, x.present
     dom, others = present[0], present[1:]
-    dom_big = shares[dom] >= 0.5
+    big = sh[dom] >= 0.5
     water = [c for c in present if c in WATER]
     land = [c for c in present if c not in WATER]
-    cands: list[str] = []
+    out: list[str] = []
     if others:
-        cands.append(f"{_phrase(rng, dom, dom_big)} {rng.choice(RELATIONS)} {_phrase(rng, others[0])}")
-        cands.append(f"{_phrase(rng, dom, dom_big)} with "
-                     + _join([f"{_amount(rng, shares[o])} {_phrase(rng, o)}" for o in others]))
-        cands.append(f"an area of {_join([_phrase(rng, c) for c in present])}")
-        cands.append(f"{len(present)} kinds of land cover, mostly {_phrase(rng, dom)}")
+        o1 = others[0]
+        out.append(f"{x.ph(dom, big)} {x.rel()} {x.ph(o1)}")
+        out.append(f"{x.ph(dom, big)} with " + _join([f"{_amount(rng, sh[o])} {x.ph(o)}" for o in others]))
+        out.append(f"an area of {_join([x.ph(c) for c in present])}")
+        out.append(f"{_NUMBERS[min(len(present), 6)]} kinds of land cover, mostly {x.ph(dom)}")
+        if x.class_map is not None and x.where(dom) != x.where(o1):
+            out.append(f"{x.ph(dom)} in the {x.where(dom)} and {x.ph(o1)} in the {x.where(o1)}")
+        if x.season:
+            out.append(f"{'an' if x.season[0] in 'aeiou' else 'a'} {x.season} scene of {x.ph(dom)} {x.rel()} {x.ph(o1)}")
     else:
-        cands.append(f"{_phrase(rng, dom, True)} covering the whole patch")
-        cands.append(f"nothing but {_phrase(rng, dom)}")
-        cands.append(f"a uniform area of {_phrase(rng, dom)}")
-    pct = int(round(100 * shares[dom] / 5.0) * 5)
-    cands.append(f"about {pct} percent of the patch is {_phrase(rng, dom)}")
+        out.append(f"{x.ph(dom, True)} covering the whole patch")
+        out.append(f"nothing but {x.ph(dom)}")
+        out.append(f"a uniform area of {x.ph(dom)}")
+        if x.season:
+            out.append(f"{x.ph(dom)} in {x.season}")
+    if x.country:
+        out.append(f"{_join([x.ph(c) for c in present[:3]])} in {x.country}")
+    pct = int(round(100 * sh[dom] / 5.0) * 5)
+    out.append(f"about {pct} percent of the patch is {x.ph(dom)}")
     if water and land:
-        cands.append(f"{_phrase(rng, water[0])} {rng.choice(['surrounded by', 'next to', 'beside'])} "
-                     f"{_phrase(rng, land[0])}")
+        out.append(f"{x.ph(water[0])} {rng.choice(['surrounded by', 'next to', 'beside'])} {x.ph(land[0])}")
     elif land:
-        cands.append(f"a dry landscape of {_join([_phrase(rng, c) for c in land[:3]])} without open water")
+        out.append(f"a dry landscape of {_join([x.ph(c) for c in land[:3]])} without open water")
     else:
-        cands.append(f"{_phrase(rng, water[0])} seen from above")
-    order = rng.permutation(len(cands))
-    return [cands[i] for i in order[: min(k, len(cands))]]
+        out.append(f"{x.ph(water[0])} seen from above")
+    return out
+
+
+def _heldout_templates(x: _CapContext) -> list[str]:
+    sh, present = x.shares, x.present
+    dom, others = present[0], present[1:]
+    out: list[str] = []
+    if others:
+        o1 = others[0]
+        out.append(f"this image shows {x.ph(dom)} and {x.ph(o1)}")
+        out.append(f"mostly {x.ph(dom)}, with {x.ph(o1)} towards the {x.where(o1)}")
+        out.append(f"we can see {x.ph(dom)} {x.rel(True)} {x.ph(o1)}")
+        out.append(f"a satellite view of {_join([x.ph(c) for c in present])}"
+                   + (f" photographed in {x.season}" if x.season else ""))
+    else:
+        out.append(f"this image shows only {x.ph(dom)}")
+        out.append(f"the scene is entirely {x.ph(dom)}")
+        out.append(f"we can see {x.ph(dom)} everywhere")
+        out.append(f"a satellite view of {x.ph(dom)}" + (f" photographed in {x.season}" if x.season else ""))
+    out.append(f"roughly {int(round(100 * sh[dom] / 10.0) * 10)} % of the ground is {x.ph(dom)}")
+    return out
+
+
+def make_captions(rng: np.random.Generator, shares: np.ndarray, threshold: float, k: int,
+                  class_map: np.ndarray | None = None, split: str = "train", country: str = "",
+                  when: date | None = None) -> list[str]:
+    """k distinct sentences describing a patch: its classes (synonyms), amounts, counts, where they lie
+    (``class_map``), the season (``when``) and the country. Test-split captions use held-out wording (see
+    above)."""
+    present = [int(c) for c in np.argsort(-shares, kind="stable") if shares[c] >= threshold]
+    x = _CapContext(rng, shares, present, split == "test", class_map,
+                    _SEASONS[when.month - 1] if when is not None else "", country)
+    train = list(dict.fromkeys(_train_templates(x)))
+    if not x.heldout:
+        order = rng.permutation(len(train))
+        return [train[i] for i in order[: min(k, len(train))]]
+    held = list(dict.fromkeys(_heldout_templates(x)))
+    n_held = min(len(held), max((k + 1) // 2, k - len(train)))
+    pick = [held[i] for i in rng.permutation(len(held))[:n_held]]
+    rest = [c for c in train if c not in pick]
+    pick += [rest[i] for i in rng.permutation(len(rest))[: max(0, k - n_held)]]
+    return [pick[i] for i in rng.permutation(len(pick))]
 
 
 def _change_captions(rng: np.random.Generator, kind: str, src: int, dst: int, pct: int) -> list[str]:
@@ -821,7 +936,7 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
             "bbox": _footprint(float(site.lon[i]), float(site.lat[i]), cfg.size), "crs": f"EPSG:{32600 + zone}",
             "s1_id": s1_id, "source": "simulated", "biome": BIOME_NAMES[site.biome[i]],
             "class_shares": [float(x) for x in sh], "cloud_cover": float(cov),
-            "captions": make_captions(rng, sh, cfg.label_threshold, int(n_caps[i])),
+            "captions": make_captions(rng, sh, cfg.label_threshold, int(n_caps[i]), cmap, split, site.country[i], d),
             "change_captions": change or [], "partner_id": "",
         }
         return SimItem(pid, meta, s2b, {"VV": s1b[0], "VH": s1b[1]}, cmap if with_maps else None)
