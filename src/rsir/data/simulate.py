@@ -782,12 +782,20 @@ def make_captions(rng: np.random.Generator, shares: np.ndarray, threshold: float
     return [cands[i] for i in order[: min(k, len(cands))]]
 
 
+def _bare(phrase: str) -> str:
+    """A class phrase without its article ("a lake" -> "lake"), for templates that bring their own."""
+    for art in ("a ", "an ", "the "):
+        if phrase.startswith(art):
+            return phrase[len(art):]
+    return phrase
+
+
 def _change_captions(rng: np.random.Generator, kind: str, src: int, dst: int, pct: int, heldout: bool = False,
                      k: int = 3) -> list[str]:
     """Up to k distinct change captions of one event, from the held-out phrasings for test pairs."""
     t = (CHANGE_CAPTIONS_HELDOUT if heldout else CHANGE_CAPTIONS)[kind]
     pick = rng.permutation(len(t))[: min(k, len(t))]
-    names = {"src": _phrase(rng, src) if src >= 0 else "", "dst": _phrase(rng, dst) if dst >= 0 else "",
+    names = {"src": _bare(_phrase(rng, src)) if src >= 0 else "", "dst": _bare(_phrase(rng, dst)) if dst >= 0 else "",
              "pct": pct}
     return [t[i].format(**names) for i in pick]
 
