@@ -674,6 +674,9 @@ CHANGE_CAPTIONS_HELDOUT: dict[str, tuple[str, ...]] = {
 }
 
 
+CHANGE_WEIGHTS = {"deforestation": 1.0, "urban growth": 1.0, "flooding": 0.4, "crop change": 1.0, "water loss": 2.0}
+
+
 def _region_mask(rng: np.random.Generator, region: np.ndarray, texture: np.ndarray, low: float, high: float
                  ) -> np.ndarray:
     """The part of ``region`` where ``texture`` is above a random quantile (a share in [low, high] of it)."""
@@ -697,7 +700,9 @@ def _change(rng: np.random.Generator, cmap: np.ndarray, smooth: np.ndarray, medi
                                ("crop change", farms), ("water loss", shares[17] >= 0.1)) if ok]
     if not options:
         return cmap.copy(), "none", -1, -1
-    kind = options[int(rng.integers(len(options)))]
+    # flooding is possible on almost every patch: a lower weight keeps the kinds of change balanced
+    w = np.array([CHANGE_WEIGHTS[k] for k in options])
+    kind = options[int(rng.choice(len(options), p=w / w.sum()))]
     new = cmap.copy()
     if kind == "deforestation":
         src = int(rng.choice(forests))

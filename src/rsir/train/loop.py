@@ -260,9 +260,14 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
         rec: dict[str, float] = {"epoch": epoch + 1, "loss": loss_sum / max(n_steps, 1), "seconds": secs,
                                  "patches_per_s": n_seen / max(secs, 1e-9), "lr": opt.param_groups[0]["lr"]}
         rec.update({k: v / max(n_steps, 1) for k, v in parts_sum.items()})
-        if val_queries is not None and val_database is not None:
-            m = evaluate(recipe, val_queries, val_database, cfg, device)
-            rec[f"val_map@{cfg.eval_k}"] = m
+        # a recipe that scores itself (e.g. recall on a held-out slice of training pairs) needs no query sets
+        score = getattr(recipe, "selection_score", None)
+        score_name = getattr(recipe, "score_name", f"val_map@{cfg.eval_k}")
+        validating = score is not None or (val_queries is not None and val_database is not None)
+        if validating:
+            m = score() if score is not None else evaluate(recipe, val_queries, val_database, cfg,  # type: ignore[arg-type]
+                                                           device)
+            rec[score_name] = m
             if m > hist.best_map:
                 hist.best_map, hist.best_epoch, bad_epochs = m, epoch + 1, 0
                 best_state = {k: v.detach().cpu().clone() for k, v in recipe.net.state_dict().items()}
@@ -273,11 +278,11 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
             best_state = None
         hist.epochs.append(rec)
         if cfg.progress:
+            label = f"val mAP@{cfg.eval_k}(A)" if score is None else score_name
             print(f"{recipe.name} epoch {epoch + 1}/{cfg.epochs}: loss {rec['loss']:.4f}"
-                  + (f", val mAP@{cfg.eval_k}(A) {rec[f'val_map@{cfg.eval_k}']:.4f}"
-                     if f"val_map@{cfg.eval_k}" in rec else "")
+                  + (f", {label} {rec[score_name]:.4f}" if score_name in rec else "")
                   + f", {rec['patches_per_s']:.0f} patches/s", flush=True)
-        stop = val_queries is not None and bad_epochs >= cfg.patience
+        stop = validating and bad_epochs >= cfg.patience
         if ckpt is not None:
             extra = recipe.extra_state() if hasattr(recipe, "extra_state") else {}
             _save_checkpoint(ckpt, {"epoch": epoch, "net": recipe.net.state_dict(), "optimizer": opt.state_dict(),
