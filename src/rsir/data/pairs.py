@@ -95,7 +95,7 @@ def bitemporal_pairs(archive: Archive, split: str | None = None, modality: str |
     pos = {str(r["id"]): p for p, r in enumerate(rows)}
     out: list[Pair] = []
     seen: set[str] = set()
-    for p, r in enumerate(rows):
+    for r in rows:
         iid, partner = str(r["id"]), str(r.get("partner_id") or "")
         if not partner or iid in seen:
             continue
