@@ -39,6 +39,7 @@ class Encoder(Protocol):
 ENCODERS: Registry = Registry("encoder type", {
     "classic": "rsir.hashing.encoder:load_feature_hash_encoder",
     "model": "rsir.models.encoder:load_model_encoder",
+    "text-itsr": "rsir.methods.text_itsr:load_change_encoder",
 }, EncoderError)
 
 
