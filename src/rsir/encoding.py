@@ -46,3 +46,18 @@ ENCODERS: Registry = Registry("encoder type", {
 def load_encoder(encoder_type: str, path: str | Path) -> Encoder:
     """Load a saved encoder of a registered type."""
     return ENCODERS.get(encoder_type)(path)  # type: ignore[no-any-return]
+
+
+#: a model directory's config.json "format" -> the encoder type that loads it (others load as "model")
+MODEL_FORMATS = {"rsir-change-model": "text-itsr"}
+
+
+def model_encoder_type(path: str | Path) -> str:
+    """The encoder type of a model directory, from the "format" of its config.json."""
+    import json
+
+    try:
+        fmt = json.loads((Path(path) / "config.json").read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return "model"  # the "model" loader explains what is wrong with the directory
+    return MODEL_FORMATS.get(str(fmt), "model")

