@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "losses": GROUND,
     "miners": GROUND | {"losses"},
     "train": GROUND | {"data", "eval", "models", "losses", "miners"},
-    "methods": GROUND | {"data", "eval", "models", "losses", "miners", "train"},
+    "methods": GROUND | {"data", "eval", "models", "losses", "miners", "train", "text"},
     "pipeline": GROUND | {"data", "encoding", "hashing", "index"},
     "query": GROUND | {"data", "encoding", "index", "pipeline"},
     "api": GROUND | {"data", "pipeline", "query"},

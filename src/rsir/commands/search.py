@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
         qlabels = res.query.get("labels") or []
         header = f"query {args.id}" + (f"  labels: {'; '.join(qlabels)}" if qlabels else "")
     elif args.text is not None:
-        res = engine.search_text(args.text, args.k, args.offset, filters)
-        header = f"query text {args.text!r}"
+        res, match = engine.search_text(args.text, args.k, args.offset, filters)
+        header = f"query text {args.text!r} (label matcher: {'; '.join(match.labels) or 'no class recognised'})"
     else:
         res = engine.search_file(args.file, args.k, args.offset, filters)
         header = f"query file {args.file}"
