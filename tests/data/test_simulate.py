@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import date
 
 import lmdb
@@ -15,6 +16,9 @@ from rsir.data.bands import S2_BANDS
 from rsir.data.nomenclature import BEN19
 from rsir.data.simulate import (
     BLOCK,
+    CHANGE_CAPTIONS,
+    CHANGE_CAPTIONS_HELDOUT,
+    CHANGE_KINDS,
     SimConfig,
     class_shares,
     class_spectrum,
@@ -161,12 +165,13 @@ def test_archive_round_trip(tmp_path):
 
 
 def test_bitemporal_partners_are_consistent():
-    cfg = SimConfig(n=64, seed=6, size=24, bitemporal=0.5)
+    cfg = SimConfig(n=96, seed=6, size=24, bitemporal=0.6)
     items = _items(cfg)
     by_id = {it.id: it for it in items}
     t2 = [it for it in items if it.id.endswith("_t2")]
-    assert len(items) == 64 + len(t2) and 15 <= len(t2) <= 50
+    assert len(items) == 96 + len(t2) and 35 <= len(t2) <= 80
     kinds_changed = 0
+    kinds_seen: set[str] = set()
     for it in t2:
         t1 = by_id[it.id[:-3]]
         assert it.meta["partner_id"] == t1.id and t1.meta["partner_id"] == it.id
@@ -176,15 +181,35 @@ def test_bitemporal_partners_are_consistent():
         assert date.fromisoformat(it.meta["date"]) > date.fromisoformat(t1.meta["date"])
         assert it.meta["change_captions"] and not t1.meta["change_captions"]
         changed = it.class_map != t1.class_map
+        kind = it.meta["change_kind"]
+        assert kind in CHANGE_KINDS and t1.meta["change_kind"] == ""
+        kinds_seen.add(kind)
+        # test pairs are described only with the held-out phrasings, the others never with them
+        bank = CHANGE_CAPTIONS_HELDOUT if it.meta["split"] == "test" else CHANGE_CAPTIONS
+        for cap in it.meta["change_captions"]:
+            assert any(_matches(t, cap) for t in bank[kind]), (kind, cap)
         if changed.any():
             kinds_changed += 1
             new = set(np.unique(it.class_map[changed]).tolist())
-            # the events: clear-cut -> transitional woodland, construction -> urban/industrial, flood -> water
-            assert len(new) == 1 and new <= {C["Transitional woodland, shrub"], C["Urban fabric"],
-                                             C["Industrial or commercial units"], C["Inland waters"]}
+            old = set(np.unique(t1.class_map[changed]).tolist())
+            assert len(new) == 1
+            expected = {"deforestation": {C["Transitional woodland, shrub"]},
+                        "urban growth": {C["Urban fabric"], C["Industrial or commercial units"]},
+                        "flooding": {C["Inland waters"]},
+                        "crop change": {2, 4, 5, 6} - old,
+                        "water loss": {C["Inland wetlands"], C["Natural grassland and sparsely vegetated areas"]},
+                        }[kind]
+            assert new <= expected, (kind, new)
     assert kinds_changed >= len(t2) // 2
+    assert len(kinds_seen) >= 4, kinds_seen
     singles = [it for it in items if not it.id.endswith("_t2") and it.id + "_t2" not in by_id]
     assert all(it.meta["partner_id"] == "" for it in singles)
+
+
+def _matches(template: str, caption: str) -> bool:
+    """Whether a caption was made from a change-caption template ({src}, {dst}, {pct} filled in)."""
+    pattern = re.escape(template).replace(r"\{src\}", ".+").replace(r"\{dst\}", ".+").replace(r"\{pct\}", r"\d+")
+    return re.fullmatch(pattern, caption) is not None
 
 
 def _mean_spectrum_map_at_10(level: str) -> tuple[float, float]:

@@ -635,43 +635,80 @@ def _render(cfg: SimConfig, lvl: _Level, site: _Site, idx: np.ndarray, cmap: np.
 # bitemporal changes
 FORESTS = (8, 9, 10)
 FARMLAND = (2, 4, 5, 6)
+CHANGE_KINDS = ("deforestation", "urban growth", "flooding", "crop change", "water loss", "none")
+# Change captions: TRAIN phrasings describe the training and validation pairs, HELDOUT phrasings (other sentence
+# structures and synonyms) only the test pairs, so text <-> change retrieval is scored on sentences whose wording
+# training never saw. {src}/{dst}: land cover before/after, {pct}: changed share of the patch in percent.
 CHANGE_CAPTIONS: dict[str, tuple[str, ...]] = {
-    "clear-cut": ("part of the {src} has been clear-cut", "a clear-cut now replaces some of the {src}",
-                  "trees were felled: about {pct} percent of the area is now {dst}", "forest loss in the {src}"),
-    "construction": ("new buildings were constructed on former {src}", "{dst} appeared on part of the {src}",
-                     "the built-up area expanded into the {src}", "construction covers about {pct} percent of "
-                     "the patch, where there was {src} before"),
-    "flood": ("the area has been flooded", "water now covers part of the {src}",
-              "flooding: about {pct} percent of the patch is under water", "a flood inundated some of the {src}"),
+    "deforestation": ("part of the {src} has been clear-cut", "a clear-cut now replaces some of the {src}",
+                      "trees were felled: about {pct} percent of the area is now {dst}",
+                      "forest loss in the {src}", "logging removed a block of {src}"),
+    "urban growth": ("new buildings were constructed on former {src}", "{dst} appeared on part of the {src}",
+                     "the built-up area expanded into the {src}",
+                     "construction covers about {pct} percent of the patch, where there was {src} before",
+                     "new houses replaced some of the {src}"),
+    "flooding": ("the area has been flooded", "water now covers part of the {src}",
+                 "flooding: about {pct} percent of the patch is under water",
+                 "a flood inundated some of the {src}", "the river burst its banks over the {src}"),
+    "crop change": ("the {src} was turned into {dst}", "a different crop: {src} became {dst}",
+                    "land use changed from {src} to {dst} on about {pct} percent of the patch",
+                    "fields were converted from {src} to {dst}"),
+    "water loss": ("the {src} has shrunk", "the water level dropped and the shore moved inwards",
+                   "part of the {src} dried out and became {dst}",
+                   "about {pct} percent of the patch was water before and is now {dst}"),
     "none": ("no land-cover change, only seasonal differences", "nothing has changed apart from the season",
              "the two images show the same land cover"),
 }
+CHANGE_CAPTIONS_HELDOUT: dict[str, tuple[str, ...]] = {
+    "deforestation": ("woodland cut down, leaving {dst}", "the {src} was harvested and is gone in places",
+                      "deforestation of roughly {pct} percent"),
+    "urban growth": ("farmland turned into a housing estate", "urban sprawl over the {src}",
+                     "a new settlement was built where {src} used to be"),
+    "flooding": ("inundation of the {src}", "high water submerged the low ground",
+                 "the fields are now covered by floodwater"),
+    "crop change": ("the farmers switched from {src} to {dst}", "{dst} where {src} grew earlier",
+                    "agricultural conversion of some fields"),
+    "water loss": ("a receding lake", "the {src} lost about {pct} percent of its surface",
+                   "drought: the water body retreated"),
+    "none": ("the scene is unchanged", "same landscape at both dates"),
+}
+
+
+CHANGE_WEIGHTS = {"deforestation": 1.0, "urban growth": 1.0, "flooding": 0.4, "crop change": 1.0, "water loss": 2.0}
+
+
+def _region_mask(rng: np.random.Generator, region: np.ndarray, texture: np.ndarray, low: float, high: float
+                 ) -> np.ndarray:
+    """The part of ``region`` where ``texture`` is above a random quantile (a share in [low, high] of it)."""
+    thr = np.quantile(texture[region], 1.0 - rng.uniform(low, high))
+    return region & (texture >= thr)
 
 
 def _change(rng: np.random.Generator, cmap: np.ndarray, smooth: np.ndarray, medium: np.ndarray
             ) -> tuple[np.ndarray, str, int, int]:
-    """A later class map with one land-cover change event: (map, kind, from class, to class)."""
+    """A later class map with one land-cover change event: (map, kind, from class, to class).
+
+    Kinds: deforestation (forest -> transitional woodland), urban growth (farmland -> urban fabric or industry, a
+    rectangle), flooding (low smooth ground -> inland water), crop change (one agricultural class -> another),
+    water loss (part of a lake -> wetland or grassland); "none" when the patch offers none of them."""
     s = cmap.shape[0]
     shares = class_shares(cmap)
-    options = []
-    if any(shares[c] >= 0.1 for c in FORESTS):
-        options.append("clear-cut")
-    if any(shares[c] >= 0.1 for c in FARMLAND):
-        options.append("construction")
     land = ~np.isin(cmap, (17, 18))
-    if land.mean() >= 0.2:
-        options.append("flood")
+    forests = [c for c in FORESTS if shares[c] >= 0.1]
+    farms = [c for c in FARMLAND if shares[c] >= 0.1]
+    options = [k for k, ok in (("deforestation", forests), ("urban growth", farms), ("flooding", land.mean() >= 0.2),
+                               ("crop change", farms), ("water loss", shares[17] >= 0.1)) if ok]
     if not options:
         return cmap.copy(), "none", -1, -1
-    kind = options[int(rng.integers(len(options)))]
+    # flooding is possible on almost every patch: a lower weight keeps the kinds of change balanced
+    w = np.array([CHANGE_WEIGHTS[k] for k in options])
+    kind = options[int(rng.choice(len(options), p=w / w.sum()))]
     new = cmap.copy()
-    if kind == "clear-cut":
-        src = int(rng.choice([c for c in FORESTS if shares[c] >= 0.1]))
-        region = cmap == src
-        thr = np.quantile(medium[region], 1.0 - rng.uniform(0.3, 0.7))
-        mask, dst = region & (medium >= thr), 13
-    elif kind == "construction":
-        src = int(rng.choice([c for c in FARMLAND if shares[c] >= 0.1]))
+    if kind == "deforestation":
+        src = int(rng.choice(forests))
+        mask, dst = _region_mask(rng, cmap == src, medium, 0.3, 0.7), 13
+    elif kind == "urban growth":
+        src = int(rng.choice(farms))
         region = cmap == src
         ys, xs = np.nonzero(region)
         j = int(rng.integers(len(ys)))
@@ -679,6 +716,13 @@ def _change(rng: np.random.Generator, cmap: np.ndarray, smooth: np.ndarray, medi
         yy, xx = np.mgrid[0:s, 0:s]
         rect = (np.abs(yy - ys[j]) <= h // 2) & (np.abs(xx - xs[j]) <= w // 2)
         mask, dst = region & rect, int(rng.choice([0, 1]))
+    elif kind == "crop change":
+        src = int(rng.choice(farms))
+        dst = int(rng.choice([c for c in FARMLAND if c != src]))
+        mask = _region_mask(rng, cmap == src, medium, 0.4, 0.9)
+    elif kind == "water loss":
+        src, dst = 17, int(rng.choice([15, 11]))
+        mask = _region_mask(rng, cmap == 17, smooth, 0.25, 0.6)
     else:
         thr = np.quantile(smooth[land], rng.uniform(0.15, 0.4))
         mask, dst = land & (smooth <= thr), 17
@@ -858,10 +902,21 @@ def make_captions(rng: np.random.Generator, shares: np.ndarray, threshold: float
     return [pick[i] for i in rng.permutation(len(pick))]
 
 
-def _change_captions(rng: np.random.Generator, kind: str, src: int, dst: int, pct: int) -> list[str]:
-    t = CHANGE_CAPTIONS[kind]
-    pick = rng.permutation(len(t))[: min(3, len(t))]
-    names = {"src": PHRASES[src][0] if src >= 0 else "", "dst": PHRASES[dst][0] if dst >= 0 else "", "pct": pct}
+def _bare(phrase: str) -> str:
+    """A class phrase without its article ("a lake" -> "lake"), for templates that bring their own."""
+    for art in ("a ", "an ", "the "):
+        if phrase.startswith(art):
+            return phrase[len(art):]
+    return phrase
+
+
+def _change_captions(rng: np.random.Generator, kind: str, src: int, dst: int, pct: int, heldout: bool = False,
+                     k: int = 3) -> list[str]:
+    """Up to k distinct change captions of one event, from the held-out phrasings for test pairs."""
+    t = (CHANGE_CAPTIONS_HELDOUT if heldout else CHANGE_CAPTIONS)[kind]
+    pick = rng.permutation(len(t))[: min(k, len(t))]
+    names = {"src": _bare(_phrase(rng, src)) if src >= 0 else "", "dst": _bare(_phrase(rng, dst)) if dst >= 0 else "",
+             "pct": pct}
     return [t[i].format(**names) for i in pick]
 
 
@@ -937,7 +992,7 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
             "s1_id": s1_id, "source": "simulated", "biome": BIOME_NAMES[site.biome[i]],
             "class_shares": [float(x) for x in sh], "cloud_cover": float(cov),
             "captions": make_captions(rng, sh, cfg.label_threshold, int(n_caps[i]), cmap, split, site.country[i], d),
-            "change_captions": change or [], "partner_id": "",
+            "change_captions": change or [], "change_kind": "", "partner_id": "",
         }
         return SimItem(pid, meta, s2b, {"VV": s1b[0], "VH": s1b[1]}, cmap if with_maps else None)
 
@@ -952,13 +1007,14 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
             j = jpos[i]
             kind, src, dst = changes[j]
             pct = int(round(100 * float((p_maps[j] != site.class_map[i]).mean())))
-            ch = _change_captions(rng, kind, src, dst, pct)
+            ch = _change_captions(rng, kind, src, dst, pct, heldout=it.meta["split"] == "test")
             it2 = build(i, gid, p_dates[j], p_shares[j], {k: v[j] for k, v in s2p.items()}, s1p[j],
                         float(coverp[j]), p_maps[j], "", ch)
             it2.id = f"{it.id}_t2"
             it2.meta["s1_id"] = f"{it2.meta['s1_id']}_t2"
             it2.meta["split"] = it.meta["split"]  # a pair never straddles splits
             it2.meta["partner_id"] = it.id
+            it2.meta["change_kind"] = kind
             it.meta["partner_id"] = it2.id
             items.append(it2)
     return items

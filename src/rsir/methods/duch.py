@@ -82,6 +82,7 @@ class DuchOptions:
     image_views: int = 2
     noise: float = 0.05
     select_fraction: float = 0.1
+    select_seed: int = 0
     select_every: int = 5
     seed: int = 0
     device: str = "cpu"
@@ -338,7 +339,7 @@ def train_duch(archive: str | Path | Archive, features: str | Path, out: str | P
         pos = pos[: opts.max_items]
     device = torch.device(opts.device)
     data = prepare(a, feat_net, mod, [int(p) for p in pos], opts, device)
-    sel = selection_slice(data.ids, opts.select_fraction, opts.seed)
+    sel = selection_slice(data.ids, opts.select_fraction, opts.select_seed)
     net, hist = fit_duch(data, opts, ~sel, sel)
     cfg = net.config
     from rsir.text.sentences import shared_encoder
