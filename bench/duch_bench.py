@@ -152,6 +152,8 @@ def main() -> None:
         per = [score_queries(dq[j], qrel[j]) for j in range(len(queries))]
         results["runs"][name] = {**extra, "directions": res, "eval_s": round(time.perf_counter() - t1, 2)}
         results["queries"][name] = per
+        partial = Path(args.out).with_suffix(".partial.json")  # what is done so far, if the run is cut short
+        partial.write_text(json.dumps(results, indent=1))
         print(f"{name}: i2t mAP@20(B) {res['i2t']['mAP@20(B)']:.4f} t2i {res['t2i']['mAP@20(B)']:.4f} "
               f"mR {res['recall']['mR']:.4f}; query list P@10 {np.mean([p['P@10'] for p in per]):.4f}", flush=True)
 
