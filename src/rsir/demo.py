@@ -33,8 +33,9 @@ from typing import Any
 from rsir.errors import RsirError
 
 #: The columns of the summary table: (eval.json metric key, column title).
-SUMMARY = [("mAP@20(A)", "mAP@20 (A)"), ("WAP@20", "WAP@20"), ("NDCG@20(exp)", "NDCG@20"),
-           ("rsim_P@20", "P@20"), ("rsim_R@20", "R@20"), ("rsim_F1@20", "F1@20")]
+SUMMARY = [("mAP@20(A)", "mAP@20 (A)"), ("mAP@20(C)", "mAP@20 (C)"), ("mAP@20(C,tie-aware)", "(C) tie-aware"),
+           ("mAP@20(C)[jac>=0.5]", "(C) Jaccard>=0.5"), ("WAP@20", "WAP@20"), ("NDCG@20(exp)", "NDCG@20"),
+           ("rsim_F1@20", "RSiM F1@20")]
 
 
 class DemoError(RsirError):
@@ -97,7 +98,8 @@ def write_summary(out: Path, title: str, runs: dict[str, dict[str, Any]]) -> str
     write_report(out, runs, {"title": title, "protocol": "rsim"})
     md = out / "summary.md"
     md.write_text(f"# {title}\n\nRSiM protocol: validation split as queries, test split as archive; "
-                  f"relevance = any shared label.\n\n{table}\n")
+                  f"relevance = any shared label unless named (Jaccard >= 0.5 of the label sets); tie-aware: "
+                  f"averaged over the orders of equal Hamming distances (float rows have none).\n\n{table}\n")
     return table
 
 
