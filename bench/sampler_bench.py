@@ -75,6 +75,8 @@ def main() -> None:
                     help="fixed selection mAP@20 (A) for epochs/seconds-to-target (default: 0.98 x the random "
                          "sampler's best, stated in the JSON)")
     ap.add_argument("--kslsh", action="store_true", help="also KSLSH 64 (slow to fit on a loaded machine)")
+    ap.add_argument("--ablation-only", action="store_true",
+                    help="only the classifier (float rows) and the sampler ablation, no MiLAN / LSH rows")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True)
@@ -110,14 +112,18 @@ def main() -> None:
     doc["rows"]["classifier float features"] = {"train": model_info(cls), "train_wall_s": tr.get("seconds"),
                                                 **eval_all(run, archive, idx, work, "float")}
     m = work / "milan64"
-    tr = run("train", str(archive), "--method", "milan", "--features", str(cls), "--bits", "64", "--sampler",
-             "random", "--epochs", str(args.milan_epochs), "--patience", "15", "--out", str(m), "--seed",
-             str(args.seed), "--workers", "0", "--quiet", skip_if=m / "config.json")
+    if args.ablation_only:
+        run.commands.append({"cmd": "(MiLAN 64 main row and LSH skipped: --ablation-only)", "seconds": None})
+    tr = {} if args.ablation_only else run(
+        "train", str(archive), "--method", "milan", "--features", str(cls), "--bits", "64", "--sampler", "random",
+        "--epochs", str(args.milan_epochs), "--patience", "15", "--out", str(m), "--seed", str(args.seed),
+        "--workers", "0", "--quiet", skip_if=m / "config.json")
     idx = work / "index-milan64"
-    run("index", str(archive), "--model", str(m), "--out", str(idx), "--no-progress")
-    doc["rows"]["MiLAN 64 (random, early stopping)"] = {"train": model_info(m), "train_wall_s": tr.get("seconds"),
-                                                         **eval_all(run, archive, idx, work, "milan64")}
-    for method in ["lsh"] + (["kslsh"] if args.kslsh else []):
+    if not args.ablation_only:
+        run("index", str(archive), "--model", str(m), "--out", str(idx), "--no-progress")
+        doc["rows"]["MiLAN 64 (random, early stopping)"] = {
+            "train": model_info(m), "train_wall_s": tr.get("seconds"), **eval_all(run, archive, idx, work, "milan64")}
+    for method in ([] if args.ablation_only else ["lsh"] + (["kslsh"] if args.kslsh else [])):
         idx = work / f"index-{method}64"
         rec = run("index", str(archive), "--method", method, "--bits", "64", "--out", str(idx), "--no-progress")
         doc["rows"][f"{method.upper()} 64 (hand-crafted)"] = {"index_wall_s": rec.get("seconds"),
