@@ -26,20 +26,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit-sample", type=int, default=None, metavar="N",
                    help="training items to fit a classic method on (default: 20000 for lsh/itq/float, 3000 for "
                         "klsh, 2000 labelled for kslsh; fewer fit faster, KSLSH cost grows with N squared)")
+    p.add_argument("--float", action="store_true",
+                   help="with a cross-modal (ss-cm) --model: index its float embeddings (cosine) instead of codes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsir.encoding import load_encoder
+    from rsir.encoding import load_encoder, model_encoder_type
+    from rsir.errors import RsirError
     from rsir.pipeline import IndexDir, build_index
 
+    if args.model and model_encoder_type(args.model) == "text-itsr":
+        return _change_index(args)
     encoder = load_encoder("model", args.model) if args.model else None
+    if args.float:
+        if encoder is None or not hasattr(encoder, "with_output"):
+            raise RsirError("--float needs a cross-modal (ss-cm) --model; classic methods have --method float")
+        encoder = encoder.with_output("float")
     out = build_index(args.archive, args.out, method=args.method, bits=args.bits, modality=args.modality,
                       kind=args.kind, seed=args.seed, encoder=encoder, progress=not args.no_progress,
                       fit_sample=args.fit_sample)
     m = IndexDir.read_manifest(out)
-    print(f"indexed {m['count']} items ({m['modality']}, {m['method']}, {m['dim']} "
+    mods = ", ".join(f"{k} {v}" for k, v in m.get("modality_counts", {}).items()) or m["modality"]
+    print(f"indexed {m['count']} items ({mods}, {m['method']}, {m['dim']} "
           f"{'bits' if m['metric'] == 'hamming' else 'dims'}, {m['kind']}) in {m['build_seconds']:.1f} s "
           f"-> {out}")
+    return 0
+
+
+def _change_index(args: argparse.Namespace) -> int:
+    """A text-ITSR model: index the archive's bitemporal pairs and their change captions."""
+    from rsir.pipeline import IndexDir, build_change_index
+
+    out = build_change_index(args.archive, args.out, args.model, kind="flat", progress=not args.no_progress)
+    m = IndexDir.read_manifest(out)
+    print(f"indexed {m['count']} bitemporal pairs and {m['captions']} change captions ({m['method']}, {m['dim']} "
+          f"bits) in {m['build_seconds']:.1f} s -> {out}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 NAME = "train"
 HELP = "train a model on an archive: multi-label classifier (float features) or MiLAN hashing"
@@ -12,9 +13,12 @@ EXAMPLE = "rsir train archives/reben --method milan --bits 64 --epochs 5 --out m
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("archive", help="archive directory")
-    p.add_argument("--method", "-m", default="milan", choices=["classifier", "milan", "milan-e2e"],
+    p.add_argument("--method", "-m", default="milan", choices=["classifier", "milan", "milan-e2e", "ss-cm", "text-itsr"],
                    help="classifier: multi-label CNN whose pooled features are float embeddings; milan: frozen "
-                        "classifier features + MiLAN hash head (as published); milan-e2e: encoder trained too")
+                        "classifier features + MiLAN hash head (as published); milan-e2e: encoder trained too; "
+                        "ss-cm: self-supervised Sentinel-1 <-> Sentinel-2 (SS-CM-RSIR), no labels, on the "
+                        "archive's co-registered pairs; text-itsr: text <-> bitemporal pair retrieval (Hoxha et al. "
+                        "2025), no labels, on the archive's before/after pairs and change captions")
     p.add_argument("--bits", type=int, default=64, help="hash code length K (milan, milan-e2e)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--out", "-o", required=True, help="model directory to write (config.json + model.safetensors)")
@@ -51,6 +55,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    x = p.add_argument_group("ss-cm (cross-modal, self-supervised)")
+    x.add_argument("--objectives", default="all", choices=["mim", "mim+de", "all"],
+                   help="objective terms: inter-modal InfoNCE only, + angular discrepancy, all three (default)")
+    x.add_argument("--tau", type=float, default=0.5, help="InfoNCE temperature (RSiM ports: 0.5)")
+    x.add_argument("--w-de", type=float, default=1.0, help="weight of the discrepancy term")
+    x.add_argument("--w-intra", type=float, default=1.0, help="weight of the intra-modal term")
+    x.add_argument("--w-quant", type=float, default=0.0,
+                   help="weight of a quantisation term (rsir's addition, not in the paper; default 0)")
+    x.add_argument("--pair", default="s1,s2", help="the two modalities of a pair (default s1,s2)")
+    x.add_argument("--selection-items", type=int, default=512,
+                   help="training pairs held out (seeded) for label-free model selection (partner MRR)")
+    c = p.add_argument_group("text-itsr (text <-> bitemporal pairs, self-supervised)")
+    c.add_argument("--fusion", default="gff", choices=["gff", "tff", "later"],
+                   help="gff: global features of both dates fused by --operator; tff: a transformer over both "
+                        "dates' patch tokens; later: the single-date baseline (the later image only)")
+    c.add_argument("--operator", default="concat", choices=["concat", "diff", "absdiff", "sum", "product"],
+                   help="GFF operator (default concat)")
+    c.add_argument("--temperature", type=float, default=0.07, help="InfoNCE temperature (default 0.07)")
+    c.add_argument("--quant-weight", type=float, default=0.1,
+                   help="weight of rsir's quantisation term (not in the paper; 0 turns it off)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     from rsir.methods.train_api import MethodOptions, train_model
     from rsir.train.loop import TrainConfig
 
-    if args.bits <= 0 or args.epochs <= 0:
-        raise RsirError("--bits and --epochs must be positive")
+    if args.bits <= 0 or args.epochs < 0 or (args.epochs == 0 and args.method != "ss-cm"):
+        raise RsirError("--bits and --epochs must be positive (--epochs 0 only for ss-cm: the untrained pair)")
     if not 0 <= args.selection_fraction < 1:
         raise RsirError(f"--selection-fraction must be in [0, 1), got {args.selection_fraction}")
     out = Path(args.out)
@@ -71,17 +95,54 @@ def run(args: argparse.Namespace) -> int:
                       resume=args.resume, progress=not args.quiet, max_steps=args.max_steps,
                       schedule=args.schedule, selection_fraction=args.selection_fraction,
                       selection_seed=args.selection_seed)
+    if args.method == "text-itsr":
+        return _train_text_itsr(args, cfg)
     preload = {"auto": None, "yes": True, "no": False}[args.preload]
     opts = MethodOptions(bits=args.bits, sampler=args.sampler, cls_loss=args.loss, width=args.width,
                          features=Path(args.features) if args.features else None, preload=preload,
                          augment=not args.no_augment)
+    if args.method == "ss-cm":
+        opts.sscm = _sscm_options(args, opts)
     res = train_model(args.archive, args.method, out, cfg, opts, args.modality)
     best = res.history.best_map
+    what = ("label-free selection score (partner MRR)" if args.method == "ss-cm" else "selection mAP@20(A)")
     print(f"wrote {args.method} model to {res.path}"
-          + (f" (best selection mAP@20(A) {best:.4f} at epoch {res.history.best_epoch}, on the held-out "
-             "training slice)" if best >= 0 else " (no selection slice: last epoch kept)"))
+          + (f" (best {what} {best:.4f} at epoch {res.history.best_epoch}, on the held-out training slice)"
+             if best >= 0 else " (untrained: --epochs 0)" if args.epochs == 0 else
+             " (no selection slice: last epoch kept)"))
     if (res.path / "training.png").exists():
-        print(f"loss and selection mAP per epoch: {res.path / 'training.png'}")
+        print(f"loss and selection score per epoch: {res.path / 'training.png'}")
     for n in res.notes:
         print(f"note: {n}")
+    return 0
+
+
+def _sscm_options(args: argparse.Namespace, opts: object) -> object:
+    from rsir.errors import RsirError
+    from rsir.losses.sscm import SSCMWeights
+    from rsir.methods.sscm import SSCMOptions
+
+    pair = [m.strip().lower() for m in args.pair.split(",") if m.strip()]
+    if len(pair) != 2 or pair[0] == pair[1]:
+        raise RsirError(f"--pair {args.pair!r}: expected two different modalities, e.g. s1,s2")
+    if args.tau <= 0:
+        raise RsirError(f"--tau {args.tau}: must be positive")
+    w = SSCMWeights(tau=args.tau, w_de=args.w_de, w_intra=args.w_intra, w_quant=args.w_quant,
+                    terms=args.objectives)
+    preload = {"auto": None, "yes": True, "no": False}[args.preload]
+    return SSCMOptions(bits=args.bits, modalities=(pair[0], pair[1]), width=args.width, weights=w,
+                       selection_items=args.selection_items, preload=preload, augment=not args.no_augment)
+
+
+def _train_text_itsr(args: argparse.Namespace, cfg: Any) -> int:
+    from rsir.methods.text_itsr import ChangeOptions, train_text_itsr
+
+    opts = ChangeOptions(fusion=args.fusion, operator=args.operator, bits=args.bits, width=args.width,
+                         quant_weight=args.quant_weight, temperature=args.temperature, augment=not args.no_augment)
+    res = train_text_itsr(args.archive, args.out, cfg, opts, args.modality)
+    h = res.history
+    print(f"wrote {res.path.name} ({h.epochs[-1].get('method', '') or 'text-itsr'}) to {res.path}"
+          + (f" (best mR {h.best_map:.4f} at epoch {h.best_epoch} on the held-out training pairs)"
+             if h.best_map >= 0 else ""))
+    print(f"loss and selection mR per epoch: {res.path / 'training.png'}")
     return 0

@@ -35,6 +35,7 @@ class MethodOptions:
     features: Path | None = None       # classifier model whose features MiLAN freezes (milan) or starts from (e2e)
     preload: bool | None = None
     augment: bool = True
+    sscm: Any = None                   # rsir.methods.sscm.SSCMOptions for ss-cm (None: built from the fields above)
 
 
 @dataclass
@@ -225,6 +226,20 @@ def train_model(archive: str | Path | Archive, method: str, out: str | Path, cfg
     if method not in METHODS:
         raise RsirError(f"unknown method {method!r} (one of {', '.join(METHODS)})")
     a = archive if isinstance(archive, Archive) else open_archive(archive)
+    if method == "ss-cm":  # self-supervised: no label is read, so no label check either
+        from rsir.methods.sscm import SELECTION_KEY, SSCMOptions, train_sscm
+
+        sopts = opts.sscm or SSCMOptions(bits=opts.bits, width=opts.width, blocks=tuple(opts.blocks),
+                                         preload=opts.preload, augment=opts.augment)
+        path, hist = train_sscm(a, Path(out), cfg, sopts)
+        res = TrainResult(path, hist)
+        if hist.epochs:
+            from rsir.eval.report import plot_training
+
+            plot_training({method: hist.epochs}, path / "training.png",
+                          f"{method}: {path.name} (best epoch {hist.best_epoch})", SELECTION_KEY,
+                          "selection: partner MRR (no labels)")
+        return res
     mod = modality or a.primary_modality
     a.spec(mod)
     if not np.asarray(a.labels).any():

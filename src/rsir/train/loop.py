@@ -266,9 +266,14 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
         rec: dict[str, float] = {"epoch": epoch + 1, "loss": loss_sum / max(n_steps, 1), "seconds": secs,
                                  "patches_per_s": n_seen / max(secs, 1e-9), "lr": opt.param_groups[0]["lr"]}
         rec.update({k: v / max(n_steps, 1) for k, v in parts_sum.items()})
+        selected = None
         if val_queries is not None and val_database is not None:
-            m = evaluate(recipe, val_queries, val_database, cfg, device)
-            rec[f"val_map@{cfg.eval_k}"] = m
+            selected = f"val_map@{cfg.eval_k}", evaluate(recipe, val_queries, val_database, cfg, device)
+        elif hasattr(recipe, "selection_score"):  # a label-free selection score of the recipe's own (ss-cm)
+            selected = recipe.selection_score(device)
+        if selected is not None:
+            key, m = selected
+            rec[key] = m
             if m > hist.best_map:
                 hist.best_map, hist.best_epoch, bad_epochs = m, epoch + 1, 0
                 best_state = {k: v.detach().cpu().clone() for k, v in recipe.net.state_dict().items()}
@@ -282,8 +287,10 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
             print(f"{recipe.name} epoch {epoch + 1}/{cfg.epochs}: loss {rec['loss']:.4f}"
                   + (f", selection mAP@{cfg.eval_k}(A) {rec[f'val_map@{cfg.eval_k}']:.4f}"
                      if f"val_map@{cfg.eval_k}" in rec else "")
+                  + (f", selection {selected[0]} {selected[1]:.4f}" if selected is not None
+                     and selected[0] != f"val_map@{cfg.eval_k}" else "")
                   + f", {rec['patches_per_s']:.0f} patches/s", flush=True)
-        stop = val_queries is not None and bad_epochs >= cfg.patience
+        stop = selected is not None and bad_epochs >= cfg.patience
         if ckpt is not None:
             extra = recipe.extra_state() if hasattr(recipe, "extra_state") else {}
             _save_checkpoint(ckpt, {"epoch": epoch, "net": recipe.net.state_dict(), "optimizer": opt.state_dict(),

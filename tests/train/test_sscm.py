@@ -1,0 +1,118 @@
+"""SS-CM training on tiny archives: no label is read, label-free selection on a seeded slice of the training pairs,
+the CLI (progress, checkpoints, resume, training.png), codes and float embeddings from the same model, and the
+index of both modalities."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rsir.bits import pack_bits
+from rsir.cli import main
+from rsir.data.archive import Archive, open_archive
+from rsir.errors import RsirError
+from rsir.methods.sscm import SSCMOptions, train_sscm
+from rsir.models.crossmodal import load_crossmodal_encoder
+from rsir.pipeline import IndexDir
+from rsir.train.loop import TrainConfig
+from rsir.train.pairs import PairDataset, partner_mrr, selection_slice
+from tests.data.archive_helpers import write_tiny_archive
+
+CFG = TrainConfig(epochs=1, batch_size=6, progress=False, num_workers=0)
+OPTS = SSCMOptions(bits=8, width=8, blocks=(1, 1), hidden=16, selection_items=4)
+
+
+@pytest.fixture(scope="module")
+def apath(tmp_path_factory):
+    return write_tiny_archive(tmp_path_factory.mktemp("a") / "a", n=30, size=12)
+
+
+def test_labels_never_reach_training(apath, tmp_path, monkeypatch):
+    def no_labels(self):  # any read of the labels fails the run
+        raise AssertionError("ss-cm read the labels")
+
+    monkeypatch.setattr(Archive, "labels", property(no_labels))
+    a = open_archive(apath)
+    ds = PairDataset(a, ["s1", "s2"], a.split_positions("train")[:4])
+    assert set(ds[0]) == {"x", "x2", "index"}  # no label key to pass on
+    path, hist = train_sscm(a, tmp_path / "m", CFG, OPTS)
+    info = json.loads((path / "config.json").read_text())["info"]
+    assert info["labels_used"] is False and len(hist.epochs) == 1
+
+
+def test_selection_slice_is_seeded_held_out_and_recorded(apath, tmp_path):
+    a = open_archive(apath)
+    train = a.split_positions("train")
+    t1, s1 = selection_slice(train, 4, seed=3)
+    t2, s2 = selection_slice(train, 4, seed=3)
+    assert s1.tolist() == s2.tolist() and len(s1) == 2  # capped at a fifth of the 10 training pairs
+    assert not set(s1) & set(t1) and set(s1) | set(t1) == set(train)
+    path, _ = train_sscm(a, tmp_path / "m", CFG, OPTS)
+    sel = json.loads((path / "config.json").read_text())["info"]["selection"]
+    _, want = selection_slice(train, 4, seed=0)
+    assert sel["items"] == len(want) and sel["ids_first"] == [a.ids[p] for p in want]
+    assert all(a.catalog["split"].iat[p] == "train" for p in want)  # never validation or test (query) items
+
+
+def test_partner_mrr_by_hand():
+    h1 = np.array([[1, 1, 1], [-1, -1, -1], [1, -1, 1]], np.float32)
+    # s1 -> s2: item 0 finds itself first (rank 1); item 1 ties with nothing (rank 1); item 2: partner at
+    # distance 0 -> rank 1; identical codes both ways -> MRR 1
+    assert partner_mrr(h1, h1) == 1.0
+    h2 = np.array([[-1, -1, -1], [1, 1, 1], [1, -1, 1]], np.float32)
+    # s1->s2 distances to the partner: item0 3 (others 0, 1 closer: rank 3), item1 3 (rank 3), item2 0 (rank 1)
+    # and symmetric for s2->s1: MRR = (1/3 + 1/3 + 1) / 3
+    assert partner_mrr(h1, h2) == pytest.approx((1 / 3 + 1 / 3 + 1) / 3)
+
+
+def test_codes_are_signs_of_the_float_embeddings(apath, tmp_path):
+    a = open_archive(apath)
+    path, _ = train_sscm(a, tmp_path / "m", CFG, OPTS)
+    enc = load_crossmodal_encoder(path)
+    x = np.stack([a.image(p, "s1") for p in range(5)])
+    h = enc.raw(x, "s1")
+    assert np.array_equal(enc.encode(x, "s1"), pack_bits(h > 0))
+    f = enc.with_output("float").encode(x, "s1")
+    assert np.allclose(np.linalg.norm(f, axis=1), 1.0, atol=1e-5) and np.array_equal(f > 0, h > 0)
+    with pytest.raises(RsirError, match="N x 2 x H x W"):
+        enc.encode(np.stack([a.image(0, "s2")]), "s1")
+
+
+def test_cli_train_resume_index_both_modalities(apath, tmp_path, capsys):
+    out = tmp_path / "m"
+    args = ["train", str(apath), "--method", "ss-cm", "--bits", "8", "--epochs", "1", "--out", str(out),
+            "--batch-size", "6", "--width", "8", "--workers", "0", "--selection-items", "4"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "selection sel_partner_mrr" in printed and (out / "training.png").read_bytes()[:4] == b"\x89PNG"
+    args[args.index("--epochs") + 1] = "2"
+    assert main([*args, "--resume"]) == 0
+    assert "resuming ss-cm after epoch 1" in capsys.readouterr().out
+    info = json.loads((out / "config.json").read_text())["info"]
+    assert len(info["history"]) == 2
+    idx = tmp_path / "i"
+    assert main(["index", str(apath), "--model", str(out), "--out", str(idx), "--no-progress"]) == 0
+    d = IndexDir.open(idx)
+    assert d.modalities == ["s1", "s2"] and len(d.index) == 60
+    a = open_archive(apath)
+    enc = load_crossmodal_encoder(out)
+    assert np.array_equal(d.vectors(a.ids[:3], "s1"), enc.encode(np.stack([a.image(p, "s1") for p in range(3)]),
+                                                                     "s1"))
+
+
+def test_an_archive_without_s1_is_refused_and_nothing_written(tmp_path, capsys):
+    a = write_tiny_archive(tmp_path / "a", n=9, size=12, with_s1=False)
+    out = tmp_path / "m"
+    assert main(["train", str(a), "--method", "ss-cm", "--out", str(out), "--epochs", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no s1 modality" in err and "pairs" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "m.ckpt").exists()
+
+
+def test_untrained_pair_with_epochs_0(apath, tmp_path):
+    assert main(["train", str(apath), "--method", "ss-cm", "--bits", "8", "--epochs", "0", "--out",
+                 str(tmp_path / "r"), "--width", "8", "--quiet"]) == 0
+    assert load_crossmodal_encoder(tmp_path / "r").dim == 8
+    assert main(["train", str(apath), "--method", "milan", "--epochs", "0", "--out", str(tmp_path / "x")]) == 2
