@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="triplet sampling for milan: multi-label random (default; MiLAN's own sampler is random), "
                         "batch-hard, FaceNet semi-hard (every positive pair, the nearest negative beyond the "
                         "positive within the margin), Sumbul et al. diverse, or the original two-class MiLAN sampler (single-label "
-                        "archives only). On the hard simulated archive batch-hard and diverse collapse the frozen-"
-                        "feature hash head to one code (bench/results/milan.json, ablation)")
+                        "archives only). On the simulator batch-hard and diverse degrade after their first epochs "
+                        "(BENCHMARKS.md, samplers re-run; bench/results/samplers_*.json)")
     p.add_argument("--loss", default="bce", choices=["bce", "focal"], help="classifier loss")
     p.add_argument("--features", default=None, metavar="MODEL_DIR",
                    help="classifier model whose features milan freezes (milan-e2e: starts from its encoder); "
