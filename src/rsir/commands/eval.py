@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="query and database modality, e.g. s1->s2 (default: the index's modality both ways)")
     p.add_argument("--query-index", default=None, metavar="DIR",
                    help="index directory holding the query modality's codes (cross-modal directions)")
+    p.add_argument("--directions", default=None, metavar="LIST",
+                   help="change index: t2p (sentence -> pairs) and/or p2t (pair -> sentences), default t2p,p2t")
     p.add_argument("--max-queries", type=int, default=None, help="evaluate at most N queries (quick run)")
     p.add_argument("--out", default=None, metavar="DIR", help="write eval.json, eval.md and plots here")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -53,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from rsir.data.archive import open_archive
     from rsir.eval.protocols import ProtocolError, evaluate_full, parse_direction, split_queries
     from rsir.eval.report import format_table, write_report
+    from rsir.pipeline import IndexDir, is_change_index
 
+    if Path(args.index).is_dir() and is_change_index(IndexDir.read_manifest(args.index)):
+        return _change_eval(args)
     ks = _parse_ks(args.k)
     archive = open_archive(args.archive)
     db_search = _open(args.index)
@@ -112,4 +117,62 @@ def run(args: argparse.Namespace) -> int:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         paths = write_report(args.out, {name: res.to_json()}, meta)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _change_eval(args: argparse.Namespace) -> int:
+    """Text <-> bitemporal pair retrieval on one split: R@1/5/10 per direction and mR, on the index's codes
+    (Hamming, ties in index order) and on the model's float embeddings (cosine)."""
+    import numpy as np
+
+    from rsir.bits import unpack_bits
+    from rsir.eval.recall import cross_modal_recalls
+    from rsir.query.change import ChangeEngine
+    from rsir.storage import atomic_write_json
+
+    dirs = [d.strip() for d in (args.directions or "t2p,p2t").split(",") if d.strip()]
+    bad = [d for d in dirs if d not in ("t2p", "p2t")]
+    if bad or not dirs:
+        raise RsirError(f"--directions {args.directions!r}: a change index answers t2p and p2t")
+    eng = ChangeEngine.open(args.index, archive=args.archive)
+    split = None if args.split == "all" else args.split
+    pairs = [p for p in eng.pairs.values() if (split is None or p.split == split) and p.captions]
+    pairs.sort(key=lambda p: p.before_pos)
+    if args.max_queries:
+        pairs = pairs[:args.max_queries]
+    if len(pairs) < 2:
+        raise RsirError(f"{args.index}: {len(pairs)} captioned pairs in split {args.split!r}; choose --split "
+                        f"({', '.join(sorted({p.split for p in eng.pairs.values()}))} or all)")
+    t0 = time.perf_counter()
+    ids = np.array([p.pair_id for p in pairs], dtype=object)
+    cap_ids = np.array([f"{p.pair_id}#{j}" for p in pairs for j in range(len(p.captions))], dtype=object)
+    owner = np.repeat(np.arange(len(pairs)), [len(p.captions) for p in pairs])
+    bits = int(eng.pairs_index.dim)
+    pc = unpack_bits(np.asarray(eng.pairs_index.get(ids)), bits).astype(np.float32) * 2 - 1
+    tc = unpack_bits(np.asarray(eng.text_index.get(cap_ids)), bits).astype(np.float32) * 2 - 1
+    rows = {f"{eng.method} {bits} bits": cross_modal_recalls(pc, tc, owner, "hamming", dirs)}
+    mod = eng.encoder.modality
+    stacked = np.stack([np.concatenate([eng.archive.image(p.before_pos, mod), eng.archive.image(p.after_pos, mod)])
+                        for p in pairs])
+    pe = eng.encoder.embed_pairs(stacked)
+    te = eng.encoder.embed_text([c for p in pairs for c in p.captions])
+    rows[f"{eng.method} float"] = cross_modal_recalls(pe, te, owner, "cosine", dirs)
+    seconds = time.perf_counter() - t0
+    cols = [f"{d}_R@{k}" for d in dirs for k in (1, 5, 10)] + ["mR"]
+    print(f"text <-> bitemporal pairs, split {args.split}: {len(pairs)} pairs, {len(owner)} sentences; "
+          "R@K = share of queries with a relevant result in the top K (sentence -> its pair; pair -> any of its "
+          "sentences), mR = mean of the R@K shown")
+    width = max(len(n) for n in rows) + 2
+    print(f"{'':<{width}}" + "".join(f"{c:>10}" for c in cols))
+    for name, r in rows.items():
+        print(f"{name:<{width}}" + "".join(f"{100 * r[c]:>10.2f}" for c in cols))
+    print(f"evaluated in {seconds:.2f} s")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "eval.json", {"archive": str(eng.archive.path), "index": str(args.index),
+                                              "split": args.split, "pairs": len(pairs), "sentences": len(owner),
+                                              "directions": dirs, "results": rows, "seconds": round(seconds, 3),
+                                              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        print(f"wrote {out / 'eval.json'}")
     return 0

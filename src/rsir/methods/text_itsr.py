@@ -26,6 +26,7 @@ from rsir.bits import pack_bits
 from rsir.data.archive import Archive, open_archive
 from rsir.data.pairs import Pair, bitemporal_pairs, check_pair_images
 from rsir.errors import RsirError
+from rsir.eval.recall import cross_modal_recalls
 from rsir.models.change import ChangeNet, ChangeNetConfig, quantization_loss, symmetric_info_nce
 from rsir.models.resnet import ResNetConfig
 from rsir.storage import atomic_dir, atomic_write_json
@@ -35,7 +36,6 @@ from rsir.train.selection import split_for_selection
 FORMAT = "rsir-change-model"
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
-KS = (1, 5, 10)
 
 
 # -- sentences -------------------------------------------------------------------------------------------------
@@ -91,41 +91,6 @@ class PairCaptionData(Dataset):
         caps = self.caps[i]
         t = caps[int(rng.integers(len(caps)))]
         return {"x": x[0].contiguous(), "x2": x[1].contiguous(), "text": torch.from_numpy(t), "index": i}
-
-
-# -- retrieval metrics -----------------------------------------------------------------------------------------
-def recall_at_k(sim: np.ndarray, relevant: np.ndarray, ks: tuple[int, ...] = KS) -> dict[int, float]:
-    """Share of queries (rows) with at least one relevant item among their k best columns; ties broken by column
-    order (a stable sort of -sim)."""
-    order = np.argsort(-sim, axis=1, kind="stable")
-    hit_rank = np.full(len(sim), np.inf)
-    for q in range(len(sim)):
-        r = np.flatnonzero(relevant[q, order[q]])
-        if len(r):
-            hit_rank[q] = r[0]
-    return {k: float((hit_rank < k).mean()) if len(sim) else 0.0 for k in ks}
-
-
-def cross_modal_recalls(pair_emb: np.ndarray, text_emb: np.ndarray, text_pair: np.ndarray,
-                        metric: str = "cosine") -> dict[str, float]:
-    """R@1/5/10 text->pair (t2p) and pair->text (p2t) and their mean mR.
-
-    ``text_pair[j]`` is the pair index sentence j describes. ``metric`` "cosine" on float embeddings, "hamming"
-    on sign codes (similarity = -Hamming distance, ties by archive order)."""
-    if metric == "hamming":
-        a, b = np.where(pair_emb > 0, 1.0, -1.0), np.where(text_emb > 0, 1.0, -1.0)
-        sim = a @ b.T  # = bits - 2 * Hamming distance
-    else:
-        a = pair_emb / np.maximum(np.linalg.norm(pair_emb, axis=1, keepdims=True), 1e-12)
-        b = text_emb / np.maximum(np.linalg.norm(text_emb, axis=1, keepdims=True), 1e-12)
-        sim = a @ b.T
-    rel = np.zeros(sim.shape, bool)
-    rel[text_pair, np.arange(len(text_pair))] = True
-    t2p = recall_at_k(sim.T, rel.T)
-    p2t = recall_at_k(sim, rel)
-    out = {f"t2p_R@{k}": v for k, v in t2p.items()} | {f"p2t_R@{k}": v for k, v in p2t.items()}
-    out["mR"] = float(np.mean(list(t2p.values()) + list(p2t.values())))
-    return out
 
 
 # -- the recipe ------------------------------------------------------------------------------------------------
