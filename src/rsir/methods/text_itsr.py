@@ -211,7 +211,7 @@ def train_text_itsr(archive: Archive | str | Path, out: str | Path, cfg: TrainCo
     sel_images = load_pair_images(arch, sel_pairs, mod)
     spec = arch.spec(mod)
     enc = ResNetConfig(in_channels=len(spec.bands), width=opts.width)
-    probe = ChangeNet(ChangeNetConfig(enc, "later", dim=opts.bits))
+    probe = ChangeNet(ChangeNetConfig(enc, "later", dim=opts.bits)).eval()
     with torch.no_grad():
         h, w = probe.encoder.feature_map(torch.zeros(1, *images.shape[2:])).shape[2:]
     ncfg = ChangeNetConfig(enc, opts.fusion, opts.operator, dim=opts.bits, tokens=int(h * w),
