@@ -22,8 +22,16 @@ import torch
 from rsir.data.archive import open_archive
 from rsir.data.simulate import SimConfig, simulate
 from rsir.eval.recall import cross_modal_recalls
-from rsir.methods.text_itsr import (ChangeOptions, embed_sentences, load_change_model, load_pair_images,
-                                    pair_embeddings, text_embeddings, train_text_itsr, usable_pairs)
+from rsir.methods.text_itsr import (
+    ChangeOptions,
+    embed_sentences,
+    load_change_model,
+    load_pair_images,
+    pair_embeddings,
+    text_embeddings,
+    train_text_itsr,
+    usable_pairs,
+)
 from rsir.storage import atomic_write_json
 from rsir.train.loop import TrainConfig
 
