@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--also", action="append", default=[], metavar="NAME=ARCHIVE,INDEX[,MODEL]",
                    help="another collection to serve beside the first, at /c/NAME/ (repeatable); the page "
                         "switches between them")
+    p.add_argument("--change", default=None, metavar="CHANGE_INDEX",
+                   help="a change index over the same archive (rsir index ARCHIVE --model TEXT_ITSR_MODEL): the page "
+                        "gets a Change tab, search for before/after pairs by sentence")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--token", default=os.environ.get("RSIR_TOKEN"),
@@ -30,5 +33,6 @@ def run(args: argparse.Namespace) -> int:
     from rsir.service.app import CollectionSpec, serve
 
     also = [CollectionSpec.parse(a) for a in args.also]
-    serve(args.archive, args.index, host=args.host, port=args.port, model=args.model, token=args.token, also=also)
+    serve(args.archive, args.index, host=args.host, port=args.port, model=args.model, token=args.token, also=also,
+          change=args.change)
     return 0

@@ -235,7 +235,7 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 def create_app(archive_path: str | Path | None = None, index_path: str | Path | None = None,
                model: str | Path | None = None, token: str | None = None,
                limits: ServiceLimits | None = None, engine: SearchEngine | None = None, prefix: str = "",
-               collections: list[dict[str, Any]] | None = None) -> FastAPI:
+               collections: list[dict[str, Any]] | None = None, change_index: str | Path | None = None) -> FastAPI:
     """The FastAPI app serving search over an archive and its index (or over a ready ``engine``).
 
     ``prefix`` is the URL path the app is mounted under (see :func:`create_multi_app`) and ``collections`` the list
@@ -263,6 +263,12 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
     app.state.guard_rules = rules
     app.add_middleware(RequestGuard, rules=rules)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    if change_index is not None:  # text <-> bitemporal pair search beside the collection's own index
+        from rsir.query.change import ChangeEngine
+        from rsir.service.change import add_change_routes
+
+        add_change_routes(app, ChangeEngine.open(change_index, archive=engine.archive, limits=qlimits), prefix,
+                          limits.max_text_chars, page_limit=limits.max_browse)
 
     @app.exception_handler(RsirError)
     async def _rsir_error(request: Request, exc: RsirError) -> JSONResponse:
@@ -310,7 +316,7 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
                 "target_modalities": [eng.modality], "index": index_info(),
                 "date_range": [dates[0], dates[-1]] if dates else None, "extent": extent,
                 "text_mode": "label-match", "limits": limits.__dict__, "adding_items": svc.token is not None,
-                "added_items_persist": eng.journal is not None,
+                "added_items_persist": eng.journal is not None, "change": change_index is not None,
             }
 
     @app.get("/api/items")
@@ -481,7 +487,7 @@ class CollectionSpec:
 
 
 def create_multi_app(specs: list[CollectionSpec], token: str | None = None,
-                     limits: ServiceLimits | None = None) -> FastAPI:
+                     limits: ServiceLimits | None = None, change: str | Path | None = None) -> FastAPI:
     """Serve several collections: the first at ``/``, each other at ``/c/<name>/``, with a switcher on the page."""
     if not specs:
         raise RsirError("no collection to serve")
@@ -493,7 +499,8 @@ def create_multi_app(specs: list[CollectionSpec], token: str | None = None,
     for s, pre in zip(specs, prefixes, strict=True):
         listing.append({"name": s.name, "url": pre + "/"})
     apps = [create_app(s.archive, s.index, model=s.model, token=token, limits=limits, prefix=pre,
-                       collections=listing) for s, pre in zip(specs, prefixes, strict=True)]
+                       collections=listing, change_index=change if pre == "" else None)
+            for s, pre in zip(specs, prefixes, strict=True)]
     for c, a in zip(listing, apps, strict=True):
         c["items"] = len(a.state.service.engine.table)
     root = apps[0]
@@ -506,13 +513,13 @@ def create_multi_app(specs: list[CollectionSpec], token: str | None = None,
 
 def serve(archive: str | Path, index: str | Path, host: str = "127.0.0.1", port: int = 8000,
           model: str | Path | None = None, token: str | None = None,
-          also: list[CollectionSpec] | None = None) -> None:
+          also: list[CollectionSpec] | None = None, change: str | Path | None = None) -> None:
     """Run the service with uvicorn (blocking) and print the address to open."""
     import uvicorn
 
     first = CollectionSpec(Path(archive).name or "archive", Path(archive), Path(index),
                            Path(model) if model else None)
-    app = create_multi_app([first, *(also or [])], token=token)
+    app = create_multi_app([first, *(also or [])], token=token, change=change)
     print(f"rsir serve: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)", flush=True)
     for s in also or []:
         print(f"            http://{host}:{port}/c/{s.name}/  ({s.archive})", flush=True)
