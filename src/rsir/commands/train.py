@@ -73,6 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--operator", default="concat", choices=["concat", "diff", "absdiff", "sum", "product"],
                    help="GFF operator (default concat)")
     c.add_argument("--temperature", type=float, default=0.07, help="InfoNCE temperature (default 0.07)")
+    c.add_argument("--train-split", default="train",
+                   help="split whose pairs train the model (default train; 'all' for small real sets)")
     c.add_argument("--quant-weight", type=float, default=0.1,
                    help="weight of rsir's quantisation term (not in the paper; 0 turns it off)")
 
@@ -138,10 +140,12 @@ def _train_text_itsr(args: argparse.Namespace, cfg: Any) -> int:
     from rsir.methods.text_itsr import ChangeOptions, train_text_itsr
 
     opts = ChangeOptions(fusion=args.fusion, operator=args.operator, bits=args.bits, width=args.width,
-                         quant_weight=args.quant_weight, temperature=args.temperature, augment=not args.no_augment)
+                         quant_weight=args.quant_weight, temperature=args.temperature, augment=not args.no_augment,
+                         train_split=args.train_split)
     res = train_text_itsr(args.archive, args.out, cfg, opts, args.modality)
     h = res.history
-    print(f"wrote {res.path.name} ({h.epochs[-1].get('method', '') or 'text-itsr'}) to {res.path}"
+    print(f"wrote text-itsr model ({opts.fusion}{'-' + opts.operator if opts.fusion == 'gff' else ''}, "
+          f"{opts.bits} bits) to {res.path}"
           + (f" (best mR {h.best_map:.4f} at epoch {h.best_epoch} on the held-out training pairs)"
              if h.best_map >= 0 else ""))
     print(f"loss and selection mR per epoch: {res.path / 'training.png'}")

