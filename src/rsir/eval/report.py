@@ -22,6 +22,8 @@ DEFINITIONS: dict[str, str] = {
     "mAP@k(C,tie-aware)": "variant C averaged over all orderings of equal Hamming distances (McSherry & "
                           "Najork 2008)",
     "P@k(tie-aware)": "P@k averaged over all orderings of equal Hamming distances",
+    "[exact] / [jac>=0.5]": "the same metric with a stricter relevance: identical label sets, or a Jaccard index "
+                            "|Lq∩Lx|/|Lq∪Lx| >= 0.5 (\"any shared label\" saturates on BigEarthNet)",
     "WAP@k": "(1/R_k) sum_{i<=k} rel_i ACG@i (Zhao et al. 2015)",
     "ACG@k": "(1/k) sum_{i<=k} C_i",
     "NDCG@k(exp)": "gain 2^C - 1, discount 1/log2(i+1), ideal DCG from the best ordering of the archive",
