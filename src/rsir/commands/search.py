@@ -16,6 +16,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--id", help="an item id of the indexed archive")
     q.add_argument("--file", help="an image file: GeoTIFF (bands in order, or named by their descriptions), "
                                   ".npz (one array per band) or PNG/JPEG for RGB models")
+    p.add_argument("--from", dest="from_", default=None, metavar="MODALITY",
+                   help="cross-modal index: the query's modality, e.g. s1 (default: the index's own; for --file the "
+                        "file's bands say)")
+    p.add_argument("--target", default=None, metavar="MODALITY",
+                   help="cross-modal index: the modality of the results, e.g. s2 (default: the query's)")
     p.add_argument("-k", type=int, default=10, help="number of results")
     p.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
     p.add_argument("--label", action="append", default=[], metavar="CLASS",
@@ -31,12 +36,14 @@ def run(args: argparse.Namespace) -> int:
     engine = SearchEngine.open(args.index, archive=args.archive)
     filters = Filters(labels=args.label, split=args.split)
     if args.id is not None:
-        res = engine.search_id(args.id, args.k, args.offset, filters)
+        res = engine.search_id(args.id, args.k, args.offset, filters, from_=args.from_, target=args.target)
         qlabels = res.query.get("labels") or []
         header = f"query {args.id}" + (f"  labels: {'; '.join(qlabels)}" if qlabels else "")
     else:
-        res = engine.search_file(args.file, args.k, args.offset, filters)
+        res = engine.search_file(args.file, args.k, args.offset, filters, from_=args.from_, target=args.target)
         header = f"query file {args.file}"
+    if res.direction:
+        header += f"  ({res.direction})"
     if args.json:
         print(json.dumps(res.to_json(), indent=2))
         return 0
