@@ -372,9 +372,9 @@ class SearchEngine:
             except UploadError as e:
                 errors.append((m, e))
         # a band-count mismatch says little; an error about the content (units, pixels) names the real problem
-        for m, e in errors:
-            if "bands, the index's encoder expects" not in str(e):
-                raise e
+        for _m, err in errors:
+            if "bands, the index's encoder expects" not in str(err):
+                raise err
         raise UploadError(f"{errors[0][1]} (this cross-modal index takes "
                           + " or ".join(describe_spec(self.archive.spec(m)) for m in self.modalities) + ")",
                           errors[0][1].status)
