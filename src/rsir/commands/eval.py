@@ -27,6 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--directions", default=None, metavar="Q-DB,...",
                    help="several directions in one table, e.g. s1-s2,s2-s1,s1-s1,s2-s2 (the default for a "
                         "cross-modal index: every pair of its modalities)")
+    p.add_argument("--split-list", action="append", default=[], metavar="[SPLIT=]FILE",
+                   help="patch-name list (CSV, first column the S2 name, e.g. the BigEarthNet-MM 'Serbia summer' "
+                        "lists) replacing the archive's splits; repeat for validation and test "
+                        "(validation=val.csv test=test.csv)")
     p.add_argument("--query-index", default=None, metavar="DIR",
                    help="index directory holding the query modality's codes (cross-modal directions)")
     p.add_argument("--max-queries", type=int, default=None, help="evaluate at most N queries (quick run)")
@@ -59,6 +63,14 @@ def run(args: argparse.Namespace) -> int:
 
     ks = _parse_ks(args.k)
     archive = open_archive(args.archive)
+    split_lists = None
+    if args.split_list:
+        from rsir.data.splitlists import apply_split_lists
+
+        split_lists = apply_split_lists(archive, args.split_list)
+        print("split lists: " + ", ".join(f"{s} {n}" for s, n in split_lists["counts"].items())
+              + (f" ({split_lists['unmatched']} listed names not in the archive)" if split_lists["unmatched"]
+                 else ""))
     db_search = _open(args.index)
     q_search = _open(args.query_index) if args.query_index else db_search
     db_mods = db_search.modalities
@@ -123,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
                 "query_split": split.query_split, "db_split": split.db_split,
                 "direction": f"{dirs[0][0]}->{dirs[0][1]}" if len(dirs) == 1 else None,
                 "directions": [f"{q}->{d}" for q, d in dirs],
-                "ks": ks, "max_queries": args.max_queries, "method": mf.get("method"), "bits": bits,
+                "ks": ks, "max_queries": args.max_queries, "split_lists": split_lists, "method": mf.get("method"), "bits": bits,
                 "distance": metric, "seconds": round(seconds, 3), "warnings": warnings,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         paths = write_report(args.out, {n: r.to_json() for n, r in results.items()}, meta)

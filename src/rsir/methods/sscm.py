@@ -66,6 +66,9 @@ class SSCMRecipe:
     def optimizer(self, lr: float | None) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.model.parameters(), lr=lr or self.default_lr)
 
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        self.objective.set_epoch(epoch, epochs)
+
     def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         z1 = self.model(batch["x"], self.m1).float()
         z2 = self.model(batch["x2"], self.m2).float()
@@ -132,7 +135,7 @@ def train_sscm(archive: Archive, out: Path, cfg: TrainConfig, opts: SSCMOptions)
     info: dict[str, Any] = {
         "method": "ss-cm", "archive": str(archive.path), "bits": opts.bits, "modalities": list(opts.modalities),
         "objective": {"terms": list(TERM_SETS[w.terms]), "tau": w.tau, "w_de": w.w_de, "w_intra": w.w_intra,
-                      "w_quant_rsir": w.w_quant},
+                      "w_quant_rsir": w.w_quant, "ramp": w.ramp},
         "intra_modal_sign": "paper (similarity increased); the DA4DTE port adds +MSP",
         "train_split": split or "all", "train_pairs": int(len(train_pos)), "augment": opts.augment,
         "selection": {"metric": "partner MRR (Hamming on sign codes, both directions; no labels)",
