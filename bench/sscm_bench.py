@@ -61,16 +61,17 @@ def sscm_stage(run: Runner, archive: Path, work: Path, variants: list[tuple[str,
                seed: int, batch: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, extra in variants:
-        model = work / f"model-{name}"
+        slug = name.replace(" ", "_")
+        model = work / f"model-{slug}"
         ep = ["--epochs", "0"] if name == "random" else ["--epochs", str(epochs), "--patience", str(epochs)]
         tr = run("train", str(archive), "--method", "ss-cm", *ep, "--out", str(model), "--seed", str(seed),
                  "--batch-size", str(batch), "--workers", "0", "--quiet", *extra, skip_if=model / "config.json")
         kinds = [("codes", [])] + ([("float", ["--float"])] if name == "full-64" else [])
         for kind, flag in kinds:
-            idx = work / f"index-{name}-{kind}"
+            idx = work / f"index-{slug}-{kind}"
             run("index", str(archive), "--model", str(model), "--out", str(idx), "--no-progress", *flag,
                 skip_if=idx / "manifest.json")
-            ev = work / f"eval-{name}-{kind}"
+            ev = work / f"eval-{slug}-{kind}"
             run("eval", str(archive), str(idx), "--protocol", "rsim", "--k", "20", "--out", str(ev),
                 skip_if=ev / "eval.json")
             label = name if kind == "codes" else f"{name.split('-')[0]} float embeddings"
@@ -135,7 +136,8 @@ def table(rows: dict[str, Any]) -> str:
     lines = [head, "|" + "---|" * (2 + 2 * len(DIRS))]
     for name, r in rows.items():
         d = r["directions"]
-        bits = "float" if r.get("output") == "float" else (name.split("-")[-1] if name[-1].isdigit() else "64")
+        tail = name.split()[0].split("-")[-1]
+        bits = "float" if r.get("output") == "float" else (tail if tail.isdigit() else "64")
         cells = [f"{d[x]['mAP@20(A)']:.4f}" if x in d else "-" for x in DIRS]
         cells += [f"{d[x]['rsim_F1@20']:.4f}" if x in d else "-" for x in DIRS]
         lines.append(f"| {name} | {bits} | " + " | ".join(cells) + " |")
@@ -152,6 +154,9 @@ def main() -> None:
     ap.add_argument("--milan-epochs", type=int, default=30)
     ap.add_argument("--throughput-n", type=int, default=1024)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ramp", action="store_true",
+                    help="full and mim+de with the DA4DTE weight ramp (rsir train --ramp); adds the constant-weight "
+                         "full model as a row of its own")
     ap.add_argument("--work", default="/tmp/sscm-bench")
     ap.add_argument("--reben", default=None, metavar="DIR", help="the reBEN sample (../shared/data/reben-sample)")
     ap.add_argument("--skip", default="", help="comma list of stages to skip: milan,throughput,ablations")
@@ -165,17 +170,20 @@ def main() -> None:
     archive = work / f"hard-{args.n}-{args.size}"
     run("simulate", "--n", str(args.n), "--out", str(archive), "--difficulty", "hard", "--size", str(args.size),
         "--bitemporal", "0", "--seed", str(args.seed), "--quiet", skip_if=archive / "manifest.json")
-    variants = [("full-64", []), ("random", [])]
+    ramp = ["--ramp"] if args.ramp else []
+    variants = [("full-64", ramp), ("random", [])]
     if "ablations" not in skip:
-        variants += [("mim-64", ["--objectives", "mim"]), ("mim+de-64", ["--objectives", "mim+de"]),
-                     ("full-32", ["--bits", "32"]), ("full-128", ["--bits", "128"])]
+        variants += [("mim-64", ["--objectives", "mim"]), ("mim+de-64", ["--objectives", "mim+de", *ramp]),
+                     ("full-32", ["--bits", "32", *ramp]), ("full-128", ["--bits", "128", *ramp])]
+        if args.ramp:
+            variants.append(("full-64 constant weights", []))
     doc: dict[str, Any] = {
         "machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "data": f"SIMULATED hard archive, {args.n} S1/S2 pairs at {args.size} x {args.size} px "
                 f"(rsir simulate --difficulty hard --seed {args.seed})",
         "protocol": "rsim: validation queries against the test split; mAP@20 variant A, RSiM P/R/F1@20; "
                     "relevance = any shared label; labels used only here (and by the MiLAN reference)",
-        "settings": {"epochs": args.epochs, "batch": args.batch, "seed": args.seed,
+        "settings": {"epochs": args.epochs, "batch": args.batch, "seed": args.seed, "ramp": args.ramp,
                      "objective_defaults": "tau 0.5, w_de 1, w_intra 1, no quantisation term"},
         "results": sscm_stage(run, archive, work, variants, args.epochs, args.seed, args.batch),
     }

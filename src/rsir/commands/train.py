@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.method} model to {res.path}"
           + (f" (best {what} {best:.4f} at epoch {res.history.best_epoch})" if best >= 0 else
              " (untrained: --epochs 0)" if args.epochs == 0 else
+             " (fewer than 10 training pairs, no selection slice: last epoch kept)" if args.method == "ss-cm" else
              " (no validation split: last epoch kept)"))
     if (res.path / "training.png").exists():
         print(f"loss and {'selection score' if args.method == 'ss-cm' else 'validation mAP'} per epoch: "
