@@ -116,3 +116,15 @@ def test_untrained_pair_with_epochs_0(apath, tmp_path):
                  str(tmp_path / "r"), "--width", "8", "--quiet"]) == 0
     assert load_crossmodal_encoder(tmp_path / "r").dim == 8
     assert main(["train", str(apath), "--method", "milan", "--epochs", "0", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_train_takes_split_lists(apath, tmp_path, capsys):
+    names = open_archive(apath).ids[:12]  # 12 listed training pairs, whatever their split in the archive
+    lst = tmp_path / "train.csv"
+    lst.write_text("".join(f"{n},S1_{n}\n" for n in names))
+    out = tmp_path / "m"
+    assert main(["train", str(apath), "--method", "ss-cm", "--bits", "8", "--epochs", "1", "--out", str(out),
+                 "--batch-size", "6", "--width", "8", "--workers", "0", "--quiet", "--split-list", str(lst)]) == 0
+    assert "split lists: train 12, validation 0, test 0" in capsys.readouterr().out
+    info = json.loads((out / "config.json").read_text())["info"]
+    assert info["train_pairs"] + info["selection"]["items"] == 12
