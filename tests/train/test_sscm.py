@@ -58,12 +58,12 @@ def test_selection_slice_is_seeded_held_out_and_recorded(apath, tmp_path):
 
 def test_partner_mrr_by_hand():
     h1 = np.array([[1, 1, 1], [-1, -1, -1], [1, -1, 1]], np.float32)
-    # s1 -> s2: item 0 finds itself first (rank 1); item 1 ties with nothing (rank 1); item 2: partner at
-    # distance 0 -> rank 1; identical codes both ways -> MRR 1
+    # identical codes in both modalities: every partner is at distance 0 and nothing else is -> MRR 1
     assert partner_mrr(h1, h1) == 1.0
     h2 = np.array([[-1, -1, -1], [1, 1, 1], [1, -1, 1]], np.float32)
-    # s1->s2 distances to the partner: item0 3 (others 0, 1 closer: rank 3), item1 3 (rank 3), item2 0 (rank 1)
-    # and symmetric for s2->s1: MRR = (1/3 + 1/3 + 1) / 3
+    # s1 -> s2 Hamming distances (rows: s1 items 111, 000, 101; columns: s2 items 000, 111, 101):
+    #   item 0: [3, 0, 1], partner at 3 -> rank 3 (two closer); item 1: [0, 3, 2] -> rank 3; item 2: [2, 1, 0]
+    #   -> rank 1; s2 -> s1 is the transpose and gives the same ranks: MRR = (1/3 + 1/3 + 1) / 3
     assert partner_mrr(h1, h2) == pytest.approx((1 / 3 + 1 / 3 + 1) / 3)
 
 
