@@ -24,8 +24,8 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("x")
     apath = write_tiny_archive(root / "a", n=24, size=12)
     model, _ = train_sscm(open_archive(apath), root / "m", TrainConfig(epochs=1, batch_size=6, progress=False,
-                                                                      num_workers=0),
-                          SSCMOptions(bits=16, width=8, blocks=(1, 1), hidden=16, selection_items=0))
+                                                                      num_workers=0, selection_fraction=0),
+                          SSCMOptions(bits=16, width=8, blocks=(1, 1), hidden=16))
     idx = root / "i"
     assert main(["index", str(apath), "--model", str(model), "--out", str(idx), "--no-progress"]) == 0
     single = build_index(apath, root / "lsh", method="lsh", bits=16, progress=False)

@@ -173,3 +173,58 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
             "build_seconds": round(time.perf_counter() - t0, 3), "created": utc_stamp(),
         })
     return Path(out)
+
+
+def is_change_index(manifest: dict[str, Any]) -> bool:
+    """Whether an INDEX directory holds bitemporal pairs and their sentences (a text-ITSR index)."""
+    return manifest.get("content") == "pairs"
+
+
+def build_change_index(archive: Archive | str | Path, out: str | Path, model: str | Path, kind: str = "flat",
+                       progress: bool = True, batch_size: int = 32) -> Path:
+    """Encode every bitemporal pair of the archive (both images present) and every change caption with a text-ITSR
+    model; write an INDEX directory whose ``index/`` holds the pairs' codes (ids = pair ids) and ``text/`` the
+    captions' codes (ids ``<pair id>#<n>``, n = the caption's place in the pair's list)."""
+    from rsir.data.pairs import bitemporal_pairs, check_pair_images
+
+    t0 = time.perf_counter()
+    arch = archive if isinstance(archive, Archive) else open_archive(archive)
+    encoder = load_encoder("text-itsr", model)
+    mod = encoder.modality
+    arch.spec(mod)
+    pairs = [p for p in bitemporal_pairs(arch, None, mod) if p.has_images]
+    if not pairs:
+        raise PipelineError(f"{arch.path} holds no bitemporal pairs with {mod} images to index")
+    pair_index = make_index("hamming", encoder.dim, kind)
+    text_index = make_index("hamming", encoder.dim, kind)
+    tune_allocator()
+    steps: Any = range(0, len(pairs), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        steps = tqdm(steps, desc="encoding pairs", unit="batch")
+    for s in steps:
+        chunk = pairs[s:s + batch_size]
+        xs = []
+        for p in chunk:
+            a, b = arch.image(p.before_pos, mod), arch.image(p.after_pos, mod)
+            check_pair_images(p.pair_id, a, b)
+            xs.append(np.concatenate([a, b]))
+        pair_index.add(np.array([p.pair_id for p in chunk], dtype=object), encoder.encode(np.stack(xs)))
+    cap_ids = [f"{p.pair_id}#{j}" for p in pairs for j in range(len(p.captions))]
+    caps = [c for p in pairs for c in p.captions]
+    if caps:
+        text_index.add(np.array(cap_ids, dtype=object), encoder.encode_text(caps))  # type: ignore[attr-defined]
+    with atomic_dir(out) as tmp:
+        encoder.save(tmp / "encoder")
+        pair_index.save(tmp / "index")
+        text_index.save(tmp / "text")
+        write_manifest(tmp, {
+            "format": INDEX_DIR_FORMAT, "version": INDEX_DIR_VERSION, "content": "pairs",
+            "archive": str(arch.path.resolve()), "archive_created": arch.manifest.get("created"),
+            "modality": mod, "modalities": ["pair", "text"], "method": encoder.method,
+            "encoder_type": encoder.encoder_type, "metric": "hamming", "dim": encoder.dim, "kind": kind,
+            "count": len(pair_index), "captions": len(text_index), "archive_items": len(arch),
+            "build_seconds": round(time.perf_counter() - t0, 3), "created": utc_stamp(),
+        })
+    return Path(out)

@@ -28,8 +28,8 @@ def xserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Sea
     root = tmp_path_factory.mktemp("xweb")
     apath = write_tiny_archive(root / "arch", n=30, size=12)
     model, _ = train_sscm(open_archive(apath), root / "m", TrainConfig(epochs=1, batch_size=6, progress=False,
-                                                                      num_workers=0),
-                          SSCMOptions(bits=16, width=8, blocks=(1, 1), hidden=16, selection_items=0))
+                                                                      num_workers=0, selection_fraction=0),
+                          SSCMOptions(bits=16, width=8, blocks=(1, 1), hidden=16))
     assert main(["index", str(apath), "--model", str(model), "--out", str(root / "i"), "--no-progress"]) == 0
     engine = SearchEngine.open(root / "i")
     with serve_in_thread(create_app(engine=engine)) as url:

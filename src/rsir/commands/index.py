@@ -33,10 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsir.encoding import load_encoder
+    from rsir.encoding import load_encoder, model_encoder_type
     from rsir.errors import RsirError
     from rsir.pipeline import IndexDir, build_index
 
+    if args.model and model_encoder_type(args.model) == "text-itsr":
+        return _change_index(args)
     encoder = load_encoder("model", args.model) if args.model else None
     if args.float:
         if encoder is None or not hasattr(encoder, "with_output"):
@@ -50,4 +52,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"indexed {m['count']} items ({mods}, {m['method']}, {m['dim']} "
           f"{'bits' if m['metric'] == 'hamming' else 'dims'}, {m['kind']}) in {m['build_seconds']:.1f} s "
           f"-> {out}")
+    return 0
+
+
+def _change_index(args: argparse.Namespace) -> int:
+    """A text-ITSR model: index the archive's bitemporal pairs and their change captions."""
+    from rsir.pipeline import IndexDir, build_change_index
+
+    out = build_change_index(args.archive, args.out, args.model, kind="flat", progress=not args.no_progress)
+    m = IndexDir.read_manifest(out)
+    print(f"indexed {m['count']} bitemporal pairs and {m['captions']} change captions ({m['method']}, {m['dim']} "
+          f"bits) in {m['build_seconds']:.1f} s -> {out}")
     return 0

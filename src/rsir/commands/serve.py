@@ -21,8 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--token", default=os.environ.get("RSIR_TOKEN"),
-                   help="bearer token that allows POST /api/items (adding items); default $RSIR_TOKEN; "
-                        "without one, adding is disabled")
+                   help="bearer token that allows POST /api/items and DELETE /api/items/ID; default $RSIR_TOKEN; "
+                        "without one, writing is disabled. With one, adds and deletes are journaled beside the "
+                        "index (fsynced before the answer) and replayed at every start")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 NAME = "train"
 HELP = "train a model on an archive: multi-label classifier (float features) or MiLAN hashing"
@@ -12,11 +13,12 @@ EXAMPLE = "rsir train archives/reben --method milan --bits 64 --epochs 5 --out m
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("archive", help="archive directory")
-    p.add_argument("--method", "-m", default="milan", choices=["classifier", "milan", "milan-e2e", "ss-cm"],
+    p.add_argument("--method", "-m", default="milan", choices=["classifier", "milan", "milan-e2e", "ss-cm", "text-itsr"],
                    help="classifier: multi-label CNN whose pooled features are float embeddings; milan: frozen "
                         "classifier features + MiLAN hash head (as published); milan-e2e: encoder trained too; "
                         "ss-cm: self-supervised Sentinel-1 <-> Sentinel-2 (SS-CM-RSIR), no labels, on the "
-                        "archive's co-registered pairs")
+                        "archive's co-registered pairs; text-itsr: text <-> bitemporal pair retrieval (Hoxha et al. "
+                        "2025), no labels, on the archive's before/after pairs and change captions")
     p.add_argument("--bits", type=int, default=64, help="hash code length K (milan, milan-e2e)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--out", "-o", required=True, help="model directory to write (config.json + model.safetensors)")
@@ -24,9 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="default: 64 for the classifier, 90 (30 triplets, as MiLAN) for milan")
     p.add_argument("--lr", type=float, default=None, help="default: 1e-3 classifier, 1e-4 milan")
-    p.add_argument("--sampler", default="random", choices=["random", "batch-hard", "diverse", "milan-pairs"],
+    p.add_argument("--sampler", default="random",
+                   choices=["random", "batch-hard", "semi-hard", "diverse", "milan-pairs"],
                    help="triplet sampling for milan: multi-label random (default; MiLAN's own sampler is random), "
-                        "batch-hard, Sumbul et al. diverse, or the original two-class MiLAN sampler (single-label "
+                        "batch-hard, FaceNet semi-hard (every positive pair, the nearest negative beyond the "
+                        "positive within the margin), Sumbul et al. diverse, or the original two-class MiLAN sampler (single-label "
                         "archives only). On the hard simulated archive batch-hard and diverse collapse the frozen-"
                         "feature hash head to one code (bench/results/milan.json, ablation)")
     p.add_argument("--loss", default="bce", choices=["bce", "focal"], help="classifier loss")
@@ -34,7 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="classifier model whose features milan freezes (milan-e2e: starts from its encoder); "
                         "without it milan first trains a classifier itself")
     p.add_argument("--width", type=int, default=16, help="encoder base width")
-    p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without better validation mAP")
+    p.add_argument("--patience", type=int, default=5,
+                   help="early stopping: epochs without a better selection mAP (held-out training slice)")
+    p.add_argument("--selection-fraction", type=float, default=0.1,
+                   help="share of the training split held out for model selection (best epoch, early stopping); "
+                        "never validation or test items, which are the evaluation queries; 0: keep the last epoch")
+    p.add_argument("--selection-seed", type=int, default=0, help="seed of the selection slice (kept in config.json)")
     p.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                    help="learning rate: constant, or cosine-annealed to 0 over --epochs")
     p.add_argument("--no-augment", action="store_true", help="no flips / 90-degree rotations")
@@ -61,8 +70,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="raise the discrepancy and intra-modal weights geometrically from 1e-4x to 1x over the "
                         "epochs, as the public RSiM port (DA4DTE) does")
     x.add_argument("--pair", default="s1,s2", help="the two modalities of a pair (default s1,s2)")
-    x.add_argument("--selection-items", type=int, default=512,
-                   help="training pairs held out (seeded) for label-free model selection (partner MRR)")
+
+    c = p.add_argument_group("text-itsr (text <-> bitemporal pairs, self-supervised)")
+    c.add_argument("--fusion", default="gff", choices=["gff", "tff", "later"],
+                   help="gff: global features of both dates fused by --operator; tff: a transformer over both "
+                        "dates' patch tokens; later: the single-date baseline (the later image only)")
+    c.add_argument("--operator", default="concat", choices=["concat", "diff", "absdiff", "sum", "product"],
+                   help="GFF operator (default concat)")
+    c.add_argument("--temperature", type=float, default=0.07, help="InfoNCE temperature (default 0.07)")
+    c.add_argument("--quant-weight", type=float, default=0.1,
+                   help="weight of rsir's quantisation term (not in the paper; 0 turns it off)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.bits <= 0 or args.epochs < 0 or (args.epochs == 0 and args.method != "ss-cm"):
         raise RsirError("--bits and --epochs must be positive (--epochs 0 only for ss-cm: the untrained pair)")
+    if not 0 <= args.selection_fraction < 1:
+        raise RsirError(f"--selection-fraction must be in [0, 1), got {args.selection_fraction}")
     out = Path(args.out)
     ckpt = out.with_name(out.name + ".ckpt")
     if args.resume and not (ckpt / "checkpoint.pt").exists():
@@ -79,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size or 0, lr=args.lr, device=args.device,
                       seed=args.seed, num_workers=args.workers, patience=args.patience, checkpoint_dir=ckpt,
                       resume=args.resume, progress=not args.quiet, max_steps=args.max_steps,
-                      schedule=args.schedule)
+                      schedule=args.schedule, selection_fraction=args.selection_fraction,
+                      selection_seed=args.selection_seed)
+    if args.method == "text-itsr":
+        return _train_text_itsr(args, cfg)
     preload = {"auto": None, "yes": True, "no": False}[args.preload]
     opts = MethodOptions(bits=args.bits, sampler=args.sampler, cls_loss=args.loss, width=args.width,
                          features=Path(args.features) if args.features else None, preload=preload,
@@ -96,15 +118,14 @@ def run(args: argparse.Namespace) -> int:
         print("split lists: " + ", ".join(f"{s} {n}" for s, n in rep["counts"].items()), flush=True)
     res = train_model(archive, args.method, out, cfg, opts, args.modality)  # type: ignore[arg-type]
     best = res.history.best_map
-    what = ("label-free selection score (partner MRR)" if args.method == "ss-cm" else "validation mAP@20(A)")
+    what = ("label-free selection score (partner MRR)" if args.method == "ss-cm" else "selection mAP@20(A)")
     print(f"wrote {args.method} model to {res.path}"
-          + (f" (best {what} {best:.4f} at epoch {res.history.best_epoch})" if best >= 0 else
-             " (untrained: --epochs 0)" if args.epochs == 0 else
+          + (f" (best {what} {best:.4f} at epoch {res.history.best_epoch}, on the held-out training slice)"
+             if best >= 0 else " (untrained: --epochs 0)" if args.epochs == 0 else
              " (fewer than 10 training pairs, no selection slice: last epoch kept)" if args.method == "ss-cm" else
-             " (no validation split: last epoch kept)"))
+             " (no selection slice: last epoch kept)"))
     if (res.path / "training.png").exists():
-        print(f"loss and {'selection score' if args.method == 'ss-cm' else 'validation mAP'} per epoch: "
-              f"{res.path / 'training.png'}")
+        print(f"loss and selection score per epoch: {res.path / 'training.png'}")
     for n in res.notes:
         print(f"note: {n}")
     return 0
@@ -124,4 +145,18 @@ def _sscm_options(args: argparse.Namespace, opts: object) -> object:
                     terms=args.objectives, ramp=args.ramp)
     preload = {"auto": None, "yes": True, "no": False}[args.preload]
     return SSCMOptions(bits=args.bits, modalities=(pair[0], pair[1]), width=args.width, weights=w,
-                       selection_items=args.selection_items, preload=preload, augment=not args.no_augment)
+                       preload=preload, augment=not args.no_augment)
+
+
+def _train_text_itsr(args: argparse.Namespace, cfg: Any) -> int:
+    from rsir.methods.text_itsr import ChangeOptions, train_text_itsr
+
+    opts = ChangeOptions(fusion=args.fusion, operator=args.operator, bits=args.bits, width=args.width,
+                         quant_weight=args.quant_weight, temperature=args.temperature, augment=not args.no_augment)
+    res = train_text_itsr(args.archive, args.out, cfg, opts, args.modality)
+    h = res.history
+    print(f"wrote {res.path.name} ({h.epochs[-1].get('method', '') or 'text-itsr'}) to {res.path}"
+          + (f" (best mR {h.best_map:.4f} at epoch {h.best_epoch} on the held-out training pairs)"
+             if h.best_map >= 0 else ""))
+    print(f"loss and selection mR per epoch: {res.path / 'training.png'}")
+    return 0

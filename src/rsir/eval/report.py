@@ -138,7 +138,7 @@ def plot_pk_curve(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str
 
 def plot_training(curves: Mapping[str, Sequence[Mapping[str, float]]], path: str | Path,
                   title: str = "training", metric: str = "val_map@20",
-                  metric_label: str = "validation mAP@20 (A)") -> Path:
+                  metric_label: str = "selection mAP@20 (A), held-out train slice") -> Path:
     """Mean training loss and validation mAP@20 (A) per epoch, one line per run (``curves[name]`` = the
     per-epoch records of ``History.epochs``); the best validation epoch of each run is marked."""
     plt = _figure()

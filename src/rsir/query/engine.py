@@ -11,6 +11,11 @@ failing items removed.
 Concurrency: searches take the read side of a readers-writer lock; adding an item encodes it outside the lock
 and takes the write side only to append the code to the index and the item to the table, so a search never sees
 an index and a table of different lengths and concurrent searches do not wait for each other.
+
+Durability: an engine opened with ``durable=True`` writes every add and delete to the INDEX directory's journal
+(:mod:`rsir.query.journal`, fsynced) before applying it and answering; every open replays the journal, so what was
+acknowledged survives a restart or a SIGKILL. Writers are serialised by a mutex held while the journal is
+written (searches go on meanwhile); only the in-memory apply takes the write lock.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from rsir.errors import NotFoundError, RsirError
 from rsir.index import Index
 from rsir.pipeline import IndexDir
 from rsir.query.items import ConflictError, Filters, ItemTable, QueryError
+from rsir.query.journal import Journal, Record, live_records, read_records
 from rsir.query.text import TextMatch, TextMatcher
 
 if TYPE_CHECKING:
@@ -168,19 +174,65 @@ class SearchEngine:
         self.nomenclature = archive.nomenclature
         self.matcher = TextMatcher(self.nomenclature)
         self._classes = list(self.nomenclature.classes)
+        self.journal: Journal | None = None
+        self._writer = threading.Lock()  # one add / delete at a time (journal order = apply order)
 
     @classmethod
     def open(cls, index_path: str | Path, archive: Archive | str | Path | None = None,
-             model: str | Path | None = None, limits: QueryLimits | None = None) -> SearchEngine:
-        """Open an INDEX directory over ``archive`` (default: the one recorded in it); ``model`` replaces the
-        saved encoder."""
+             model: str | Path | None = None, limits: QueryLimits | None = None, durable: bool = False
+             ) -> SearchEngine:
+        """Open an INDEX directory over ``archive`` (default: the one recorded in it) and replay its journal;
+        ``model`` replaces the saved encoder. ``durable``: adds and deletes are journaled (this process becomes
+        the journal's one writer)."""
         idx = IndexDir.open(index_path, model=model)
         arch = idx.archive(archive)
         if arch is None:
             raise RsirError(f"{index_path}: its archive {idx.manifest.get('archive')} is gone; pass the archive "
                             "(--archive) to search it")
         arch.spec(idx.encoder.modality)
-        return cls(idx, arch, limits)
+        eng = cls(idx, arch, limits)
+        if durable:
+            journal, records = Journal.open_writer(idx.path)
+            try:
+                eng._replay(records)
+                live = live_records(records, set(map(str, eng._base_ids)))
+                if len(live) < len(records):
+                    journal.compact(live)
+            except BaseException:
+                journal.close()
+                raise
+            eng.journal = journal
+        else:
+            eng._replay(read_records(idx.path))
+        return eng
+
+    @property
+    def _base_ids(self) -> list[str]:
+        return self.table.ids[:self.table.n_archive]
+
+    def _replay(self, records: list[Record]) -> None:
+        for rec in records:
+            self._apply(rec)
+
+    def _apply(self, rec: Record) -> None:
+        """Apply one journal record to the index and the table (caller holds the write lock or is opening)."""
+        if rec.op == "add":
+            assert rec.vector is not None
+            if rec.id in self.table.pos:  # replaying over an index that already holds it (should not happen)
+                raise RsirError(f"journal adds {rec.id!r}, which the index already holds")
+            self.index.add([self.key(rec.id, self.modality)], rec.vector[None])
+            self.table.append(rec.id, self.nomenclature.encode(rec.labels), self.modality,
+                              {**rec.meta, "_bands": rec.bands or {}})
+        else:
+            # an archive item of a cross-modal index has a code per modality (absent keys are ignored)
+            self.index.remove([self.key(rec.id, m) for m in self.modalities] if self.cross else [rec.id])
+            self.table.delete(rec.id)
+
+    def close(self) -> None:
+        """Release the journal (a durable engine's lock); searching still works, writing does not."""
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
 
     # -- items --------------------------------------------------------------------------------------------------
     @property
@@ -241,8 +293,10 @@ class SearchEngine:
             raise QueryError(f"offset must be between 0 and {self.limits.max_offset}, got {offset}")
 
     def filter_mask(self, filters: Filters | None) -> np.ndarray | None:
-        """Boolean mask of the items passing ``filters`` (None when no filter is set)."""
-        return None if filters is None else self.table.filter_mask(filters, self._classes, self.nomenclature.name)
+        """Boolean mask of the items passing ``filters`` (None when no filter is set and nothing was deleted)."""
+        if filters is None:
+            return None if self.table.alive.all() else self.table.alive.copy()
+        return self.table.filter_mask(filters, self._classes, self.nomenclature.name)
 
     def knn(self, vec: np.ndarray, need: int, mask: np.ndarray | None, exclude: int | None,
             target: str | None = None) -> list[tuple[int, float]]:
@@ -464,16 +518,44 @@ class SearchEngine:
 
     # -- adding items ---------------------------------------------------------------------------------------
     def add_item(self, item_id: str, parsed: ParsedUpload, labels: list[str], meta: dict[str, Any]) -> int:
-        """Add a parsed image under a new id (in memory: it is not written to the archive or the index files).
-        Returns its row."""
+        """Add a parsed image under a new id; returns its row. A durable engine has journaled it (fsynced) when
+        this returns; otherwise it lives in memory only."""
         for lab in labels:
             if lab not in self._classes:
                 raise QueryError(f"unknown label {lab!r} (not in the {self.nomenclature.name} nomenclature)")
-        vec = self.encode_raw(parsed.image)
-        with self.lock.write():
-            if item_id in self.table.pos:
+        vec = np.asarray(self.encode_raw(parsed.image))
+        return self.add_vector(item_id, vec, labels, meta, parsed.bands)
+
+    def add_vector(self, item_id: str, vec: np.ndarray, labels: list[str], meta: dict[str, Any],
+                   bands: Mapping[str, np.ndarray] | None = None) -> int:
+        """Add an encoded item (its index vector) under a new id, journaled first when durable; returns its row."""
+        rec = Record("add", str(item_id), np.asarray(vec), list(labels),
+                     {k: v for k, v in meta.items() if not k.startswith("_")}, dict(bands) if bands else None)
+        with self._writer:
+            if rec.id in self.table.pos:
                 raise ConflictError(f"id {item_id!r} is already in the archive")
-            self.index.add([self.key(item_id, self.modality)], vec[None])
-            self.table.append(item_id, self.nomenclature.encode(labels), self.modality,
-                              {**meta, "_bands": parsed.bands})
-            return self.table.pos[item_id]
+            if self.journal is not None:
+                self.journal.append(rec)
+            with self.lock.write():
+                self._apply(rec)
+                return self.table.pos[rec.id]
+
+    def delete_item(self, item_id: str) -> None:
+        """Remove an item (archive or added) from search results, journaled first when durable."""
+        with self._writer:
+            if str(item_id) not in self.table.pos:
+                raise NotFoundError(f"id {item_id!r} is not in the archive")
+            rec = Record("delete", str(item_id))
+            if self.journal is not None:
+                self.journal.append(rec)
+            with self.lock.write():
+                self._apply(rec)
+
+    def compact_journal(self) -> int:
+        """Rewrite a durable engine's journal as its live records; returns how many records it holds now."""
+        if self.journal is None:
+            return 0
+        with self._writer:
+            live = live_records(read_records(self.index_dir.path), set(self._base_ids))
+            self.journal.compact(live)
+            return len(live)

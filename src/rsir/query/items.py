@@ -78,6 +78,7 @@ class ItemTable:
         self.captions = cat["captions"]
         self.n_archive = n
         self.added: dict[str, dict[str, Any]] = {}
+        self.alive = np.ones(n, dtype=bool)  # False for deleted rows (rows are never reused: positions stay)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -92,14 +93,25 @@ class ItemTable:
         self.lat = np.append(self.lat, finite_or_nan(meta.get("lat")))
         self.bbox = np.concatenate([self.bbox, np.full((1, 4), np.nan)])
         self.modalities.append([modality])
+        self.alive = np.append(self.alive, True)
         self.pos[item_id] = len(self.ids)
         self.ids.append(item_id)
         self.added[item_id] = meta
 
+    def delete(self, item_id: str) -> None:
+        """Mark an item deleted: its id is free again, its row stays (dead) so other rows keep their positions."""
+        p = self.pos.pop(item_id, None)
+        if p is None:
+            return
+        alive = self.alive.copy()
+        alive[p] = False
+        self.alive = alive
+        self.added.pop(item_id, None)
+
     def filter_mask(self, f: Filters, classes: list[str], nomenclature: str = "") -> np.ndarray | None:
-        """Boolean mask over the table, or None when no filter is set."""
-        mask = np.ones(len(self), dtype=bool)
-        used = False
+        """Boolean mask over the table, or None when no filter is set (deleted rows never pass a filter)."""
+        used = not self.alive.all()
+        mask = self.alive.copy()
         if f.labels:
             idx = []
             for lab in dict.fromkeys(f.labels):

@@ -42,9 +42,10 @@ STATIC = Path(__file__).parent / "static"
 API_DESCRIPTION = (
     "Search an Earth-observation archive by example image, by upload and by text. Hash codes are compared by "
     "Hamming distance.\n\n"
-    "Adding items (POST /api/items) needs 'Authorization: Bearer <token>' and is off when the server has no "
-    "token. **Added items live in this server's memory only: they are not written to the archive or the index "
-    "and are gone after a restart** (GET /api/stats reports \"added_items_persist\": false).\n\n"
+    "Adding items (POST /api/items) and deleting them (DELETE /api/items/{id}) need 'Authorization: Bearer "
+    "<token>' and are off when the server has no token. A server started with a token writes each add and delete "
+    "to the index's journal (fsynced) before answering, so acknowledged writes survive a restart or a crash "
+    "(GET /api/stats reports \"added_items_persist\").\n\n"
     "Limits (GET /api/stats lists them): request bodies are refused with 413 while they stream in when larger "
     "than the endpoint allows; every list in a request is bounded; a bad number is a 422; when the upload "
     "workers are all busy an upload gets 503 with Retry-After. See SECURITY.md.")
@@ -183,6 +184,12 @@ class Service:
                 self._ql.popitem(last=False)
         return data
 
+    def forget_quicklook(self, item_id: str) -> None:
+        """Drop cached quicklooks of an item (deleted, or its id re-used)."""
+        with self._ql_lock:
+            for key in [k for k in self._ql if k[0] == item_id]:
+                del self._ql[key]
+
     def check_auth(self, request: Request) -> None:
         """The token check again at the endpoint (RequestGuard has made it before the body was read)."""
         problem = auth_problem([v for k, v in request.scope["headers"] if k == b"authorization"], self.token)
@@ -241,7 +248,9 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
     if engine is None:
         if archive_path is None or index_path is None:
             raise RsirError("create_app needs archive_path and index_path (or an engine)")
-        engine = SearchEngine.open(index_path, archive=archive_path, model=model, limits=qlimits)
+        # with a token the server is the index's journal writer: adds and deletes are durable
+        engine = SearchEngine.open(index_path, archive=archive_path, model=model, limits=qlimits,
+                                   durable=token_setting(token) is not None)
     else:
         engine.limits = qlimits
     svc = Service(engine, token, limits, prefix)
@@ -297,7 +306,7 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
             extent = ([float(t.lon[finite].min()), float(t.lat[finite].min()), float(t.lon[finite].max()),
                        float(t.lat[finite].max())] if finite.any() else None)
             return {
-                "items": len(t), "added": len(t.added),
+                "items": int(t.alive.sum()), "added": len(t.added),
                 "splits": {s or "(none)": int((t.split == s).sum()) for s in sorted(set(t.split.tolist()))},
                 "countries": sorted(c for c in set(t.country.tolist()) if c),
                 "labels": [{"name": c, "count": int(n)} for c, n in zip(eng.nomenclature.classes, counts, strict=True)],
@@ -305,7 +314,7 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
                 "target_modalities": eng.modalities, "from_modalities": eng.modalities, "index": index_info(),
                 "date_range": [dates[0], dates[-1]] if dates else None, "extent": extent,
                 "text_mode": "label-match", "limits": limits.__dict__, "adding_items": svc.token is not None,
-                "added_items_persist": False,
+                "added_items_persist": eng.journal is not None,
             }
 
     @app.get("/api/items")
@@ -416,8 +425,7 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
                        labels: str = Form(""), lon: str = Form(""), lat: str = Form(""), date: str = Form(""),
                        split: str = Form("")) -> dict[str, Any]:
         """Add an uploaded patch to the index (needs 'Authorization: Bearer <token>', checked before the body
-        is read). Added items live in this server's memory only: they are gone after a restart (the stats
-        endpoint says so with "added_items_persist": false)."""
+        is read). A server started with a token journals the add (fsynced) before answering 201."""
         svc.check_auth(request)
         item_id = id.strip()
         if not item_id or len(item_id) > MAX_NAME or "/" in item_id:
@@ -449,6 +457,15 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
                 return svc.item_json(p)
 
         return await svc.pool.run(work)
+
+    @app.delete("/api/items/{item_id:path}")
+    def delete_item(request: Request, item_id: str) -> dict[str, Any]:
+        """Delete an item (archive or added) from the index (needs 'Authorization: Bearer <token>'); journaled
+        (fsynced) before the answer when the server was started with a token."""
+        svc.check_auth(request)
+        eng.delete_item(item_id)
+        svc.forget_quicklook(item_id)
+        return {"deleted": item_id, "persisted": eng.journal is not None}
 
     @app.get("/", include_in_schema=False)
     def index_page() -> FileResponse:
