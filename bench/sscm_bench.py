@@ -58,12 +58,14 @@ def model_summary(path: Path) -> dict[str, Any]:
 
 
 def sscm_stage(run: Runner, archive: Path, work: Path, variants: list[tuple[str, list[str]]], epochs: int,
-               seed: int, batch: int) -> dict[str, Any]:
+               seed: int, batch: int, max_steps: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, extra in variants:
         slug = name.replace(" ", "_")
         model = work / f"model-{slug}"
         ep = ["--epochs", "0"] if name == "random" else ["--epochs", str(epochs), "--patience", str(epochs)]
+        if max_steps and name != "random":
+            ep += ["--max-steps", str(max_steps)]
         tr = run("train", str(archive), "--method", "ss-cm", *ep, "--out", str(model), "--seed", str(seed),
                  "--batch-size", str(batch), "--workers", "0", "--quiet", *extra, skip_if=model / "config.json")
         kinds = [("codes", [])] + ([("float", ["--float"])] if name == "full-64" else [])
@@ -150,6 +152,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=48)
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--max-steps", type=int, default=None, help="at most N batches per ss-cm epoch (loaded machine)")
     ap.add_argument("--cls-epochs", type=int, default=10)
     ap.add_argument("--milan-epochs", type=int, default=30)
     ap.add_argument("--throughput-n", type=int, default=1024)
@@ -184,8 +187,10 @@ def main() -> None:
         "protocol": "rsim: validation queries against the test split; mAP@20 variant A, RSiM P/R/F1@20; "
                     "relevance = any shared label; labels used only here (and by the MiLAN reference)",
         "settings": {"epochs": args.epochs, "batch": args.batch, "seed": args.seed, "ramp": args.ramp,
+                     "max_steps_per_epoch": args.max_steps, "classifier_epochs": args.cls_epochs,
+                     "milan_epochs": args.milan_epochs,
                      "objective_defaults": "tau 0.5, w_de 1, w_intra 1, no quantisation term"},
-        "results": sscm_stage(run, archive, work, variants, args.epochs, args.seed, args.batch),
+        "results": sscm_stage(run, archive, work, variants, args.epochs, args.seed, args.batch, args.max_steps),
     }
     if "milan" not in skip:
         doc["results"].update(milan_stage(run, archive, work, args.cls_epochs, args.milan_epochs, args.seed))
