@@ -514,7 +514,7 @@ class SearchEngine:
 
     def vectors(self, ids: list[str], modality: str | None = None) -> np.ndarray:
         """Stored codes / vectors of indexed items, in the order given (of ``modality`` in a cross-modal index)."""
-        return self.index_dir.vectors(ids, modality)
+        return self.index_dir.vectors(ids, modality or self.modality)
 
     # -- adding items ---------------------------------------------------------------------------------------
     def add_item(self, item_id: str, parsed: ParsedUpload, labels: list[str], meta: dict[str, Any]) -> int:
