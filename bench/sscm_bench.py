@@ -37,6 +37,7 @@ from train_bench import machine  # noqa: E402
 
 KEYS = ("mAP@20(A)", "rsim_P@20", "rsim_R@20", "rsim_F1@20")
 DIRS = ("s1->s2", "s2->s1", "s1->s1", "s2->s2")
+WIDTH = 16  # encoder base width of every trained model (--width)
 
 
 def eval_dirs(path: Path) -> dict[str, dict[str, float]]:
@@ -67,7 +68,8 @@ def sscm_stage(run: Runner, archive: Path, work: Path, variants: list[tuple[str,
         if max_steps and name != "random":
             ep += ["--max-steps", str(max_steps)]
         tr = run("train", str(archive), "--method", "ss-cm", *ep, "--out", str(model), "--seed", str(seed),
-                 "--batch-size", str(batch), "--workers", "0", "--quiet", *extra, skip_if=model / "config.json")
+                 "--batch-size", str(batch), "--width", str(WIDTH), "--workers", "0", "--quiet", *extra,
+                 skip_if=model / "config.json")
         kinds = [("codes", [])] + ([("float", ["--float"])] if name == "full-64" else [])
         for kind, flag in kinds:
             idx = work / f"index-{slug}-{kind}"
@@ -88,7 +90,8 @@ def milan_stage(run: Runner, archive: Path, work: Path, cls_epochs: int, milan_e
     for mod in ("s1", "s2"):
         cls = work / f"milan-{mod}-classifier"
         run("train", str(archive), "--method", "classifier", "--modality", mod, "--epochs", str(cls_epochs),
-            "--out", str(cls), "--seed", str(seed), "--workers", "0", "--quiet", skip_if=cls / "config.json")
+            "--width", str(WIDTH), "--out", str(cls), "--seed", str(seed), "--workers", "0", "--quiet",
+            skip_if=cls / "config.json")
         model = work / f"milan-{mod}"
         tr = run("train", str(archive), "--method", "milan", "--modality", mod, "--features", str(cls), "--bits",
                  "64", "--epochs", str(milan_epochs), "--out", str(model), "--seed", str(seed), "--workers", "0",
@@ -109,7 +112,8 @@ def throughput_stage(run: Runner, work: Path, n: int, seed: int) -> dict[str, An
     run("simulate", "--n", str(n), "--out", str(arch), "--difficulty", "hard", "--size", "120", "--bitemporal",
         "0", "--seed", str(seed), "--quiet", skip_if=arch / "manifest.json")
     model = work / "throughput-model"
-    run("train", str(arch), "--method", "ss-cm", "--epochs", "0", "--out", str(model), "--quiet",
+    run("train", str(arch), "--method", "ss-cm", "--epochs", "0", "--width", str(WIDTH), "--out", str(model),
+        "--quiet",
         skip_if=model / "config.json")
     rows = {}
     for threads in (1, 2):
@@ -164,7 +168,10 @@ def main() -> None:
     ap.add_argument("--reben", default=None, metavar="DIR", help="the reBEN sample (../shared/data/reben-sample)")
     ap.add_argument("--skip", default="", help="comma list of stages to skip: milan,throughput,ablations")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sscm.json"))
+    ap.add_argument("--width", type=int, default=16, help="encoder base width (ss-cm, classifier, throughput)")
     args = ap.parse_args()
+    global WIDTH
+    WIDTH = args.width
     skip = set(filter(None, args.skip.split(",")))
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -187,7 +194,7 @@ def main() -> None:
         "protocol": "rsim: validation queries against the test split; mAP@20 variant A, RSiM P/R/F1@20; "
                     "relevance = any shared label; labels used only here (and by the MiLAN reference)",
         "settings": {"epochs": args.epochs, "batch": args.batch, "seed": args.seed, "ramp": args.ramp,
-                     "max_steps_per_epoch": args.max_steps, "classifier_epochs": args.cls_epochs,
+                     "max_steps_per_epoch": args.max_steps, "width": args.width, "classifier_epochs": args.cls_epochs,
                      "milan_epochs": args.milan_epochs,
                      "objective_defaults": "tau 0.5, w_de 1, w_intra 1, no quantisation term"},
         "results": sscm_stage(run, archive, work, variants, args.epochs, args.seed, args.batch, args.max_steps),
