@@ -24,6 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", default="10,20,100", help="comma-separated cut-offs (default 10,20,100)")
     p.add_argument("--direction", default=None, metavar="Q->DB",
                    help="query and database modality, e.g. s1->s2 (default: the index's modality both ways)")
+    p.add_argument("--directions", default=None, metavar="Q-DB,...",
+                   help="several directions in one table, e.g. s1-s2,s2-s1,s1-s1,s2-s2 (the default for a "
+                        "cross-modal index: every pair of its modalities)")
+    p.add_argument("--split-list", action="append", default=[], metavar="[SPLIT=]FILE",
+                   help="patch-name list (CSV, first column the S2 name, e.g. the BigEarthNet-MM 'Serbia summer' "
+                        "lists) replacing the archive's splits; repeat for validation and test "
+                        "(validation=val.csv test=test.csv)")
     p.add_argument("--query-index", default=None, metavar="DIR",
                    help="index directory holding the query modality's codes (cross-modal directions)")
     p.add_argument("--directions", default=None, metavar="LIST",
@@ -53,7 +60,7 @@ def _open(index_dir: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from rsir.data.archive import open_archive
-    from rsir.eval.protocols import ProtocolError, evaluate_full, parse_direction, split_queries
+    from rsir.eval.protocols import ProtocolError, directions, evaluate_full, parse_direction, split_queries
     from rsir.eval.report import format_table, write_report
     from rsir.pipeline import IndexDir, is_change_index
 
@@ -61,17 +68,31 @@ def run(args: argparse.Namespace) -> int:
         return _change_eval(args)
     ks = _parse_ks(args.k)
     archive = open_archive(args.archive)
+    split_lists = None
+    if args.split_list:
+        from rsir.data.splitlists import apply_split_lists
+
+        split_lists = apply_split_lists(archive, args.split_list)
+        print("split lists: " + ", ".join(f"{s} {n}" for s, n in split_lists["counts"].items())
+              + (f" ({split_lists['unmatched']} listed names not in the archive)" if split_lists["unmatched"]
+                 else ""))
     db_search = _open(args.index)
     q_search = _open(args.query_index) if args.query_index else db_search
     db_mods = db_search.modalities
-    if args.direction:
-        try:
-            q_mod, db_mod = parse_direction(args.direction)
-        except ProtocolError as e:
-            raise RsirError(str(e)) from None
-    else:
-        db_mod = db_mods[0] if db_mods else archive.primary_modality
-        q_mod = q_search.modalities[0] if args.query_index else db_mod
+    try:
+        if args.directions:
+            dirs = [parse_direction(d) for d in args.directions.split(",") if d.strip()]
+        elif args.direction:
+            dirs = [parse_direction(args.direction)]
+        elif len(db_mods) > 1 and not args.query_index:
+            dirs = directions(db_mods)
+        else:
+            db_mod = db_mods[0] if db_mods else archive.primary_modality
+            dirs = [(q_search.modalities[0] if args.query_index else db_mod, db_mod)]
+    except ProtocolError as e:
+        raise RsirError(str(e)) from None
+    if not dirs:
+        raise RsirError(f"--directions {args.directions!r}: no direction given (e.g. s1-s2,s2-s1)")
     metric = str(db_search.index.metric)
     if q_search is not db_search and str(q_search.index.metric) != metric:
         raise RsirError(f"query index metric {q_search.index.metric} differs from database metric {metric}")
@@ -92,30 +113,37 @@ def run(args: argparse.Namespace) -> int:
         print(f"rsir eval: warning: {w}", file=sys.stderr)
     ids = archive.ids
     t0 = time.perf_counter()
-    db_vecs = db_search.vectors([ids[p] for p in split.db_pos], db_mod)
-    q_vecs = q_search.vectors([ids[p] for p in split.query_pos], q_mod)
     bits = int(db_search.index.dim) if metric == "hamming" else None
-    try:
-        res = evaluate_full(q_vecs, db_vecs, metric, archive.labels[split.query_pos], archive.labels[split.db_pos],
-                            ks, split.exclude, bits=bits)
-    except ProtocolError as e:
-        raise RsirError(str(e)) from None
+    results: dict[str, Any] = {}
+    for q_mod, db_mod in dirs:
+        db_vecs = db_search.vectors([ids[p] for p in split.db_pos], db_mod)
+        q_vecs = q_search.vectors([ids[p] for p in split.query_pos], q_mod)
+        try:
+            res = evaluate_full(q_vecs, db_vecs, metric, archive.labels[split.query_pos],
+                                archive.labels[split.db_pos], ks, split.exclude, bits=bits)
+        except ProtocolError as e:
+            raise RsirError(str(e)) from None
+        results[f"{db_search.method}" + (f"-{bits}bit" if bits else "") + f" {q_mod}->{db_mod}"] = res
     seconds = time.perf_counter() - t0
     mf = db_search.manifest
-    name = f"{db_search.method}" + (f"-{bits}bit" if bits else "") + f" {q_mod}->{db_mod}"
+    shown = ", ".join(f"{q}->{d}" for q, d in dirs)
     print(f"protocol {args.protocol}: {res.n_queries} queries ({split.query_split}) against {res.n_db} items "
-          f"({split.db_split}), {q_mod}->{db_mod}, {metric} distance"
-          + (f", {bits} bits" if bits else "") + "; relevance = any shared label")
-    print(format_table({name: res.metrics}, markdown=args.markdown))
+          f"({split.db_split}), {shown}, {metric} distance"
+          + (f", {bits} bits" if bits else "") + "; relevance = any shared label"
+          + ("; a query's own partner is left out of cross-modal rankings too" if split.exclude is not None
+             and any(q != d for q, d in dirs) else ""))
+    print(format_table({n: r.metrics for n, r in results.items()}, markdown=args.markdown))
     print(f"evaluated in {seconds:.2f} s")
     if args.out:
         meta = {"archive": str(archive.path), "index": str(args.index), "query_index": args.query_index,
                 "protocol": args.protocol, "split": args.split if args.protocol == "loo" else None,
-                "query_split": split.query_split, "db_split": split.db_split, "direction": f"{q_mod}->{db_mod}",
-                "ks": ks, "max_queries": args.max_queries, "method": mf.get("method"), "bits": bits,
+                "query_split": split.query_split, "db_split": split.db_split,
+                "direction": f"{dirs[0][0]}->{dirs[0][1]}" if len(dirs) == 1 else None,
+                "directions": [f"{q}->{d}" for q, d in dirs],
+                "ks": ks, "max_queries": args.max_queries, "split_lists": split_lists, "method": mf.get("method"), "bits": bits,
                 "distance": metric, "seconds": round(seconds, 3), "warnings": warnings,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        paths = write_report(args.out, {name: res.to_json()}, meta)
+        paths = write_report(args.out, {n: r.to_json() for n, r in results.items()}, meta)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

@@ -18,8 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                   ".npz (one array per band) or PNG/JPEG for RGB models")
     q.add_argument("--text", help="a sentence (a change index returns the pairs whose change it describes)")
     q.add_argument("--pair", help="a bitemporal pair of a change index (its pair id or either image's id)")
+    p.add_argument("--from", dest="from_", default=None, metavar="MODALITY",
+                   help="cross-modal index: the query's modality, e.g. s1 (default: the index's own; for --file the "
+                        "file's bands say)")
     p.add_argument("--target", default=None,
-                   help="with --pair: text (sentences describing the change, default) or pairs (similar changes)")
+                   help="what the results are: for a cross-modal index their modality, e.g. s2 (default: the "
+                        "query's); with --pair text (sentences describing the change, default) or pairs")
     p.add_argument("-k", type=int, default=10, help="number of results")
     p.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
     p.add_argument("--label", action="append", default=[], metavar="CLASS",
@@ -41,15 +45,17 @@ def run(args: argparse.Namespace) -> int:
     engine = SearchEngine.open(args.index, archive=args.archive)
     filters = Filters(labels=args.label, split=args.split)
     if args.id is not None:
-        res = engine.search_id(args.id, args.k, args.offset, filters)
+        res = engine.search_id(args.id, args.k, args.offset, filters, from_=args.from_, target=args.target)
         qlabels = res.query.get("labels") or []
         header = f"query {args.id}" + (f"  labels: {'; '.join(qlabels)}" if qlabels else "")
     elif args.text is not None:
         res, match = engine.search_text(args.text, args.k, args.offset, filters)
         header = f"query text {args.text!r} (label matcher: {'; '.join(match.labels) or 'no class recognised'})"
     else:
-        res = engine.search_file(args.file, args.k, args.offset, filters)
+        res = engine.search_file(args.file, args.k, args.offset, filters, from_=args.from_, target=args.target)
         header = f"query file {args.file}"
+    if res.direction:
+        header += f"  ({res.direction})"
     if args.json:
         print(json.dumps(res.to_json(), indent=2))
         return 0

@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preload", choices=["auto", "yes", "no"], default="auto",
                    help="load the splits into memory (auto: when they fit in 2 GiB)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers for lazily read data")
+    p.add_argument("--split-list", action="append", default=[], metavar="[SPLIT=]FILE",
+                   help="patch-name list (CSV, first column the S2 name) replacing the archive's splits, e.g. "
+                        "train=train.csv validation=val.csv (the BigEarthNet-MM 'Serbia summer' lists)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None, help="at most N batches per epoch")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
@@ -63,9 +66,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     x.add_argument("--w-intra", type=float, default=1.0, help="weight of the intra-modal term")
     x.add_argument("--w-quant", type=float, default=0.0,
                    help="weight of a quantisation term (rsir's addition, not in the paper; default 0)")
+    x.add_argument("--ramp", action="store_true",
+                   help="raise the discrepancy and intra-modal weights geometrically from 1e-4x to 1x over the "
+                        "epochs, as the public RSiM port (DA4DTE) does")
     x.add_argument("--pair", default="s1,s2", help="the two modalities of a pair (default s1,s2)")
-    x.add_argument("--selection-items", type=int, default=512,
-                   help="training pairs held out (seeded) for label-free model selection (partner MRR)")
+
     c = p.add_argument_group("text-itsr (text <-> bitemporal pairs, self-supervised)")
     c.add_argument("--fusion", default="gff", choices=["gff", "tff", "later"],
                    help="gff: global features of both dates fused by --operator; tff: a transformer over both "
@@ -105,12 +110,21 @@ def run(args: argparse.Namespace) -> int:
                          augment=not args.no_augment)
     if args.method == "ss-cm":
         opts.sscm = _sscm_options(args, opts)
-    res = train_model(args.archive, args.method, out, cfg, opts, args.modality)
+    archive: object = args.archive
+    if args.split_list:
+        from rsir.data.archive import open_archive
+        from rsir.data.splitlists import apply_split_lists
+
+        archive = open_archive(args.archive)
+        rep = apply_split_lists(archive, args.split_list)
+        print("split lists: " + ", ".join(f"{s} {n}" for s, n in rep["counts"].items()), flush=True)
+    res = train_model(archive, args.method, out, cfg, opts, args.modality)  # type: ignore[arg-type]
     best = res.history.best_map
     what = ("label-free selection score (partner MRR)" if args.method == "ss-cm" else "selection mAP@20(A)")
     print(f"wrote {args.method} model to {res.path}"
           + (f" (best {what} {best:.4f} at epoch {res.history.best_epoch}, on the held-out training slice)"
              if best >= 0 else " (untrained: --epochs 0)" if args.epochs == 0 else
+             " (fewer than 10 training pairs, no selection slice: last epoch kept)" if args.method == "ss-cm" else
              " (no selection slice: last epoch kept)"))
     if (res.path / "training.png").exists():
         print(f"loss and selection score per epoch: {res.path / 'training.png'}")
@@ -130,10 +144,10 @@ def _sscm_options(args: argparse.Namespace, opts: object) -> object:
     if args.tau <= 0:
         raise RsirError(f"--tau {args.tau}: must be positive")
     w = SSCMWeights(tau=args.tau, w_de=args.w_de, w_intra=args.w_intra, w_quant=args.w_quant,
-                    terms=args.objectives)
+                    terms=args.objectives, ramp=args.ramp)
     preload = {"auto": None, "yes": True, "no": False}[args.preload]
     return SSCMOptions(bits=args.bits, modalities=(pair[0], pair[1]), width=args.width, weights=w,
-                       selection_items=args.selection_items, preload=preload, augment=not args.no_augment)
+                       preload=preload, augment=not args.no_augment)
 
 
 def _train_text_itsr(args: argparse.Namespace, cfg: Any) -> int:

@@ -32,7 +32,7 @@ import numpy as np
 
 from rsir.data.archive import Archive
 from rsir.data.bands import ModalitySpec, normalize, to_grid
-from rsir.data.uploads import ParsedUpload, UploadError, parse_upload
+from rsir.data.uploads import ParsedUpload, UploadError, describe_spec, parse_upload
 from rsir.encoding import Encoder
 from rsir.errors import NotFoundError, RsirError
 from rsir.index import Index
@@ -124,6 +124,7 @@ class Results:
     matching: int  # items passing the filters (all items without filters)
     query_ms: float
     query: dict[str, Any] = field(default_factory=dict)
+    direction: str = ""  # "s1->s2" etc. for a cross-modal index (query modality -> result modality)
 
     @property
     def precision(self) -> float | None:
@@ -137,9 +138,12 @@ class Results:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape every front end answers with."""
-        return {"mode": self.mode, "query": self.query, "results": [h.to_json() for h in self.hits],
-                "precision": self.precision, "k": self.k, "offset": self.offset, "metric": self.metric,
-                "query_ms": self.query_ms, "matching": self.matching}
+        out = {"mode": self.mode, "query": self.query, "results": [h.to_json() for h in self.hits],
+               "precision": self.precision, "k": self.k, "offset": self.offset, "metric": self.metric,
+               "query_ms": self.query_ms, "matching": self.matching}
+        if self.direction:
+            out["direction"] = self.direction
+        return out
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per hit: rank, id, distance, labels, shares_label and the item's metadata."""
@@ -160,6 +164,10 @@ class SearchEngine:
         self.archive = archive
         self.limits = limits or QueryLimits()
         self.modality: str = self.encoder.modality
+        #: modalities whose codes the index holds; with two or more (ss-cm) the index keys are "<modality>/<id>"
+        #: and every query has a ``from`` (query) and a ``target`` (result) modality
+        self.modalities: list[str] = index_dir.modalities
+        self.cross = len(self.modalities) > 1
         self.metric: str = self.index.metric
         self.lock = RWLock()
         self.table = ItemTable(archive)
@@ -212,11 +220,12 @@ class SearchEngine:
             assert rec.vector is not None
             if rec.id in self.table.pos:  # replaying over an index that already holds it (should not happen)
                 raise RsirError(f"journal adds {rec.id!r}, which the index already holds")
-            self.index.add([rec.id], rec.vector[None])
+            self.index.add([self.key(rec.id, self.modality)], rec.vector[None])
             self.table.append(rec.id, self.nomenclature.encode(rec.labels), self.modality,
                               {**rec.meta, "_bands": rec.bands or {}})
         else:
-            self.index.remove([rec.id])
+            # an archive item of a cross-modal index has a code per modality (absent keys are ignored)
+            self.index.remove([self.key(rec.id, m) for m in self.modalities] if self.cross else [rec.id])
             self.table.delete(rec.id)
 
     def close(self) -> None:
@@ -230,6 +239,25 @@ class SearchEngine:
     def spec(self) -> ModalitySpec:
         """The indexed modality's bands, shapes and grid."""
         return self.archive.spec(self.modality)
+
+    def check_modality(self, modality: str | None, role: str = "from") -> str:
+        """A modality of this index (default: its own); QueryError naming what the index holds otherwise."""
+        m = (modality or self.modality).lower()
+        if m not in self.modalities:
+            held = ", ".join(self.modalities)
+            hint = "" if self.cross else " (a cross-modal query needs an index built with a cross-modal model: " \
+                                         "rsir train --method ss-cm, then rsir index --model)"
+            raise QueryError(f"--{role} {m}: this index holds {held} codes only{hint}")
+        return m
+
+    def directions(self, from_: str | None, target: str | None) -> tuple[str, str]:
+        """(query modality, result modality): ``target`` defaults to ``from_``, which defaults to the index's."""
+        f = self.check_modality(from_, "from")
+        return f, self.check_modality(target or f, "target")
+
+    def key(self, item_id: str, modality: str) -> str:
+        """The index key of an item's code in ``modality``."""
+        return f"{modality}/{item_id}" if self.cross else str(item_id)
 
     def position(self, item_id: str) -> int:
         """Row of an item id; NotFoundError names it when absent."""
@@ -270,20 +298,27 @@ class SearchEngine:
             return None if self.table.alive.all() else self.table.alive.copy()
         return self.table.filter_mask(filters, self._classes, self.nomenclature.name)
 
-    def knn(self, vec: np.ndarray, need: int, mask: np.ndarray | None, exclude: int | None
-            ) -> list[tuple[int, float]]:
-        """The ``need`` nearest items passing ``mask`` (and not ``exclude``), best first, as (row, distance)."""
+    def knn(self, vec: np.ndarray, need: int, mask: np.ndarray | None, exclude: int | None,
+            target: str | None = None) -> list[tuple[int, float]]:
+        """The ``need`` nearest items passing ``mask`` (and not ``exclude``), best first, as (row, distance); in
+        a cross-modal index only the codes of ``target`` are ranked."""
         n = len(self.index)
         if n == 0:
             return []
         extra = 1 if exclude is not None else 0
-        kk = min(n, need + extra if mask is None else max(4 * (need + extra), 64))
+        prefix = f"{target or self.modality}/" if self.cross else ""
+        spread = len(self.modalities) if self.cross else 1  # the other modalities' codes are skipped
+        kk = min(n, spread * (need + extra) if mask is None else max(4 * spread * (need + extra), 64))
         while True:
             dist, ids = self.index.search(vec[None], kk)
             out: list[tuple[int, float]] = []
             for d, i in zip(dist[0].tolist(), ids[0].tolist(), strict=True):
                 if i is None or (isinstance(i, int) and i < 0):
                     continue
+                if prefix:
+                    if not str(i).startswith(prefix):
+                        continue
+                    i = str(i)[len(prefix):]
                 p = self.table.pos.get(str(i))
                 if p is None or p == exclude or (mask is not None and not mask[p]):
                     continue
@@ -310,69 +345,117 @@ class SearchEngine:
 
     def search_vector(self, vec: np.ndarray, k: int = 10, offset: int = 0, filters: Filters | None = None,
                       query_labels: np.ndarray | None = None, exclude: int | None = None, mode: str = "vector",
-                      query: dict[str, Any] | None = None, t0: float | None = None) -> Results:
-        """Results for a code (packed uint8) or float vector as the encoder produces it."""
+                      query: dict[str, Any] | None = None, t0: float | None = None, from_: str | None = None,
+                      target: str | None = None) -> Results:
+        """Results for a code (packed uint8) or float vector as the encoder produces it; in a cross-modal index
+        the vector is taken as one of ``from_`` and the codes of ``target`` are ranked."""
         t0 = time.perf_counter() if t0 is None else t0
         self.check_page(k, offset)
+        f, t = self.directions(from_, target)
         v = np.asarray(vec)
         if v.ndim == 2 and v.shape[0] == 1:
             v = v[0]
         with self.lock.read():
             mask = self.filter_mask(filters)
-            ranked = self.knn(v, offset + k, mask, exclude)
-            return self._page(mode, ranked, k, offset, query_labels, mask, t0, query or {})
+            ranked = self.knn(v, offset + k, mask, exclude, t)
+            res = self._page(mode, ranked, k, offset, query_labels, mask, t0, query or {})
+        if self.cross:
+            res.direction = f"{f}->{t}"
+        return res
 
     def search_id(self, item_id: str, k: int = 10, offset: int = 0, filters: Filters | None = None,
-                  include_query: bool = False) -> Results:
+                  include_query: bool = False, from_: str | None = None, target: str | None = None) -> Results:
         """Results for an indexed item (its stored code is the query); the item itself is left out unless
-        ``include_query``."""
+        ``include_query``. Across modalities (``from_`` != ``target``) the item's own partner in ``target`` is a
+        different image and stays in the ranking."""
         t0 = time.perf_counter()
+        f, t = self.directions(from_, target)
         with self.lock.read():
             p = self.position(item_id)
-            vec = self.index.get([str(item_id)])[0]
+            try:
+                vec = self.index.get([self.key(item_id, f)])[0]
+            except NotFoundError:
+                raise NotFoundError(f"id {item_id!r} has no {f} code in this index") from None
             labels = self.table.labels[p]
             query = self.item_record(p)
-        return self.search_vector(vec, k, offset, filters, labels, None if include_query else p, "id", query, t0)
+        exclude = None if include_query or f != t else p
+        return self.search_vector(vec, k, offset, filters, labels, exclude, "id", query, t0, f, t)
 
     # -- images ---------------------------------------------------------------------------------------------
-    def encode_raw(self, image: np.ndarray) -> np.ndarray:
+    def encode_raw(self, image: np.ndarray, modality: str | None = None) -> np.ndarray:
         """Index vector of one raw (not normalised) C x H x W image on the modality's grid."""
-        mean, std = self.archive.band_stats(self.modality)
+        m = self.check_modality(modality)
+        mean, std = self.archive.band_stats(m)
         x = normalize(np.asarray(image, dtype=np.float32), mean, std)
+        if self.cross:
+            return np.asarray(self.encoder.encode(x[None], m))[0]  # type: ignore[call-arg]
         return np.asarray(self.encoder.encode(x[None]))[0]
 
-    def encode_bands(self, bands: Mapping[str, np.ndarray]) -> np.ndarray:
+    def encode_bands(self, bands: Mapping[str, np.ndarray], modality: str | None = None) -> np.ndarray:
         """Index vector of one image given as raw band arrays (resampled to the grid, then normalised)."""
-        spec = self.spec
+        spec = self.archive.spec(self.check_modality(modality))
         missing = [b for b in spec.bands if b not in bands]
         if missing:
             raise UploadError(f"modality {spec.name} needs bands {', '.join(spec.bands)}; missing "
                               f"{', '.join(missing)}")
-        return self.encode_raw(to_grid({b: np.asarray(bands[b]) for b in spec.bands}, spec.bands, spec.grid))
+        return self.encode_raw(to_grid({b: np.asarray(bands[b]) for b in spec.bands}, spec.bands, spec.grid),
+                               spec.name)
 
     def search_bands(self, bands: Mapping[str, np.ndarray], k: int = 10, offset: int = 0,
-                     filters: Filters | None = None) -> Results:
-        """Results for an image that need not be in the archive, as raw band arrays."""
+                     filters: Filters | None = None, from_: str | None = None, target: str | None = None
+                     ) -> Results:
+        """Results for an image that need not be in the archive, as raw band arrays of ``from_``."""
         t0 = time.perf_counter()
-        return self.search_vector(self.encode_bands(bands), k, offset, filters, mode="image", t0=t0)
+        f, t = self.directions(from_, target)
+        return self.search_vector(self.encode_bands(bands, f), k, offset, filters, mode="image", t0=t0,
+                                  from_=f, target=t)
 
-    def parse(self, filename: str, data: bytes, max_bytes: int = LOCAL_FILE_LIMIT) -> ParsedUpload:
-        """Parse an image file's bytes for this index's modality (rsir.data.uploads)."""
-        return parse_upload(filename, data, self.spec, max_bytes)
+    def parse(self, filename: str, data: bytes, max_bytes: int = LOCAL_FILE_LIMIT,
+              modality: str | None = None) -> ParsedUpload:
+        """Parse an image file's bytes for a modality of this index (rsir.data.uploads)."""
+        return parse_upload(filename, data, self.archive.spec(self.check_modality(modality)), max_bytes)
+
+    def upload_modality(self, filename: str, data: bytes, max_bytes: int = LOCAL_FILE_LIMIT
+                        ) -> tuple[str, ParsedUpload]:
+        """(modality, parsed upload) of a file for a cross-modal index queried without ``from``: the modality
+        whose bands the file holds (e.g. 2 bands VV, VH: s1). The error of the closest modality otherwise."""
+        errors: list[tuple[str, UploadError]] = []
+        for m in self.modalities:
+            try:
+                return m, self.parse(filename, data, max_bytes, m)
+            except UploadError as e:
+                errors.append((m, e))
+        # a band-count mismatch says little; an error about the content (units, pixels) names the real problem
+        for _m, err in errors:
+            if "bands, the index's encoder expects" not in str(err):
+                raise err
+        raise UploadError(f"{errors[0][1]} (this cross-modal index takes "
+                          + " or ".join(describe_spec(self.archive.spec(m)) for m in self.modalities) + ")",
+                          errors[0][1].status)
 
     def search_upload(self, filename: str, data: bytes, k: int = 10, offset: int = 0,
-                      filters: Filters | None = None, max_bytes: int = LOCAL_FILE_LIMIT
-                      ) -> tuple[Results, ParsedUpload]:
-        """Results for an image file's bytes, with the parsed upload (for its quicklook)."""
+                      filters: Filters | None = None, max_bytes: int = LOCAL_FILE_LIMIT,
+                      from_: str | None = None, target: str | None = None) -> tuple[Results, ParsedUpload]:
+        """Results for an image file's bytes, with the parsed upload (for its quicklook). In a cross-modal
+        index without ``from_`` the file's bands say which modality it is."""
         t0 = time.perf_counter()
         self.check_page(k, offset)
-        parsed = self.parse(filename, data, max_bytes)
-        vec = self.encode_raw(parsed.image)
+        if self.cross and from_ is None:
+            self.directions(None, target)  # a bad target is named before the file is parsed
+            from_, parsed = self.upload_modality(filename, data, max_bytes)
+        else:
+            from_ = self.check_modality(from_)
+            parsed = self.parse(filename, data, max_bytes, from_)
+        f, t = self.directions(from_, target)
+        vec = self.encode_raw(parsed.image, f)
         query = {"filename": filename, "format": parsed.source_format, "labels": []}
-        return self.search_vector(vec, k, offset, filters, mode="upload", query=query, t0=t0), parsed
+        if self.cross:
+            query["modality"] = f
+        return self.search_vector(vec, k, offset, filters, mode="upload", query=query, t0=t0, from_=f,
+                                  target=t), parsed
 
-    def search_file(self, path: str | Path, k: int = 10, offset: int = 0, filters: Filters | None = None
-                    ) -> Results:
+    def search_file(self, path: str | Path, k: int = 10, offset: int = 0, filters: Filters | None = None,
+                    from_: str | None = None, target: str | None = None) -> Results:
         """Results for a local image file (GeoTIFF, .npz of band arrays, PNG/JPEG for RGB models)."""
         path = Path(path)
         try:
@@ -380,7 +463,7 @@ class SearchEngine:
         except OSError as e:
             raise UploadError(f"{path}: cannot read ({e.strerror or e})") from None
         try:
-            res, _ = self.search_upload(path.name, data, k, offset, filters)
+            res, _ = self.search_upload(path.name, data, k, offset, filters, from_=from_, target=target)
         except UploadError as e:
             raise UploadError(f"{path}: {e}", e.status) from None
         res.mode = "file"
@@ -409,27 +492,29 @@ class SearchEngine:
     # -- one entry point for the Python API ----------------------------------------------------------------
     def search(self, id: str | None = None, *, image: Mapping[str, np.ndarray] | None = None,
                file: str | Path | None = None, vector: np.ndarray | None = None, text: str | None = None,
-               k: int = 10, offset: int = 0, filters: Filters | dict[str, Any] | None = None) -> Results:
+               k: int = 10, offset: int = 0, filters: Filters | dict[str, Any] | None = None,
+               from_: str | None = None, target: str | None = None) -> Results:
         """Search by exactly one of: an archive ``id``, raw band arrays ``image``, an image ``file``, a code or
-        float ``vector``, or a sentence ``text``."""
+        float ``vector``, or a sentence ``text``; ``from_`` / ``target`` pick the query and result modalities of
+        a cross-modal index."""
         given = [n for n, v in (("id", id), ("image", image), ("file", file), ("vector", vector), ("text", text))
                  if v is not None]
         if len(given) != 1:
             raise QueryError(f"give exactly one of id, image, file, vector or text (got {', '.join(given) or 'none'})")
         flt = filters if isinstance(filters, Filters) or filters is None else Filters.from_json(filters)
         if id is not None:
-            return self.search_id(id, k, offset, flt)
+            return self.search_id(id, k, offset, flt, from_=from_, target=target)
         if image is not None:
-            return self.search_bands(image, k, offset, flt)
+            return self.search_bands(image, k, offset, flt, from_, target)
         if file is not None:
-            return self.search_file(file, k, offset, flt)
+            return self.search_file(file, k, offset, flt, from_, target)
         if text is not None:
             return self.search_text(text, k, offset, flt)[0]
-        return self.search_vector(np.asarray(vector), k, offset, flt)
+        return self.search_vector(np.asarray(vector), k, offset, flt, from_=from_, target=target)
 
-    def vectors(self, ids: list[str]) -> np.ndarray:
-        """Stored codes / vectors of indexed items, in the order given."""
-        return self.index_dir.vectors(ids)
+    def vectors(self, ids: list[str], modality: str | None = None) -> np.ndarray:
+        """Stored codes / vectors of indexed items, in the order given (of ``modality`` in a cross-modal index)."""
+        return self.index_dir.vectors(ids, modality or self.modality)
 
     # -- adding items ---------------------------------------------------------------------------------------
     def add_item(self, item_id: str, parsed: ParsedUpload, labels: list[str], meta: dict[str, Any]) -> int:

@@ -111,7 +111,9 @@ class IdQuery(BaseModel):
     k: int = 20
     offset: int = 0
     filters: FilterBody = Field(default_factory=FilterBody)
-    target_modality: str | None = None
+    target_modality: Name | None = None
+    from_modality: Name | None = Field(default=None, description="cross-modal index: the query's modality "
+                                       "(default: the index's own); target_modality: the results'")
     include_query: bool = False
 
 
@@ -284,7 +286,9 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
 
     def index_info() -> dict[str, Any]:
         return {"metric": eng.metric, "dim": eng.index.dim, "size": len(eng.index), "modality": eng.modality,
-                "expects": describe_spec(eng.spec), "kind": eng.index_dir.kind, "method": eng.index_dir.method}
+                "modalities": eng.modalities, "cross_modal": eng.cross,
+                "expects": " or ".join(describe_spec(svc.archive.spec(m)) for m in eng.modalities),
+                "kind": eng.index_dir.kind, "method": eng.index_dir.method}
 
     @app.get("/api/collections")
     def list_collections() -> list[dict[str, Any]]:
@@ -313,7 +317,7 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
                 "countries": sorted(c for c in set(t.country.tolist()) if c),
                 "labels": [{"name": c, "count": int(n)} for c, n in zip(eng.nomenclature.classes, counts, strict=True)],
                 "nomenclature": eng.nomenclature.name, "modalities": list(svc.archive.modalities),
-                "target_modalities": [eng.modality], "index": index_info(),
+                "target_modalities": eng.modalities, "from_modalities": eng.modalities, "index": index_info(),
                 "date_range": [dates[0], dates[-1]] if dates else None, "extent": extent,
                 "text_mode": "label-match", "limits": limits.__dict__, "adding_items": svc.token is not None,
                 "added_items_persist": eng.journal is not None, "change": change_index is not None,
@@ -365,26 +369,36 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
             p = eng.position(item_id)
             return {**svc.item_json(p), "captions": eng.captions(p)}
 
-    def check_target(target: str | None) -> None:
-        if target and target != eng.modality:
-            raise HTTPException(422, f"target modality {target!r} is not indexed: this index holds "
-                                     f"{eng.modality} codes")
+    def check_modality(m: str | None, role: str) -> str | None:
+        if m and m.lower() not in eng.modalities:
+            raise HTTPException(422, f"{role} modality {m[:40]!r} is not indexed: this index holds "
+                                     f"{', '.join(eng.modalities)} codes")
+        return m.lower() if m else None
 
     @app.post("/api/search/id")
     def search_id(q: IdQuery) -> dict[str, Any]:
-        """Search by an archive item: its stored code is the query."""
-        check_target(q.target_modality)
-        res = eng.search_id(q.id, q.k, q.offset, q.filters.to_filters(), q.include_query)
-        out = svc.answer(res, q.target_modality)
-        out["query"] = svc.with_quicklook(out["query"])
+        """Search by an archive item: its stored code is the query. A cross-modal index answers any direction
+        (``from_modality`` -> ``target_modality``, e.g. s1 -> s2); the answer's ``direction`` says which."""
+        target = check_modality(q.target_modality, "target")
+        src = check_modality(q.from_modality, "from")
+        res = eng.search_id(q.id, q.k, q.offset, q.filters.to_filters(), q.include_query, from_=src,
+                            target=target)
+        f, t = eng.directions(src, target)
+        out = svc.answer(res, t if eng.cross else q.target_modality)
+        out["query"] = svc.with_quicklook(out["query"], f if eng.cross else None)
         return out
 
     @app.post("/api/search/upload")
     async def search_upload(file: UploadFile = File(...), k: int = Form(20), offset: int = Form(0),
-                            filters: str = Form("{}")) -> dict[str, Any]:
+                            filters: str = Form("{}"), from_modality: str = Form(""),
+                            target_modality: str = Form("")) -> dict[str, Any]:
         """Search by an uploaded image: GeoTIFF, .npz of band arrays, or PNG/JPEG for RGB models (recognised by
-        content). Parsing and encoding run in a bounded worker pool (503 when it is full)."""
+        content). A cross-modal index takes a patch of any of its modalities (e.g. a Sentinel-1 GeoTIFF with
+        VV, VH in dB; without ``from_modality`` the file's bands say which) and answers in ``target_modality``.
+        Parsing and encoding run in a bounded worker pool (503 when it is full)."""
         eng.check_page(k, offset)
+        src = check_modality(from_modality[:MAX_NAME] or None, "from")
+        target = check_modality(target_modality[:MAX_NAME] or None, "target")
         try:
             flt = FilterBody.model_validate_json(filters or "{}").to_filters()
         except ValueError as e:
@@ -393,8 +407,9 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
         name = file.filename or ""
 
         def work() -> dict[str, Any]:
-            res, parsed = eng.search_upload(name, data, k, offset, flt, limits.max_upload_bytes)
-            out = svc.answer(res)
+            res, parsed = eng.search_upload(name, data, k, offset, flt, limits.max_upload_bytes, from_=src,
+                                            target=target)
+            out = svc.answer(res, res.direction.split("->")[-1] if res.direction else None)
             ql = base64.b64encode(png_bytes(quicklook(parsed.bands))).decode()
             out["query"]["quicklook"] = f"data:image/png;base64,{ql}"
             return out
