@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "encoding": GROUND,
     "hashing": GROUND | {"data", "encoding"},
     "eval": GROUND | {"data"},
-    "models": GROUND | {"data", "encoding"},
+    "models": GROUND | {"data", "encoding", "text"},
     "losses": GROUND,
     "miners": GROUND | {"losses"},
     "train": GROUND | {"data", "eval", "models", "losses", "miners"},

@@ -5,10 +5,15 @@ An INDEX directory holds ``manifest.json`` (format ``rsir-index-dir``, version, 
 ``created`` stamp, modality, method, encoder type, metric, dim, kind, counts, build time), ``encoder/`` (the
 encoder's saved state, :mod:`rsir.encoding`) and ``index/`` (an :mod:`rsir.index` Index). It is written with
 :func:`rsir.storage.atomic_dir`, so a half-built INDEX directory never looks complete.
+
+An encoder that also encodes sentences (a text-image model, ``encode_text``) adds ``text/``: ``text/index`` holds
+the codes of every caption of the archive (ids ``<item id>#<n>``) and ``text/captions.json`` the captions
+themselves as ``[caption id, item id, caption]`` rows; the manifest's ``text`` records their count.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +47,21 @@ class IndexDir:
     manifest: dict[str, Any]
     index: Index
     encoder: Encoder
+    _captions: tuple[Index, list[list[str]]] | None = None
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the index holds caption codes and its encoder encodes sentences."""
+        return bool(self.manifest.get("text")) and hasattr(self.encoder, "encode_text_query")
+
+    def caption_index(self) -> tuple[Index, list[list[str]]]:
+        """(index of caption codes, rows [caption id, item id, caption]); loaded on first use."""
+        if self._captions is None:
+            if not self.manifest.get("text"):
+                raise PipelineError(f"{self.path} holds no caption codes (it was not built with a text model)")
+            rows = json.loads((self.path / "text" / "captions.json").read_text(encoding="utf-8"))
+            self._captions = (open_index(self.path / "text" / "index"), rows)
+        return self._captions
 
     @staticmethod
     def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -61,7 +81,9 @@ class IndexDir:
         index = open_index(path / "index")
         encoder = load_encoder(str(manifest.get("encoder_type", "classic")), path / "encoder")
         if model is not None:
-            encoder = load_encoder("model", model)
+            from rsir.encoding import model_encoder_type
+
+            encoder = load_encoder(model_encoder_type(model), model)
             if (encoder.metric, encoder.dim) != (index.metric, index.dim):
                 raise PipelineError(f"model {model} makes {encoder.dim}-dim {encoder.metric} vectors, the index "
                                     f"holds {index.dim}-dim {index.metric} vectors")
@@ -160,9 +182,13 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
         counts[m] = len(all_ids) - n0
     if chunks:
         index.add(np.array(all_ids, dtype=object), np.concatenate(chunks))
+    text = caption_codes(arch, encoder, kind, seed, progress) if hasattr(encoder, "encode_text") else None
     with atomic_dir(out) as tmp:
         encoder.save(tmp / "encoder")
         index.save(tmp / "index")
+        if text is not None:
+            text[0].save(tmp / "text" / "index")
+            (tmp / "text" / "captions.json").write_text(json.dumps(text[1]), encoding="utf-8")
         write_manifest(tmp, {
             "format": INDEX_DIR_FORMAT, "version": INDEX_DIR_VERSION,
             "archive": str(arch.path.resolve()), "archive_created": arch.manifest.get("created"),
@@ -171,8 +197,27 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
             "metric": encoder.metric, "dim": encoder.dim, "kind": kind, "count": len(index),
             "archive_items": len(arch), "seed": seed, "fit_items": getattr(encoder, "fit_items", None),
             "build_seconds": round(time.perf_counter() - t0, 3), "created": utc_stamp(),
+            "text": {"captions": len(text[1]), "items_with_captions": len({r[1] for r in text[1]})}
+            if text is not None else None,
         })
     return Path(out)
+
+
+def caption_codes(arch: Archive, encoder: Any, kind: str = "flat", seed: int = 0, progress: bool = True
+                  ) -> tuple[Index, list[list[str]]]:
+    """Index of the codes of every caption of the archive, and its rows [caption id, item id, caption]."""
+    rows: list[list[str]] = []
+    col = arch.catalog["captions"] if "captions" in arch.catalog.columns else None
+    if col is not None:
+        for item_id, caps in zip(arch.ids, col, strict=True):
+            for j, c in enumerate(caps if caps is not None else []):
+                if str(c).strip():
+                    rows.append([f"{item_id}#{j}", str(item_id), str(c).strip()])
+    index = make_index(encoder.metric, encoder.dim, kind, seed=seed)
+    if rows:
+        codes = encoder.encode_text([r[2] for r in rows], progress=progress)
+        index.add(np.array([r[0] for r in rows], dtype=object), codes)
+    return index, rows
 
 
 def is_change_index(manifest: dict[str, Any]) -> bool:

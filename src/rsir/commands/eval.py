@@ -24,17 +24,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", default="10,20,100", help="comma-separated cut-offs (default 10,20,100)")
     p.add_argument("--direction", default=None, metavar="Q->DB",
                    help="query and database modality, e.g. s1->s2 (default: the index's modality both ways)")
-    p.add_argument("--directions", default=None, metavar="Q-DB,...",
-                   help="several directions in one table, e.g. s1-s2,s2-s1,s1-s1,s2-s2 (the default for a "
-                        "cross-modal index: every pair of its modalities)")
+    p.add_argument("--directions", default=None, metavar="LIST",
+                   help="several directions in one table: s1-s2,s2-s1,s1-s1,s2-s2 for a cross-modal image index "
+                        "(its default: every pair of its modalities); i2t,t2i,i2i,t2t for a text-image (DUCH) index "
+                        "(label relevance, plus caption-match R@1/5/10 and mR); t2p,p2t for a change index "
+                        "(its default)")
     p.add_argument("--split-list", action="append", default=[], metavar="[SPLIT=]FILE",
                    help="patch-name list (CSV, first column the S2 name, e.g. the BigEarthNet-MM 'Serbia summer' "
                         "lists) replacing the archive's splits; repeat for validation and test "
                         "(validation=val.csv test=test.csv)")
     p.add_argument("--query-index", default=None, metavar="DIR",
                    help="index directory holding the query modality's codes (cross-modal directions)")
-    p.add_argument("--directions", default=None, metavar="LIST",
-                   help="change index: t2p (sentence -> pairs) and/or p2t (pair -> sentences), default t2p,p2t")
     p.add_argument("--max-queries", type=int, default=None, help="evaluate at most N queries (quick run)")
     p.add_argument("--out", default=None, metavar="DIR", help="write eval.json, eval.md and plots here")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -79,6 +79,13 @@ def run(args: argparse.Namespace) -> int:
     db_search = _open(args.index)
     q_search = _open(args.query_index) if args.query_index else db_search
     db_mods = db_search.modalities
+    text_dirs = {"i2t", "t2i", "i2i", "t2t"}
+    if args.directions and {d.strip() for d in args.directions.split(",") if d.strip()} <= text_dirs:
+        try:
+            split = split_queries(archive, args.protocol, args.split).limit(args.max_queries)
+        except ProtocolError as e:
+            raise RsirError(str(e)) from None
+        return _run_directions(args, archive, db_search, split, ks)
     try:
         if args.directions:
             dirs = [parse_direction(d) for d in args.directions.split(",") if d.strip()]
@@ -203,4 +210,56 @@ def _change_eval(args: argparse.Namespace) -> int:
                                               "directions": dirs, "results": rows, "seconds": round(seconds, 3),
                                               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         print(f"wrote {out / 'eval.json'}")
+    return 0
+
+
+def _run_directions(args: argparse.Namespace, archive: Any, index: Any, split: Any, ks: list[int]) -> int:
+    """rsir eval --directions: the text <-> image directions of a text-image index (rsir.eval.crossmodal)."""
+    import numpy as np
+
+    from rsir.eval.crossmodal import evaluate_directions, parse_directions
+    from rsir.eval.report import format_table, write_json
+
+    try:
+        dirs = parse_directions(args.directions)
+    except ValueError as e:
+        raise RsirError(str(e)) from None
+    if not index.manifest.get("text"):
+        raise RsirError(f"{args.index}: holds no caption codes (build it with rsir index --model DUCH_MODEL); "
+                        "--directions needs a text-image index")
+    t0 = time.perf_counter()
+    cidx, rows = index.caption_index()
+    rows_needed = np.union1d(split.query_pos, split.db_pos)
+    ids = [archive.ids[p] for p in rows_needed]
+    local = {i: j for j, i in enumerate(ids)}
+    keep = [r for r in rows if r[1] in local]
+    img = index.vectors(ids)
+    caps = np.asarray(cidx.get(np.array([r[0] for r in keep], dtype=object)))
+    cap_item = np.array([local[r[1]] for r in keep], dtype=np.int64)
+    where = {int(p): j for j, p in enumerate(rows_needed)}
+    q_rows = np.array([where[int(p)] for p in split.query_pos], dtype=np.int64)
+    d_rows = np.array([where[int(p)] for p in split.db_pos], dtype=np.int64)
+    bits = int(index.index.dim)
+    res = evaluate_directions(dirs, img, archive.labels[rows_needed], caps, cap_item, q_rows, d_rows,
+                              split.exclude is not None, ks, bits)
+    seconds = time.perf_counter() - t0
+    name = f"{index.method}-{bits}bit"
+    print(f"protocol {args.protocol}: {res['n_queries']['items']} query items ({res['n_queries']['captions']} "
+          f"captions, {split.query_split}) against {res['n_db']['items']} items ({res['n_db']['captions']} "
+          f"captions, {split.db_split}); Hamming distance, {bits} bits; relevance = any shared label"
+          + ("; a query's own pair is left out" if split.exclude is not None else ""))
+    print(format_table({f"{name} {d}": res[d] for d in dirs}, markdown=args.markdown))
+    rec = res["recall"]
+    print("caption match (query items and their own captions): "
+          + ", ".join(f"{k} {v:.4f}" for k, v in rec.items()))
+    print(f"evaluated in {seconds:.2f} s")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {"archive": str(archive.path), "index": str(args.index), "protocol": args.protocol,
+                "query_split": split.query_split, "db_split": split.db_split, "directions": dirs, "ks": ks,
+                "bits": bits, "method": index.method, "seconds": round(seconds, 3),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        path = write_json(out / "eval.json", {"meta": meta, "results": res})
+        print(f"wrote {path}")
     return 0

@@ -37,9 +37,10 @@ def run(args: argparse.Namespace) -> int:
     from rsir.errors import RsirError
     from rsir.pipeline import IndexDir, build_index
 
-    if args.model and model_encoder_type(args.model) == "text-itsr":
+    enc_type = model_encoder_type(args.model) if args.model else None
+    if enc_type == "text-itsr":
         return _change_index(args)
-    encoder = load_encoder("model", args.model) if args.model else None
+    encoder = load_encoder(enc_type, args.model) if args.model and enc_type else None
     if args.float:
         if encoder is None or not hasattr(encoder, "with_output"):
             raise RsirError("--float needs a cross-modal (ss-cm) --model; classic methods have --method float")
@@ -52,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"indexed {m['count']} items ({mods}, {m['method']}, {m['dim']} "
           f"{'bits' if m['metric'] == 'hamming' else 'dims'}, {m['kind']}) in {m['build_seconds']:.1f} s "
           f"-> {out}")
+    if m.get("text"):
+        print(f"caption codes: {m['text']['captions']} captions of {m['text']['items_with_captions']} items")
     return 0
 
 

@@ -13,14 +13,25 @@ EXAMPLE = "rsir train archives/reben --method milan --bits 64 --epochs 5 --out m
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("archive", help="archive directory")
-    p.add_argument("--method", "-m", default="milan", choices=["classifier", "milan", "milan-e2e", "ss-cm", "text-itsr"],
+    p.add_argument("--method", "-m", default="milan",
+                   choices=["classifier", "milan", "milan-e2e", "ss-cm", "text-itsr", "duch"],
                    help="classifier: multi-label CNN whose pooled features are float embeddings; milan: frozen "
                         "classifier features + MiLAN hash head (as published); milan-e2e: encoder trained too; "
                         "ss-cm: self-supervised Sentinel-1 <-> Sentinel-2 (SS-CM-RSIR), no labels, on the "
                         "archive's co-registered pairs; text-itsr: text <-> bitemporal pair retrieval (Hoxha et al. "
-                        "2025), no labels, on the archive's before/after pairs and change captions")
+                        "2025), no labels, on the archive's before/after pairs and change captions; duch: text <-> "
+                        "image hashing (DUCH) from the items' captions, no labels, on frozen image features of "
+                        "--features and frozen MiniLM sentence vectors")
     p.add_argument("--bits", type=int, default=64, help="hash code length K (milan, milan-e2e)")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=None, help="default: 100 for duch (as its authors), else 10")
+    p.add_argument("--hidden", type=int, default=4096, help="duch: hidden width of the hashing heads")
+    p.add_argument("--text-corpus", action="append", default=[], metavar="DIR",
+                   help="duch: a caption corpus (any layout rsir ingest --format captions reads) whose captions "
+                        "also fit the caption augmentation's word statistics (repeatable)")
+    p.add_argument("--image-views", type=int, default=2,
+                   help="duch: augmented views per training image (flips/rotations/noise at feature time)")
+    p.add_argument("--select-every", type=int, default=5,
+                   help="duch: score the held-out training slice every N epochs (model selection)")
     p.add_argument("--out", "-o", required=True, help="model directory to write (config.json + model.safetensors)")
     p.add_argument("--modality", default=None, help="image modality to train on (default: the archive's first)")
     p.add_argument("--batch-size", type=int, default=None,
@@ -89,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     from rsir.methods.train_api import MethodOptions, train_model
     from rsir.train.loop import TrainConfig
 
+    if args.method == "duch":
+        return _run_duch(args)
+    args.epochs = 10 if args.epochs is None else args.epochs
     if args.bits <= 0 or args.epochs < 0 or (args.epochs == 0 and args.method != "ss-cm"):
         raise RsirError("--bits and --epochs must be positive (--epochs 0 only for ss-cm: the untrained pair)")
     if not 0 <= args.selection_fraction < 1:
@@ -130,6 +144,40 @@ def run(args: argparse.Namespace) -> int:
         print(f"loss and selection score per epoch: {res.path / 'training.png'}")
     for n in res.notes:
         print(f"note: {n}")
+    return 0
+
+
+def _run_duch(args: argparse.Namespace) -> int:
+    from rsir.errors import RsirError
+
+    if not args.features:
+        raise RsirError("--method duch needs --features MODEL_DIR: the image model whose frozen features it hashes "
+                        "(e.g. rsir train ARCHIVE --method classifier --out MODEL_DIR)")
+    epochs = 100 if args.epochs is None else args.epochs
+    if args.bits <= 0 or args.bits % 8 or epochs <= 0:
+        raise RsirError("--bits must be a positive multiple of 8 and --epochs positive")
+    if not 0 <= args.selection_fraction < 1:
+        raise RsirError(f"--selection-fraction must be in [0, 1), got {args.selection_fraction}")
+    from rsir.data.captions import collect_records
+    from rsir.methods.duch import DuchOptions, train_duch
+
+    corpus: list[str] = []
+    for d in args.text_corpus:
+        _name, recs = collect_records(Path(d), {})
+        corpus += [c for r in recs if r.split != "test" for c in r.captions]
+    device = "cpu" if args.device == "auto" else args.device
+    if args.device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    opts = DuchOptions(bits=args.bits, epochs=epochs, batch_size=args.batch_size or 256, hidden=args.hidden,
+                       lr=args.lr or 1e-4, image_views=args.image_views, select_every=args.select_every,
+                       seed=args.seed, device=device, progress=not args.quiet, text_corpus=corpus,
+                       select_fraction=args.selection_fraction, select_seed=args.selection_seed)
+    path, hist, info = train_duch(args.archive, args.features, args.out, opts, args.modality)
+    print(f"wrote duch model to {path} ({info['n_train']} training items, {info['captions']} captions; best "
+          f"selection mR {hist.best_score:.4f} at epoch {hist.best_epoch + 1}, on {info['n_selection']} held-out "
+          f"training items)")
     return 0
 
 

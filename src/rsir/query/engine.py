@@ -116,7 +116,7 @@ class Hit:
 class Results:
     """A page of ranked results and what produced it."""
 
-    mode: str  # id | vector | image | upload | file | label-match
+    mode: str  # id | vector | image | upload | file | text | label-match
     hits: list[Hit]
     k: int
     offset: int
@@ -174,6 +174,7 @@ class SearchEngine:
         self.nomenclature = archive.nomenclature
         self.matcher = TextMatcher(self.nomenclature)
         self._classes = list(self.nomenclature.classes)
+        self._caption_rows: dict[str, list[str]] | None = None
         self.journal: Journal | None = None
         self._writer = threading.Lock()  # one add / delete at a time (journal order = apply order)
 
@@ -469,18 +470,34 @@ class SearchEngine:
         res.mode = "file"
         return res
 
-    # -- text (label matcher until a text-image model exists) ---------------------------------------------
-    def search_text(self, text: str, k: int = 10, offset: int = 0, filters: Filters | None = None
-                    ) -> tuple[Results, TextMatch]:
-        """Items ranked by how well their labels match the classes a sentence names (rsir.query.text)."""
+    # -- text: a text-image model's codes when the index has one, else the label matcher ---------------------
+    @property
+    def text_model(self) -> str | None:
+        """Name of the text-image model that answers text queries (None: the label matcher answers)."""
+        return str(self.index_dir.method) if self.index_dir.has_text else None
+
+    def search_text(self, text: str, k: int = 10, offset: int = 0, filters: Filters | None = None,
+                    max_chars: int = 512) -> tuple[Results, TextMatch]:
+        """Items for a sentence: ranked by the Hamming distance of their image codes to the sentence's code when
+        the index has a text-image model (``mode`` "text"), else by how well their labels match the classes the
+        sentence names (rsir.query.text, ``mode`` "label-match"). ``query["answered_by"]`` says which."""
         t0 = time.perf_counter()
         self.check_page(k, offset)
+        clean = " ".join(str(text).split())
+        if not clean:
+            raise QueryError("text is empty")
+        if len(clean) > max_chars:
+            raise QueryError(f"text is {len(clean)} characters long; at most {max_chars} are accepted")
         match = self.matcher.match(text)
+        if self.text_model is not None:
+            vec = self.encoder.encode_text_query(clean, max_chars)  # type: ignore[attr-defined]
+            learned: dict[str, Any] = {"text": text, "labels": [], "answered_by": self.text_model}
+            return self.search_vector(vec, k, offset, filters, mode="text", query=learned, t0=t0), match
         with self.lock.read():
             mask = self.filter_mask(filters)
             pos, sat, _jac = self.matcher.rank(match, self.table.labels, mask)
             ranked: list[tuple[int, float | None]] = [(int(p), None) for p in pos[:offset + k]]
-            query = {"text": text, "labels": match.labels,
+            query = {"text": text, "labels": match.labels, "answered_by": "label matcher",
                      "concepts": [{"phrase": c.phrase, "labels": c.labels} for c in match.concepts]}
             res = self._page("label-match", ranked, k, offset, self.nomenclature.encode(match.labels), None, t0,
                              query)
@@ -488,6 +505,38 @@ class SearchEngine:
         for h, s in zip(res.hits, sat[offset:offset + k].tolist(), strict=True):
             h.item["concepts_matched"] = int(s)
         return res, match
+
+    def nearest_captions(self, item_id: str | None = None, k: int = 5, text: str | None = None,
+                         max_chars: int = 512) -> list[dict[str, Any]]:
+        """The archive captions whose codes are nearest to an item's image code (``item_id``) or to a sentence's
+        code (``text``): [{rank, caption_id, item_id, caption, distance, own}] (``own``: the caption belongs to
+        the query item). Needs a text-image model (QueryError otherwise)."""
+        if self.text_model is None:
+            raise QueryError("this index has no text-image model, so it holds no caption codes "
+                             "(build it with rsir index --model DUCH_MODEL)")
+        if not 1 <= k <= self.limits.max_k:
+            raise QueryError(f"k must be between 1 and {self.limits.max_k}, got {k}")
+        if (item_id is None) == (text is None):
+            raise QueryError("give exactly one of an item id or a text")
+        if item_id is not None:
+            with self.lock.read():
+                self.position(item_id)
+                vec = self.index.get([str(item_id)])[0]
+        else:
+            vec = self.encoder.encode_text_query(str(text), max_chars)  # type: ignore[attr-defined]
+        cidx, rows = self.index_dir.caption_index()
+        dist, ids = cidx.search(np.asarray(vec)[None], min(k, len(cidx)))
+        if self._caption_rows is None:
+            self._caption_rows = {r[0]: r for r in rows}
+        by_id = self._caption_rows
+        out = []
+        for r, (d, cid) in enumerate(zip(dist[0].tolist(), ids[0].tolist(), strict=True), start=1):
+            if cid is None or str(cid) not in by_id:
+                continue
+            row = by_id[str(cid)]
+            out.append({"rank": r, "caption_id": row[0], "item_id": row[1], "caption": row[2], "distance": int(d),
+                        "own": item_id is not None and row[1] == str(item_id)})
+        return out
 
     # -- one entry point for the Python API ----------------------------------------------------------------
     def search(self, id: str | None = None, *, image: Mapping[str, np.ndarray] | None = None,

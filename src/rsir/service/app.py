@@ -60,7 +60,7 @@ class ServiceLimits:
     max_k: int = 500
     max_offset: int = 10_000
     max_browse: int = 200
-    max_text_chars: int = 500
+    max_text_chars: int = 512
     quicklook_cache: int = 2048
     upload_workers: int = 2  # threads that parse and encode uploads, off the event loop
     upload_queue: int = 8  # uploads accepted at once (running or waiting for a worker); more get 503
@@ -319,8 +319,9 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
                 "nomenclature": eng.nomenclature.name, "modalities": list(svc.archive.modalities),
                 "target_modalities": eng.modalities, "from_modalities": eng.modalities, "index": index_info(),
                 "date_range": [dates[0], dates[-1]] if dates else None, "extent": extent,
-                "text_mode": "label-match", "limits": limits.__dict__, "adding_items": svc.token is not None,
-                "added_items_persist": eng.journal is not None, "change": change_index is not None,
+                "text_mode": eng.text_model or "label-match", "limits": limits.__dict__,
+                "adding_items": svc.token is not None, "added_items_persist": eng.journal is not None,
+                "change": change_index is not None,
             }
 
     @app.get("/api/items")
@@ -352,7 +353,20 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
                 raise HTTPException(404, f"no items in split {split!r}")
             return svc.item_json(int(pos[secrets.randbelow(len(pos))]))
 
-    # ids are percent-encoded in URLs (any character, '/' included): the quicklook route comes first
+    # ids are percent-encoded in URLs (any character, '/' included): the quicklook and captions routes come
+    # before /api/items/{item_id:path}, which would shadow them
+    @app.get("/api/items/{item_id:path}/captions")
+    def item_captions(item_id: str, k: int = Query(5, ge=1, le=50)) -> dict[str, Any]:
+        """An item's own captions and the archive captions nearest to its image code (text-image model)."""
+        with eng.lock.read():
+            p = eng.position(item_id)
+            own = eng.captions(p)
+        if eng.text_model is None:
+            return {"id": item_id, "captions": own, "nearest": [], "answered_by": None,
+                    "note": "this index has no text-image model, so captions cannot be ranked"}
+        return {"id": item_id, "captions": own, "nearest": eng.nearest_captions(item_id, k),
+                "answered_by": eng.text_model, "note": None}
+
     @app.get("/api/items/{item_id:path}/quicklook.png")
     def item_quicklook(item_id: str, modality: str | None = None) -> Response:
         """PNG quicklook (S2 true colour, S1 VV/VH/ratio false colour)."""
@@ -418,12 +432,19 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
 
     @app.post("/api/search/text")
     def search_text(q: TextQuery) -> dict[str, Any]:
-        """Search by a sentence; without a text-image model, by matching it against the label names."""
+        """Search by a sentence: the text-image model's codes when the index has one, else by matching it
+        against the label names (``query.answered_by`` says which)."""
         if len(q.text) > limits.max_text_chars:
             raise HTTPException(422, f"text is longer than {limits.max_text_chars} characters")
-        res, match = eng.search_text(q.text, q.k, q.offset, q.filters.to_filters())
+        if not q.text.strip():
+            raise HTTPException(422, "text is empty")
+        res, match = eng.search_text(q.text, q.k, q.offset, q.filters.to_filters(), limits.max_text_chars)
         out = svc.answer(res)
-        out["note"] = None if match.concepts else "no class name or synonym found in the text"
+        if res.mode == "text":
+            out["note"] = None
+        else:
+            out["note"] = "this index has no text-image model: the sentence was matched against the label names" + (
+                "" if match.concepts else "; no class name or synonym found in the text")
         return out
 
     @app.post("/api/items", status_code=201)

@@ -191,7 +191,10 @@ function render(r) {
     $("query-title").textContent = `Query: “${q.text}”`;
   }
   $("query-labels").replaceChildren(...labelChips(q.labels || [], qLabels).childNodes);
-  const modeName = { id: "search by example", upload: "search by upload", "label-match": "text: label-match" }[r.mode] || r.mode;
+  showCaptions(r.mode === "id" ? q.id : null);
+  const modeName = { id: "search by example", upload: "search by upload",
+    "label-match": "text: label matcher (no text-image model)",
+    text: `text: learned codes (${q.answered_by})` }[r.mode] || r.mode;
   const parts = [el("span", { class: "mode", id: "mode" }, modeName)];
   if (r.direction) {
     const [a, b] = r.direction.split("->");
@@ -231,6 +234,29 @@ function render(r) {
   $("res-next").disabled = r.results.length < r.k;
   $("res-info").textContent = r.results.length ? `results ${r.offset + 1}–${r.offset + r.results.length}` : "";
   drawMap(r);
+}
+
+async function showCaptions(id) {
+  // an item's own captions and, with a text-image model, the archive captions nearest to its image code
+  const box = $("query-captions");
+  box.replaceChildren();
+  box.classList.add("hidden");
+  if (id === null) return;
+  let c;
+  try {
+    c = await api(`api/items/${encodeURIComponent(id)}/captions?k=5`);
+  } catch (e) { return; }
+  if (!c.captions.length && !c.nearest.length) return;
+  if (c.captions.length) {
+    box.append(el("div", { class: "cap-head" }, "Its captions"),
+      el("ul", { id: "own-captions" }, ...c.captions.map((t) => el("li", {}, t))));
+  }
+  if (c.nearest.length) {
+    box.append(el("div", { class: "cap-head" }, `Nearest captions in the archive (${c.answered_by})`),
+      el("ol", { id: "nearest-captions" }, ...c.nearest.map((n) => el("li", { class: n.own ? "own" : "" },
+        `${n.caption} `, el("span", { class: "cap-meta" }, `d=${n.distance} · ${n.own ? "its own" : n.item_id}`)))));
+  }
+  box.classList.remove("hidden");
 }
 
 function boxOf(it) {
