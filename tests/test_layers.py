@@ -33,8 +33,8 @@ ALLOWED: dict[str, set[str]] = {
     "methods": GROUND | {"data", "eval", "models", "losses", "miners", "train"},
     "pipeline": GROUND | {"data", "encoding", "hashing", "index"},
     "query": GROUND | {"data", "encoding", "index", "pipeline"},
-    "api": GROUND | {"data", "pipeline", "query"},
-    "feedback": GROUND | {"data", "eval", "encoding", "hashing", "index", "pipeline"},
+    "api": GROUND | {"data", "pipeline", "query", "feedback"},
+    "feedback": GROUND | {"data", "eval", "encoding", "hashing", "index", "losses", "pipeline"},
     "service": GROUND | {"data", "query", "feedback"},
 }
 #: front ends: may import anything

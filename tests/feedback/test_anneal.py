@@ -14,15 +14,6 @@ from rsir.feedback import anneal as A
 from rsir.losses.contrastive import ContrastiveLoss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    """Small networks: one intra-op thread is faster than two fighting over a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_contrastive_loss_by_hand() -> None:
     g = torch.Generator().manual_seed(0)
     emb = torch.randn(6, 3, generator=g)

@@ -325,7 +325,7 @@ class HeadState:
 
 
 def train_head(x: np.ndarray, i: np.ndarray, j: np.ndarray, y: np.ndarray, cfg: AnnealConfig,
-               seed: int | None = None) -> HeadState:
+               seed: int | None = None, on_step: Callable[[int], None] | None = None) -> HeadState:
     """Train the metric head from its (seeded) initialisation on labelled pairs with the contrastive loss."""
     import torch
     from torch import nn
@@ -350,7 +350,9 @@ def train_head(x: np.ndarray, i: np.ndarray, j: np.ndarray, y: np.ndarray, cfg: 
         loss_fn = ContrastiveLoss(cfg.margin)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(seed)
-        for _ in range(cfg.steps):
+        for step in range(cfg.steps):
+            if on_step is not None:
+                on_step(step)
             sel = torch.randint(0, len(it), (min(cfg.batch, len(it)),), generator=gen)
             bi, bj = it[sel], jt[sel]
             used, inv = torch.unique(torch.cat([bi, bj]), return_inverse=True)
