@@ -23,11 +23,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", default=os.environ.get("RSIR_TOKEN"),
                    help="bearer token that allows POST /api/items (adding items); default $RSIR_TOKEN; "
                         "without one, adding is disabled")
+    p.add_argument("--annotate", action="store_true",
+                   help="annotation mode (ANNEAL rounds, pair answers) and relevance feedback for the first "
+                        "collection; its index must be built with --method float; answers go to "
+                        "INDEX.annotations.sqlite beside the index; writes need --token")
 
 
 def run(args: argparse.Namespace) -> int:
     from rsir.service.app import CollectionSpec, serve
 
     also = [CollectionSpec.parse(a) for a in args.also]
-    serve(args.archive, args.index, host=args.host, port=args.port, model=args.model, token=args.token, also=also)
+    serve(args.archive, args.index, host=args.host, port=args.port, model=args.model, token=args.token, also=also,
+          annotate=args.annotate)
     return 0

@@ -14,7 +14,6 @@ answer the metric space is the frozen features themselves (L2-normalised).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -192,15 +191,22 @@ class AnnotationSession:
         scores = [float(sel.scores[c]) if np.isfinite(sel.scores[c]) else 0.0 for c in sel.chosen]
         return self.store.add_queries(round_id, pairs, scores)
 
-    def run_round(self, strategy: str | None = None, budget: int | None = None, who: str = "system",
-                  on_model: Callable[[HeadState, int], None] | None = None) -> dict[str, Any]:
-        """One round: retrain on the answers so far, publish, call ``on_model`` (the service swaps its index),
-        then queue the next pairs. Only one round runs at a time (the store refuses a second)."""
+    def begin_round(self, strategy: str | None = None, budget: int | None = None, who: str = "system"
+                    ) -> tuple[int, str, int]:
+        """Open a round (checked: strategy, budget, no other round running); returns (round, strategy, budget)."""
         strategy = strategy or self.config.strategy
         budget = self.config.budget if budget is None else budget
-        AnnealConfig(strategy=strategy, budget=max(budget, 1))  # validate before the round opens
+        if isinstance(budget, bool) or not isinstance(budget, int) or not 0 <= budget <= 100_000:
+            raise FeedbackError(f"budget {budget!r}: a count of pairs between 0 and 100000")
+        AnnealConfig(strategy=strategy)  # validate before the round opens
         rid = self.store.start_round(strategy, budget, who)
         self.progress.set(round=rid, phase="training", step=0, steps=0, message="")
+        return rid, strategy, budget
+
+    def complete_round(self, rid: int, strategy: str, budget: int,
+                       on_model: Callable[[HeadState, int], None] | None = None) -> dict[str, Any]:
+        """The work of an open round: retrain on the answers so far, publish, call ``on_model`` (the service
+        swaps its index), then queue the next pairs; the round is closed as done or failed."""
         try:
             head, version = self.train(rid)
             if head is not None and version is not None and on_model is not None:
@@ -214,6 +220,22 @@ class AnnotationSession:
         self.progress.set(phase="done")
         return {"round": rid, "model_version": version, "queued": len(queued),
                 "labelled": self.store.count()}
+
+    def run_round(self, strategy: str | None = None, budget: int | None = None, who: str = "system",
+                  on_model: Callable[[HeadState, int], None] | None = None) -> dict[str, Any]:
+        """One round, start to end (only one runs at a time: the store refuses a second)."""
+        rid, strategy, budget = self.begin_round(strategy, budget, who)
+        return self.complete_round(rid, strategy, budget, on_model)
+
+    def search_space(self, head: HeadState, version: int) -> tuple[Any, HeadEncoder]:
+        """A float index of the head's embeddings of every archive item and the encoder that makes them from
+        images, for :meth:`rsir.query.SearchEngine.swap`."""
+        from rsir.index.factory import make_index
+
+        z = head.embed(self.features)
+        index = make_index("l2", head.dim, "flat")
+        index.add(np.array(self.ids, dtype=object), z)
+        return index, HeadEncoder(self.index_dir.encoder, head, version)
 
     def answer_with_labels(self, mode: str = "shared", who: str = "oracle:labels") -> int:
         """Answer every pending query from the archive's labels (the simulated expert); returns the count."""
@@ -237,6 +259,22 @@ class AnnotationSession:
                 "db": str(self.store.path), "model_dir": str(self.model_dir)}
 
 
-def dumps(obj: Any) -> str:
-    """JSON for the CLI."""
-    return json.dumps(obj, indent=1, default=str)
+class HeadEncoder:
+    """The frozen feature encoder followed by the retrained head (images -> L2-normalised embeddings)."""
+
+    encoder_type = "anneal"
+    metric = "l2"
+    method = "anneal"
+
+    def __init__(self, base: Any, head: HeadState, version: int) -> None:
+        self.base = base
+        self.head = head
+        self.version = version
+        self.modality = base.modality
+        self.dim = head.dim
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return self.head.embed(self.base.encode(images))
+
+    def save(self, path: str | Path) -> Path:
+        raise FeedbackError("an ANNEAL head is saved by the annotation session (its model directory)")
