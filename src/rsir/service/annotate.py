@@ -177,4 +177,6 @@ def add_feedback_search(app: FastAPI, svc: Service) -> None:
             labels, rec = eng.table.labels[p], eng.item_record(p)
         rec = {**rec, "relevant": body.relevant, "not_relevant": body.not_relevant}
         res = eng.search_vector(moved, body.k, body.offset, None, labels, p, "feedback", rec)
-        return svc.answer(res)
+        out = svc.answer(res)
+        out["query"] = svc.with_quicklook(out["query"])
+        return out

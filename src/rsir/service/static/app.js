@@ -163,7 +163,7 @@ function render(r) {
   const q = r.query;
   const qLabels = new Set(q.labels || []);
   const img = $("query-img");
-  if (r.mode === "id") {
+  if (r.mode === "id" || r.mode === "feedback") {
     img.src = qlUrl(q.quicklook); img.classList.remove("hidden");
     $("query-title").textContent = `Query: ${q.id}` + (q.date ? ` · ${q.date}` : "") + (q.country ? ` · ${q.country}` : "");
   } else if (r.mode === "upload") {
@@ -174,7 +174,8 @@ function render(r) {
     $("query-title").textContent = `Query: “${q.text}”`;
   }
   $("query-labels").replaceChildren(...labelChips(q.labels || [], qLabels).childNodes);
-  const modeName = { id: "search by example", upload: "search by upload", "label-match": "text: label-match" }[r.mode] || r.mode;
+  const modeName = { id: "search by example", upload: "search by upload", "label-match": "text: label-match",
+    feedback: "relevance feedback" }[r.mode] || r.mode;
   const parts = [el("span", { class: "mode", id: "mode" }, modeName)];
   if (r.mode === "label-match") {
     parts.push(el("span", {}, q.concepts.length
