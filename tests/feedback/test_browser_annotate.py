@@ -15,12 +15,10 @@ import pytest
 from rsir.data.archive import open_archive
 from rsir.service.app import create_app
 from tests.service.live import serve_in_thread
+from tests.service.test_browser import browser, page  # noqa: F401 (fixtures, used with this module's server)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TOKEN = "browser-token"
 
 
@@ -34,25 +32,10 @@ def server(sim_float: tuple[Path, Path], tmp_path: Path) -> Iterator[tuple[str, 
 
 
 @pytest.fixture
-def page(server: tuple[str, Path]) -> Iterator[object]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is absent")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        ctx = b.new_context(viewport={"width": 1400, "height": 1000})
-        pg = ctx.new_page()
-        errors: list[str] = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server[0])
-                 else route.abort())
-        pg.goto(server[0] + "/")
-        pg.wait_for_selector("#browse-grid img")
-        pg.wait_for_selector("#ann-panel:not(.hidden)")
-        yield pg
-        assert errors == []
-        b.close()
+def ann_page(page):  # type: ignore[no-untyped-def]  # noqa: F811
+    """The search page of tests/service/test_browser.py (offline, no page errors) on this module's server."""
+    page.wait_for_selector("#ann-panel:not(.hidden)")
+    return page
 
 
 def _shot(pg, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -65,8 +48,8 @@ def _wait_idle(pg) -> None:  # type: ignore[no-untyped-def]
     pg.wait_for_function("document.getElementById('ann-progress').dataset.running === ''", timeout=120_000)
 
 
-def test_annotate_20_pairs_round_and_feedback(page, server) -> None:  # type: ignore[no-untyped-def]
-    pg = page
+def test_annotate_20_pairs_round_and_feedback(ann_page, server) -> None:  # type: ignore[no-untyped-def]
+    pg = ann_page
     arc = open_archive(server[1])
     labels = {str(i): set(np.flatnonzero(arc.labels[p]).tolist()) for p, i in enumerate(arc.ids)}
     pg.fill("#ann-token", TOKEN)
