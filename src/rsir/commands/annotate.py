@@ -68,9 +68,10 @@ def run(args: argparse.Namespace) -> int:
     s = AnnotationSession.open(args.index, args.archive, db=args.db, model_dir=args.model, config=cfg)
     oracle = args.oracle == "labels"
     if args.initial and s.store.count() == 0:
-        s.run_round("random", args.initial, who=args.who)
-        if oracle:
-            s.answer_with_labels(args.oracle_mode)
+        r = s.run_round("random", args.initial, who=args.who)
+        answered = s.answer_with_labels(args.oracle_mode) if oracle else 0
+        print(f"round {r['round']}: {r['queued']} random pairs to start"
+              + (f", answered {answered} from the labels" if oracle else ""), flush=True)
     for _ in range(args.rounds):
         t0 = time.perf_counter()
         r = s.run_round(args.strategy, args.budget, who=args.who)
