@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,32 @@ def test_acknowledged_answers_survive_sigkill_of_the_server(sim_float: tuple[Pat
     assert len(acked) >= 30
     stored = {a.query_id for a in AnnotationStore(copy.with_name("idx.annotations.sqlite")).answers()}
     assert set(acked) <= stored
+
+
+def test_searches_answer_while_a_round_trains(client: TestClient) -> None:
+    c = client
+    ctl = c.app.state.annotation  # type: ignore[attr-defined]
+    s = ctl.session
+    s.store.add_pairs([(s.ids[i], s.ids[i + 1], i % 2 == 0) for i in range(0, 40, 2)], "alice")
+    gate, entered = threading.Event(), threading.Event()
+    real = s.train
+
+    def slow_train(rid: int | None) -> Any:
+        entered.set()
+        assert gate.wait(60)
+        return real(rid)
+
+    s.train = slow_train  # type: ignore[method-assign]
+    q = s.ids[5]
+    before = c.post("/api/search/id", json={"id": q, "k": 5}).json()
+    assert c.post("/api/annotate/round", json={"budget": 3}, headers=AUTH).status_code == 202
+    assert entered.wait(60)
+    # the round is running (training held at the gate): searches answer with the old model, rounds are refused
+    during = c.post("/api/search/id", json={"id": q, "k": 5})
+    assert during.status_code == 200 and during.json()["results"] == before["results"]
+    assert c.get("/api/annotate/status").json()["running_round"] is not None
+    assert c.post("/api/annotate/round", json={}, headers=AUTH).status_code == 409
+    gate.set()
+    st = _wait_round(c)
+    assert st["serving_model_version"] == 1
+    assert c.post("/api/search/id", json={"id": q, "k": 5}).json()["metric"] == "l2"
