@@ -33,9 +33,9 @@ ALLOWED: dict[str, set[str]] = {
     "methods": GROUND | {"data", "eval", "models", "losses", "miners", "train", "text"},
     "pipeline": GROUND | {"data", "encoding", "hashing", "index"},
     "query": GROUND | {"data", "encoding", "index", "pipeline"},
-    "api": GROUND | {"data", "pipeline", "query"},
+    "api": GROUND | {"data", "pipeline", "query", "feedback"},
     "text": GROUND,
-    "feedback": GROUND | {"data", "eval", "encoding", "hashing", "index", "pipeline"},
+    "feedback": GROUND | {"data", "eval", "encoding", "hashing", "index", "losses", "pipeline"},
     "service": GROUND | {"data", "query", "feedback"},
 }
 #: front ends: may import anything

@@ -27,6 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bearer token that allows POST /api/items and DELETE /api/items/ID; default $RSIR_TOKEN; "
                         "without one, writing is disabled. With one, adds and deletes are journaled beside the "
                         "index (fsynced before the answer) and replayed at every start")
+    p.add_argument("--annotate", action="store_true",
+                   help="annotation mode (ANNEAL rounds, pair answers) and relevance feedback for the first "
+                        "collection; its index must be built with --method float; answers go to "
+                        "INDEX.annotations.sqlite beside the index; writes need --token")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,5 +38,5 @@ def run(args: argparse.Namespace) -> int:
 
     also = [CollectionSpec.parse(a) for a in args.also]
     serve(args.archive, args.index, host=args.host, port=args.port, model=args.model, token=args.token, also=also,
-          change=args.change)
+          change=args.change, annotate=args.annotate)
     return 0

@@ -563,7 +563,18 @@ class SearchEngine:
 
     def vectors(self, ids: list[str], modality: str | None = None) -> np.ndarray:
         """Stored codes / vectors of indexed items, in the order given (of ``modality`` in a cross-modal index)."""
+        if self.index is not self.index_dir.index:  # a swapped-in model: its own vectors
+            with self.lock.read():
+                return np.asarray(self.index.get(np.array([str(i) for i in ids], dtype=object)))
         return self.index_dir.vectors(ids, modality or self.modality)
+
+    def swap(self, index: Index, encoder: Encoder) -> None:
+        """Replace the index and encoder at once (a retrained model); searches running now finish on the old
+        ones, later ones use the new. Items added at run time are not in the new index (no raw images kept)."""
+        with self.lock.write():
+            self.index = index
+            self.encoder = encoder
+            self.metric = index.metric
 
     # -- adding items ---------------------------------------------------------------------------------------
     def add_item(self, item_id: str, parsed: ParsedUpload, labels: list[str], meta: dict[str, Any]) -> int:

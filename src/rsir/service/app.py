@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from rsir.data.bands import png_bytes, quicklook
 from rsir.data.uploads import UploadError, describe_spec
 from rsir.errors import NotFoundError, RsirError
+from rsir.feedback import AnnotationConflict, UnknownPair
 from rsir.query import Filters, QueryError, QueryLimits, SearchEngine
 from rsir.query.items import ConflictError
 from rsir.service.guard import GuardRules, RequestGuard, WorkerPool, auth_problem, token_setting
@@ -237,8 +238,12 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 def create_app(archive_path: str | Path | None = None, index_path: str | Path | None = None,
                model: str | Path | None = None, token: str | None = None,
                limits: ServiceLimits | None = None, engine: SearchEngine | None = None, prefix: str = "",
-               collections: list[dict[str, Any]] | None = None, change_index: str | Path | None = None) -> FastAPI:
+               collections: list[dict[str, Any]] | None = None, change_index: str | Path | None = None,
+               annotate: bool = False, annotation_db: str | Path | None = None) -> FastAPI:
     """The FastAPI app serving search over an archive and its index (or over a ready ``engine``).
+
+    ``annotate``: the annotation mode and relevance feedback (:mod:`rsir.service.annotate`; the index must hold
+    float features), answers in ``annotation_db`` (default: beside the index).
 
     ``prefix`` is the URL path the app is mounted under (see :func:`create_multi_app`) and ``collections`` the list
     of all collections served beside it, for the page's collection switcher.
@@ -271,14 +276,22 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
 
         add_change_routes(app, ChangeEngine.open(change_index, archive=engine.archive, limits=qlimits), prefix,
                           limits.max_text_chars, page_limit=limits.max_browse)
+    from rsir.service.annotate import add_feedback_search
+
+    add_feedback_search(app, svc)
+    if annotate:
+        from rsir.feedback.session import AnnotationSession
+        from rsir.service.annotate import add_annotation_routes
+
+        add_annotation_routes(app, svc, AnnotationSession(engine.index_dir, engine.archive, db=annotation_db), rules)
 
     @app.exception_handler(RsirError)
     async def _rsir_error(request: Request, exc: RsirError) -> JSONResponse:
         if isinstance(exc, UploadError):
             status = exc.status
-        elif isinstance(exc, NotFoundError):
+        elif isinstance(exc, NotFoundError | UnknownPair):
             status = 404
-        elif isinstance(exc, ConflictError):
+        elif isinstance(exc, ConflictError | AnnotationConflict):
             status = 409
         else:
             status = 422
@@ -523,7 +536,8 @@ class CollectionSpec:
 
 
 def create_multi_app(specs: list[CollectionSpec], token: str | None = None,
-                     limits: ServiceLimits | None = None, change: str | Path | None = None) -> FastAPI:
+                     limits: ServiceLimits | None = None, change: str | Path | None = None,
+                     annotate: bool = False) -> FastAPI:
     """Serve several collections: the first at ``/``, each other at ``/c/<name>/``, with a switcher on the page."""
     if not specs:
         raise RsirError("no collection to serve")
@@ -535,7 +549,8 @@ def create_multi_app(specs: list[CollectionSpec], token: str | None = None,
     for s, pre in zip(specs, prefixes, strict=True):
         listing.append({"name": s.name, "url": pre + "/"})
     apps = [create_app(s.archive, s.index, model=s.model, token=token, limits=limits, prefix=pre,
-                       collections=listing, change_index=change if pre == "" else None)
+                       collections=listing, change_index=change if pre == "" else None,
+                       annotate=annotate and not pre)
             for s, pre in zip(specs, prefixes, strict=True)]
     for c, a in zip(listing, apps, strict=True):
         c["items"] = len(a.state.service.engine.table)
@@ -549,13 +564,15 @@ def create_multi_app(specs: list[CollectionSpec], token: str | None = None,
 
 def serve(archive: str | Path, index: str | Path, host: str = "127.0.0.1", port: int = 8000,
           model: str | Path | None = None, token: str | None = None,
-          also: list[CollectionSpec] | None = None, change: str | Path | None = None) -> None:
-    """Run the service with uvicorn (blocking) and print the address to open."""
+          also: list[CollectionSpec] | None = None, change: str | Path | None = None,
+          annotate: bool = False) -> None:
+    """Run the service with uvicorn (blocking) and print the address to open; ``annotate`` turns on the
+    annotation mode for the first collection."""
     import uvicorn
 
     first = CollectionSpec(Path(archive).name or "archive", Path(archive), Path(index),
                            Path(model) if model else None)
-    app = create_multi_app([first, *(also or [])], token=token, change=change)
+    app = create_multi_app([first, *(also or [])], token=token, change=change, annotate=annotate)
     print(f"rsir serve: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)", flush=True)
     for s in also or []:
         print(f"            http://{host}:{port}/c/{s.name}/  ({s.archive})", flush=True)

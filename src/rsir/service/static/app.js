@@ -180,7 +180,7 @@ function render(r) {
   const img = $("query-img");
   // a cross-modal answer shows the query in its own modality (e.g. radar) and the results in the target's
   const ql = r.direction ? ((url) => url) : qlUrl;
-  if (r.mode === "id") {
+  if (r.mode === "id" || r.mode === "feedback") {
     img.src = ql(q.quicklook); img.classList.remove("hidden");
     $("query-title").textContent = `Query: ${q.id}` + (q.date ? ` · ${q.date}` : "") + (q.country ? ` · ${q.country}` : "");
   } else if (r.mode === "upload") {
@@ -194,7 +194,7 @@ function render(r) {
   showCaptions(r.mode === "id" ? q.id : null);
   const modeName = { id: "search by example", upload: "search by upload",
     "label-match": "text: label matcher (no text-image model)",
-    text: `text: learned codes (${q.answered_by})` }[r.mode] || r.mode;
+    text: `text: learned codes (${q.answered_by})`, feedback: "relevance feedback" }[r.mode] || r.mode;
   const parts = [el("span", { class: "mode", id: "mode" }, modeName)];
   if (r.direction) {
     const [a, b] = r.direction.split("->");
