@@ -35,12 +35,13 @@ ALLOWED: dict[str, set[str]] = {
     "query": GROUND | {"data", "encoding", "index", "pipeline"},
     "api": GROUND | {"data", "pipeline", "query"},
     "service": GROUND | {"data", "query"},
+    "scale": GROUND | {"data", "encoding", "eval"},
 }
 #: front ends: may import anything
 FRONT = {"cli", "commands", "demo", "__main__", "__init__"}
 #: packages that must not import torch at module level (the archive, the indexes and the service run without it)
 NO_TORCH = {"errors", "bits", "runtime", "leftovers", "storage", "registry", "data", "index", "encoding", "hashing", "eval",
-            "pipeline", "query", "api", "service"}
+            "pipeline", "query", "api", "service", "scale"}
 
 
 def _package(path: Path) -> str:

@@ -10,6 +10,7 @@ encoder's saved state, :mod:`rsir.encoding`) and ``index/`` (an :mod:`rsir.index
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,14 +112,31 @@ class IndexDir:
         return open_archive(recorded) if recorded and Path(recorded).is_dir() else None
 
 
+def encode_locally(arch: Archive, encoder: Encoder, modality: str, batch_size: int, progress: bool
+                   ) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(ids, vectors) of every archive item in archive order, in batches, encoded in this process."""
+    # reading the next batch (LMDB, decoding, resampling) overlaps with encoding this one
+    for ids, x in prefetch(arch.batches(batch_size, modality=modality, progress=progress), depth=2):
+        yield ids, np.asarray(encoder.encode(x))
+
+
+#: how the items are encoded: (archive, encoder, modality, batch_size, progress) -> (ids, vectors) in archive order
+EncodeBatches = Callable[[Archive, Encoder, str, int, bool], Iterable[tuple[list[str], np.ndarray]]]
+
+
 def build_index(archive: Archive | str | Path, out: str | Path, method: str = "lsh", bits: int | None = None,
                 modality: str | None = None, kind: str = "flat", seed: int = 0, encoder: Encoder | None = None,
-                progress: bool = True, batch_size: int = 64, fit_sample: int | None = None) -> Path:
+                progress: bool = True, batch_size: int = 64, fit_sample: int | None = None,
+                encode_batches: EncodeBatches | None = None, backend_options: dict[str, Any] | None = None
+                ) -> Path:
     """Fit a classic encoder (unless ``encoder`` is given), encode every archive item, index the codes and write
     an INDEX directory at ``out``.
 
     ``bits`` is the code length of a classic hasher (default 64); with a given encoder it may only repeat the
     encoder's own length. ``fit_sample`` caps the training items a classic method is fitted on.
+    ``encode_batches`` replaces the local encoding loop (``rsir.scale`` encodes on a Dask cluster); the vectors
+    arrive in archive order and are indexed together when the last one is in. ``backend_options`` go to ``make_index`` (e.g. the
+    Milvus URI).
     """
     t0 = time.perf_counter()
     arch = archive if isinstance(archive, Archive) else open_archive(archive)
@@ -132,14 +150,14 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
         raise PipelineError(f"--modality {modality} does not match the encoder, which encodes {encoder.modality}")
     mod = encoder.modality
     arch.spec(mod)  # clear error when the archive lacks the encoder's modality
-    index = make_index(encoder.metric, encoder.dim, kind, seed=seed)
+    index = make_index(encoder.metric, encoder.dim, kind, seed=seed, **(backend_options or {}))
     all_ids: list[str] = []
     chunks: list[np.ndarray] = []
     tune_allocator()
-    # reading the next batch (LMDB, decoding, resampling) overlaps with encoding this one
-    for ids, x in prefetch(arch.batches(batch_size, modality=mod, progress=progress), depth=2):
+    # one add at the end: IVF trains on its first add, and each add checks the new ids against all stored ones
+    for ids, vecs in (encode_batches or encode_locally)(arch, encoder, mod, batch_size, progress):
         all_ids += ids
-        chunks.append(encoder.encode(x))
+        chunks.append(vecs)
     if chunks:
         index.add(np.array(all_ids, dtype=object), np.concatenate(chunks))
     with atomic_dir(out) as tmp:

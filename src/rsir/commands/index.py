@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 NAME = "index"
 HELP = "encode an archive with a classic hashing method or a trained model and build a search index"
@@ -26,6 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit-sample", type=int, default=None, metavar="N",
                    help="training items to fit a classic method on (default: 20000 for lsh/itq/float, 3000 for "
                         "klsh, 2000 labelled for kslsh; fewer fit faster, KSLSH cost grows with N squared)")
+    p.add_argument("--dask", default=None, metavar="local:N|ADDRESS",
+                   help="encode on a Dask cluster: local:N starts N worker processes here (and stops them), an "
+                        "address (tcp://host:8786) uses a running scheduler whose workers see the archive at the "
+                        "same path; the codes are the same as without --dask")
+    p.add_argument("--partition-items", type=int, default=None, metavar="N",
+                   help="items per Dask partition (default: about 4 partitions per worker)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -35,9 +42,17 @@ def run(args: argparse.Namespace) -> int:
     from rsir.pipeline import IndexDir, build_index
 
     encoder = load_encoder("model", args.model) if args.model else None
-    out = build_index(args.archive, args.out, method=args.method, bits=args.bits, modality=args.modality,
-                      kind=args.kind, seed=args.seed, encoder=encoder, progress=not args.no_progress,
-                      fit_sample=args.fit_sample)
+    kwargs: dict[str, Any] = dict(method=args.method, bits=args.bits, modality=args.modality, kind=args.kind, seed=args.seed,
+                  encoder=encoder, progress=not args.no_progress, fit_sample=args.fit_sample)
+    if args.dask:
+        from rsir.scale import open_client
+        from rsir.scale.encode import dask_encoder
+
+        with open_client(args.dask) as client:
+            out = build_index(args.archive, args.out, encode_batches=dask_encoder(client, args.partition_items),
+                              **kwargs)
+    else:
+        out = build_index(args.archive, args.out, **kwargs)
     m = IndexDir.read_manifest(out)
     print(f"indexed {m['count']} items ({m['modality']}, {m['method']}, {m['dim']} "
           f"{'bits' if m['metric'] == 'hamming' else 'dims'}, {m['kind']}) in {m['build_seconds']:.1f} s "
