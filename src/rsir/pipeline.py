@@ -10,7 +10,7 @@ encoder's saved state, :mod:`rsir.encoding`) and ``index/`` (an :mod:`rsir.index
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,48 @@ def encode_locally(arch: Archive, encoder: Encoder, modality: str, batch_size: i
         yield ids, np.asarray(encoder.encode(x))
 
 
+def index_attributes(labels: np.ndarray, split: Sequence[Any], country: Sequence[Any], date: Sequence[Any],
+                     lon: Sequence[Any], lat: Sequence[Any], bbox: Sequence[Any]) -> dict[str, list[Any]]:
+    """The scalar fields a filtering backend stores per row, with the query engine's filter semantics: label
+    indices, split, country (lower case), date (first 10 characters) as hex of their UTF-8 bytes, centre and
+    footprint with has_* flags."""
+    out: dict[str, list[Any]] = {k: [] for k in ("labels", "split", "country", "date", "lon", "lat", "has_loc",
+                                                 "min_lon", "min_lat", "max_lon", "max_lat", "has_bbox")}
+    for i in range(len(split)):
+        x, y = _finite(lon[i]), _finite(lat[i])
+        b = bbox[i]
+        box = [float(v) for v in b] if b is not None and len(b) == 4 else [np.nan] * 4
+        has_box = bool(np.isfinite(box).all())
+        out["labels"].append(np.flatnonzero(np.asarray(labels[i])).tolist())
+        # text as the hex of its UTF-8 bytes (rsir.query.items.hex_text): filter literals need no escaping
+        out["split"].append(("" if split[i] is None else str(split[i])).encode().hex())
+        out["country"].append(("" if country[i] is None else str(country[i])).lower().encode().hex())
+        out["date"].append(("" if date[i] is None else str(date[i]))[:10].encode().hex())
+        out["has_loc"].append(bool(np.isfinite(x) and np.isfinite(y)))
+        out["lon"].append(x if np.isfinite(x) else 0.0)
+        out["lat"].append(y if np.isfinite(y) else 0.0)
+        out["has_bbox"].append(has_box)
+        for k, v in zip(("min_lon", "min_lat", "max_lon", "max_lat"), box, strict=True):
+            out[k].append(v if has_box else 0.0)
+    return out
+
+
+def _finite(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+    return f if np.isfinite(f) else float("nan")
+
+
+def archive_attributes(arch: Archive, ids: list[str]) -> dict[str, list[Any]]:
+    """:func:`index_attributes` of archive items (by id) from the catalog."""
+    pos = [arch.position(i) for i in ids]
+    cat = arch.catalog.iloc[pos]
+    return index_attributes(arch.labels[pos], cat["split"].tolist(), cat["country"].tolist(), cat["date"].tolist(),
+                            cat["lon"].tolist(), cat["lat"].tolist(), cat["bbox"].tolist())
+
+
 #: how the items are encoded: (archive, encoder, modality, batch_size, progress) -> (ids, vectors) in archive order
 EncodeBatches = Callable[[Archive, Encoder, str, int, bool], Iterable[tuple[list[str], np.ndarray]]]
 
@@ -159,7 +201,11 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
         all_ids += ids
         chunks.append(vecs)
     if chunks:
-        index.add(np.array(all_ids, dtype=object), np.concatenate(chunks))
+        ids_arr, vecs = np.array(all_ids, dtype=object), np.concatenate(chunks)
+        if hasattr(index, "add_with_attributes"):  # a backend that filters inside its search (milvus)
+            index.add_with_attributes(ids_arr, vecs, archive_attributes(arch, all_ids))
+        else:
+            index.add(ids_arr, vecs)
     with atomic_dir(out) as tmp:
         encoder.save(tmp / "encoder")
         index.save(tmp / "index")
@@ -168,7 +214,10 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
             "archive": str(arch.path.resolve()), "archive_created": arch.manifest.get("created"),
             "modality": mod, "method": encoder.method, "encoder_type": encoder.encoder_type,
             "metric": encoder.metric, "dim": encoder.dim, "kind": kind, "count": len(index),
+            "backend": index.backend,
             "archive_items": len(arch), "seed": seed, "fit_items": getattr(encoder, "fit_items", None),
             "build_seconds": round(time.perf_counter() - t0, 3), "created": utc_stamp(),
         })
+    if hasattr(index, "close"):  # a Milvus Lite file can be opened by one process at a time: let go of it
+        index.close()
     return Path(out)

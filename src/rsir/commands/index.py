@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from rsir.errors import RsirError
 
 NAME = "index"
 HELP = "encode an archive with a classic hashing method or a trained model and build a search index"
@@ -27,6 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit-sample", type=int, default=None, metavar="N",
                    help="training items to fit a classic method on (default: 20000 for lsh/itq/float, 3000 for "
                         "klsh, 2000 labelled for kslsh; fewer fit faster, KSLSH cost grows with N squared)")
+    p.add_argument("--backend", default="faiss", choices=("faiss", "milvus"),
+                   help="where the codes are searched: faiss in this process (default) or a Milvus collection "
+                        "(binary vectors, HAMMING; filters run inside Milvus)")
+    p.add_argument("--uri", default=None,
+                   help="with --backend milvus: a Milvus Lite file (default OUT.milvus.db beside the INDEX "
+                        "directory; BIN_FLAT only) or a Milvus server, e.g. http://host:19530 (flat or ivf)")
     p.add_argument("--dask", default=None, metavar="local:N|ADDRESS",
                    help="encode on a Dask cluster: local:N starts N worker processes here (and stops them), an "
                         "address (tcp://host:8786) uses a running scheduler whose workers see the archive at the "
@@ -44,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
     encoder = load_encoder("model", args.model) if args.model else None
     kwargs: dict[str, Any] = dict(method=args.method, bits=args.bits, modality=args.modality, kind=args.kind, seed=args.seed,
                   encoder=encoder, progress=not args.no_progress, fit_sample=args.fit_sample)
+    if args.backend == "milvus":
+        uri = args.uri or str(Path(args.out).resolve()) + ".milvus.db"
+        kwargs["backend_options"] = {"backend": "milvus", "uri": uri}
+    elif args.uri:
+        raise RsirError("--uri is for --backend milvus")
     if args.dask:
         from rsir.scale import open_client
         from rsir.scale.encode import dask_encoder

@@ -36,8 +36,8 @@ from rsir.data.uploads import ParsedUpload, UploadError, parse_upload
 from rsir.encoding import Encoder
 from rsir.errors import NotFoundError, RsirError
 from rsir.index import Index
-from rsir.pipeline import IndexDir
-from rsir.query.items import ConflictError, Filters, ItemTable, QueryError
+from rsir.pipeline import IndexDir, index_attributes
+from rsir.query.items import ConflictError, Filters, ItemTable, QueryError, finite_or_nan, pushdown_filter
 from rsir.query.journal import Journal, Record, live_records, read_records
 from rsir.query.text import TextMatch, TextMatcher
 
@@ -212,7 +212,14 @@ class SearchEngine:
             assert rec.vector is not None
             if rec.id in self.table.pos:  # replaying over an index that already holds it (should not happen)
                 raise RsirError(f"journal adds {rec.id!r}, which the index already holds")
-            self.index.add([rec.id], rec.vector[None])
+            if hasattr(self.index, "add_with_attributes"):  # a filtering backend stores the fields as well
+                lon, lat = rec.meta.get("lon", ""), rec.meta.get("lat", "")
+                attrs = index_attributes(self.nomenclature.encode(rec.labels)[None], [rec.meta.get("split", "")],
+                                         [rec.meta.get("country", "")], [rec.meta.get("date", "")],
+                                         [finite_or_nan(lon)], [finite_or_nan(lat)], [None])
+                self.index.add_with_attributes([rec.id], rec.vector[None], attrs)
+            else:
+                self.index.add([rec.id], rec.vector[None])
             self.table.append(rec.id, self.nomenclature.encode(rec.labels), self.modality,
                               {**rec.meta, "_bands": rec.bands or {}})
         else:
@@ -220,10 +227,13 @@ class SearchEngine:
             self.table.delete(rec.id)
 
     def close(self) -> None:
-        """Release the journal (a durable engine's lock); searching still works, writing does not."""
+        """Release the journal (a durable engine's lock) and a backend's connection; searching still works,
+        writing does not."""
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+        if hasattr(self.index, "close"):  # a Milvus connection (reconnects if searched again)
+            self.index.close()
 
     # -- items --------------------------------------------------------------------------------------------------
     @property
@@ -319,8 +329,27 @@ class SearchEngine:
             v = v[0]
         with self.lock.read():
             mask = self.filter_mask(filters)
-            ranked = self.knn(v, offset + k, mask, exclude)
+            if filters is not None and mask is not None and hasattr(self.index, "filtered_search"):
+                ranked = self.knn_pushed(v, offset + k, filters, exclude)
+            else:
+                ranked = self.knn(v, offset + k, mask, exclude)
             return self._page(mode, ranked, k, offset, query_labels, mask, t0, query or {})
+
+    def knn_pushed(self, vec: np.ndarray, need: int, filters: Filters, exclude: int | None
+                   ) -> list[tuple[int, float]]:
+        """``knn`` with the filters applied inside the backend's search (Milvus): the same ranking, without
+        asking for more neighbours until enough pass."""
+        where = pushdown_filter(filters, self._classes, self.nomenclature.name)
+        kk = min(len(self.index), need + (1 if exclude is not None else 0))
+        if kk < 1:
+            return []
+        dist, ids = self.index.filtered_search(vec[None], kk, where)  # type: ignore[attr-defined]
+        out: list[tuple[int, float]] = []
+        for d, i in zip(dist[0].tolist(), ids[0].tolist(), strict=True):
+            p = None if i is None or (isinstance(i, int) and i < 0) else self.table.pos.get(str(i))
+            if p is not None and p != exclude:
+                out.append((p, d))
+        return out[:need]
 
     def search_id(self, item_id: str, k: int = 10, offset: int = 0, filters: Filters | None = None,
                   include_query: bool = False) -> Results:
