@@ -114,3 +114,22 @@ def test_cli_index_with_local_cluster(local: tuple[Path, IndexDir], tmp_path: Pa
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert np.array_equal(IndexDir.open(tmp_path / "cli").index.codes(), idx.index.codes())
+
+
+@pytest.mark.slow
+def test_sharded_archive_reads_and_encodes_the_same(local: tuple[Path, IndexDir], client: Any, tmp_path: Path
+                                                    ) -> None:
+    from rsir.data.shards import shard_archive
+
+    arch, idx = local
+    out = shard_archive(arch, tmp_path / "sharded", 4)
+    a, b = open_archive(arch), open_archive(out)
+    assert [s["store"] for s in b.manifest["shards"]] == [f"patches-{i:03d}.lmdb" for i in range(4)]
+    assert not (out / "patches.lmdb").exists()
+    for item in ("item000", "item037", "item038", "item149"):
+        for m in ("s2", "s1"):
+            x, y = a.get(item, m), b.get(item, m)
+            assert x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
+    codes = np.concatenate([c for _, c in encode_on_cluster(client, out, len(b), idx.encoder, idx.modality, 64,
+                                                            False, 64)])
+    assert np.array_equal(codes, idx.index.codes())
