@@ -14,6 +14,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import lmdb
 
@@ -32,13 +33,14 @@ def shard_archive(src: str | Path, out: str | Path, n_shards: int) -> Path:
         raise ArchiveError(f"{arch.path} is sharded already")
     size = math.ceil(n / n_shards)
     ranges = [(s, min(n, s + size)) for s in range(0, n, size)]
-    shards = [{"store": f"patches-{i:03d}.lmdb", "start": s, "stop": e} for i, (s, e) in enumerate(ranges)]
+    shards: list[dict[str, Any]] = [{"store": f"patches-{i:03d}.lmdb", "start": s, "stop": e}
+                                    for i, (s, e) in enumerate(ranges)]
     pos = {i: p for p, i in enumerate(arch.ids)}
     src_env = lmdb.open(str(arch.path / STORE), readonly=True, lock=False, subdir=True)
     try:
         with atomic_dir(out) as tmp:
             shutil.copy2(arch.path / CATALOG, tmp / CATALOG)
-            envs = [lmdb.open(str(tmp / sh["store"]), map_size=1 << 40, subdir=True) for sh in shards]
+            envs = [lmdb.open(str(tmp / str(sh["store"])), map_size=1 << 40, subdir=True) for sh in shards]
             try:
                 txns = [e.begin(write=True) for e in envs]
                 with src_env.begin(buffers=False) as rt:
