@@ -294,3 +294,28 @@ def test_server_killed_mid_stream_keeps_every_acknowledged_write(built: tuple[Pa
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(20)
+
+
+@pytest.mark.slow
+def test_rsir_add_offline_journals_like_the_service(tmp_path: Path) -> None:
+    from rsir.data.formats import ingest
+
+    fixture = ROOT / "tests" / "data" / "fixtures" / "reben-mini"
+    ingest(fixture, "reben", tmp_path / "arch", options={"size": "12"}, progress=False, limit=2)
+    build_index(open_archive(tmp_path / "arch"), tmp_path / "index", method="lsh", bits=32, progress=False)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "rsir", "add", str(tmp_path / "arch"), str(tmp_path / "index"), str(fixture),
+           "--format", "reben", "--option", "size=12"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and "already in the archive" in r.stderr  # the first 2 are archive items
+    r = subprocess.run(cmd + ["--skip-bad"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    eng = SearchEngine.open(tmp_path / "index", archive=tmp_path / "arch")
+    full = open_archive(tmp_path / "arch")
+    added = sorted(eng.table.added)
+    assert len(added) == 2 and len(eng.index) == len(full) + len(added) == 4
+    # an added item's journaled code is the code the encoder makes of its bands: it finds itself at distance 0
+    for item in added:
+        res = eng.search_id(item, k=1, include_query=True)
+        assert res.hits[0].distance == 0 and res.hits[0].item["added"]
+        assert res.hits[0].labels and res.hits[0].item["split"]

@@ -464,15 +464,14 @@ class SearchEngine:
     def add_item(self, item_id: str, parsed: ParsedUpload, labels: list[str], meta: dict[str, Any]) -> int:
         """Add a parsed image under a new id; returns its row. A durable engine has journaled it (fsynced) when
         this returns; otherwise it lives in memory only."""
-        for lab in labels:
-            if lab not in self._classes:
-                raise QueryError(f"unknown label {lab!r} (not in the {self.nomenclature.name} nomenclature)")
+        self._check_labels(labels)
         vec = np.asarray(self.encode_raw(parsed.image))
         return self.add_vector(item_id, vec, labels, meta, parsed.bands)
 
     def add_vector(self, item_id: str, vec: np.ndarray, labels: list[str], meta: dict[str, Any],
                    bands: Mapping[str, np.ndarray] | None = None) -> int:
         """Add an encoded item (its index vector) under a new id, journaled first when durable; returns its row."""
+        self._check_labels(labels)
         rec = Record("add", str(item_id), np.asarray(vec), list(labels),
                      {k: v for k, v in meta.items() if not k.startswith("_")}, dict(bands) if bands else None)
         with self._writer:
@@ -483,6 +482,11 @@ class SearchEngine:
             with self.lock.write():
                 self._apply(rec)
                 return self.table.pos[rec.id]
+
+    def _check_labels(self, labels: list[str]) -> None:
+        for lab in labels:
+            if lab not in self._classes:
+                raise QueryError(f"unknown label {lab!r} (not in the {self.nomenclature.name} nomenclature)")
 
     def delete_item(self, item_id: str) -> None:
         """Remove an item (archive or added) from search results, journaled first when durable."""
