@@ -27,7 +27,8 @@ import importlib.metadata
 import sys
 import types
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -100,6 +101,7 @@ class MilvusIndex(Index):
         self._next_serial = 0
         self._next_attrs: dict[str, Sequence[Any]] | None = None
         self._client: Any = None
+        self._write_through = True
         if create:
             self._create()
 
@@ -174,7 +176,7 @@ class MilvusIndex(Index):
         serials = np.arange(self._next_serial, self._next_serial + n, dtype=np.int64)
         attrs = self._next_attrs or {}
         cols = {k: list(attrs.get(k, [default] * n)) for k, default in _DEFAULTS.items()}
-        for s in range(0, n, 8192):
+        for s in range(0, n if self._write_through else 0, 8192):
             rows = [{"pk": int(serials[i]), "code": vectors[i].tobytes(),
                      **{k: _clean(k, cols[k][i]) for k in _DEFAULTS}} for i in range(s, min(n, s + 8192))]
             self.client.insert(self.collection, rows)
@@ -183,7 +185,7 @@ class MilvusIndex(Index):
 
     def _remove_positions(self, positions: np.ndarray) -> None:
         pks = self._serials[positions]
-        for s in range(0, pks.size, 8192):
+        for s in range(0, pks.size if self._write_through else 0, 8192):
             self.client.delete(self.collection, ids=[int(x) for x in pks[s:s + 8192]])
         keep = np.ones(len(self), dtype=bool)
         keep[positions] = False
@@ -201,7 +203,26 @@ class MilvusIndex(Index):
         return out
 
     def _positions(self, pks: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self._serials, pks).astype(np.int64)
+        """Positions of primary keys; -1 for a row this index does not know (written by another process after
+        this one opened, or left by an earlier run)."""
+        pos = np.searchsorted(self._serials, pks).astype(np.int64)
+        ok = pos < self._serials.size
+        ok[ok] = self._serials[pos[ok]] == pks[ok]
+        return np.where(ok, pos, -1)
+
+    def reconcile(self) -> None:
+        """Delete the rows past the saved ones (added by earlier runs: the journal replay adds them again)."""
+        self.client.delete(self.collection, filter=f"pk >= {int(self._next_serial)}")
+
+    @contextmanager
+    def bookkeeping_only(self) -> Iterator[None]:
+        """Within the block, add and remove update the id map and serials but not Milvus (a reader replaying a
+        journal whose writer has applied it)."""
+        self._write_through = False
+        try:
+            yield
+        finally:
+            self._write_through = True
 
     # -- search --
     def _params(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -221,7 +242,8 @@ class MilvusIndex(Index):
                                  search_params=self._params(extra), output_fields=["pk"], **kwargs)[0]
         pks = np.array([int(h["id"]) for h in res], dtype=np.int64)
         d = np.array([int(round(h["distance"])) for h in res], dtype=np.int64)
-        return pks, d
+        known = self._positions(pks) >= 0
+        return pks[known], d[known]
 
     def _band(self, q: np.ndarray, d: int, need: int, where: str) -> np.ndarray:
         """Positions of the first ``need`` codes (by position) at distance exactly ``d``."""

@@ -183,17 +183,24 @@ class SearchEngine:
                             "(--archive) to search it")
         arch.spec(idx.encoder.modality)
         eng = cls(idx, arch, limits)
+        index = eng.index
         if durable:
             journal, records = Journal.open_writer(idx.path)
             try:
-                eng._replay(records)
+                # compact first, then replay: a reader replaying the journal later sees the same record order
                 live = live_records(records, set(map(str, eng._base_ids)))
                 if len(live) < len(records):
                     journal.compact(live)
+                if hasattr(index, "reconcile"):  # an external store (Milvus): drop rows of earlier runs, re-add
+                    index.reconcile()
+                eng._replay(live)
             except BaseException:
                 journal.close()
                 raise
             eng.journal = journal
+        elif hasattr(index, "bookkeeping_only"):  # the writer has applied them to the external store already
+            with index.bookkeeping_only():
+                eng._replay(read_records(idx.path))
         else:
             eng._replay(read_records(idx.path))
         return eng
