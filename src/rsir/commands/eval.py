@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--query-index", default=None, metavar="DIR",
                    help="index directory holding the query modality's codes (cross-modal directions)")
     p.add_argument("--max-queries", type=int, default=None, help="evaluate at most N queries (quick run)")
+    p.add_argument("--dask", default=None, metavar="local:N|ADDRESS",
+                   help="rank the queries on a Dask cluster (local:N worker processes started here, or a scheduler "
+                        "address); the metrics are the same as without it")
     p.add_argument("--out", default=None, metavar="DIR", help="write eval.json, eval.md and plots here")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
 
@@ -122,15 +126,23 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     bits = int(db_search.index.dim) if metric == "hamming" else None
     results: dict[str, Any] = {}
-    for q_mod, db_mod in dirs:
-        db_vecs = db_search.vectors([ids[p] for p in split.db_pos], db_mod)
-        q_vecs = q_search.vectors([ids[p] for p in split.query_pos], q_mod)
-        try:
-            res = evaluate_full(q_vecs, db_vecs, metric, archive.labels[split.query_pos],
-                                archive.labels[split.db_pos], ks, split.exclude, bits=bits)
-        except ProtocolError as e:
-            raise RsirError(str(e)) from None
-        results[f"{db_search.method}" + (f"-{bits}bit" if bits else "") + f" {q_mod}->{db_mod}"] = res
+    with contextlib.ExitStack() as stack:
+        run_blocks = None
+        if args.dask:
+            from rsir.scale import open_client
+            from rsir.scale.evaluate import dask_blocks
+
+            run_blocks = dask_blocks(stack.enter_context(open_client(args.dask)))
+        for q_mod, db_mod in dirs:
+            db_vecs = db_search.vectors([ids[p] for p in split.db_pos], db_mod)
+            q_vecs = q_search.vectors([ids[p] for p in split.query_pos], q_mod)
+            try:
+                res = evaluate_full(q_vecs, db_vecs, metric, archive.labels[split.query_pos],
+                                    archive.labels[split.db_pos], ks, split.exclude, bits=bits,
+                                    run_blocks=run_blocks)
+            except ProtocolError as e:
+                raise RsirError(str(e)) from None
+            results[f"{db_search.method}" + (f"-{bits}bit" if bits else "") + f" {q_mod}->{db_mod}"] = res
     seconds = time.perf_counter() - t0
     mf = db_search.manifest
     shown = ", ".join(f"{q}->{d}" for q, d in dirs)

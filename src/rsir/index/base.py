@@ -304,4 +304,5 @@ def open_index(path: str | Path) -> Index:
 BACKENDS: Registry[type[Index]] = Registry("index backend", {
     "hamming": "rsir.index.faiss_binary:HammingIndex",
     "float": "rsir.index.faiss_float:FloatIndex",
+    "milvus": "rsir.index.milvus:MilvusIndex",
 }, IndexFileError)

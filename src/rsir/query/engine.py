@@ -36,8 +36,8 @@ from rsir.data.uploads import ParsedUpload, UploadError, describe_spec, parse_up
 from rsir.encoding import Encoder
 from rsir.errors import NotFoundError, RsirError
 from rsir.index import Index
-from rsir.pipeline import IndexDir
-from rsir.query.items import ConflictError, Filters, ItemTable, QueryError
+from rsir.pipeline import IndexDir, index_attributes
+from rsir.query.items import ConflictError, Filters, ItemTable, QueryError, finite_or_nan, pushdown_filter
 from rsir.query.journal import Journal, Record, live_records, read_records
 from rsir.query.text import TextMatch, TextMatcher
 
@@ -192,17 +192,24 @@ class SearchEngine:
                             "(--archive) to search it")
         arch.spec(idx.encoder.modality)
         eng = cls(idx, arch, limits)
+        index = eng.index
         if durable:
             journal, records = Journal.open_writer(idx.path)
             try:
-                eng._replay(records)
+                # compact first, then replay: a reader replaying the journal later sees the same record order
                 live = live_records(records, set(map(str, eng._base_ids)))
                 if len(live) < len(records):
                     journal.compact(live)
+                if hasattr(index, "reconcile"):  # an external store (Milvus): drop rows of earlier runs, re-add
+                    index.reconcile()
+                eng._replay(live)
             except BaseException:
                 journal.close()
                 raise
             eng.journal = journal
+        elif hasattr(index, "bookkeeping_only"):  # the writer has applied them to the external store already
+            with index.bookkeeping_only():
+                eng._replay(read_records(idx.path))
         else:
             eng._replay(read_records(idx.path))
         return eng
@@ -221,7 +228,15 @@ class SearchEngine:
             assert rec.vector is not None
             if rec.id in self.table.pos:  # replaying over an index that already holds it (should not happen)
                 raise RsirError(f"journal adds {rec.id!r}, which the index already holds")
-            self.index.add([self.key(rec.id, self.modality)], rec.vector[None])
+            key = self.key(rec.id, self.modality)
+            if hasattr(self.index, "add_with_attributes"):  # a filtering backend stores the fields as well
+                lon, lat = rec.meta.get("lon", ""), rec.meta.get("lat", "")
+                attrs = index_attributes(self.nomenclature.encode(rec.labels)[None], [rec.meta.get("split", "")],
+                                         [rec.meta.get("country", "")], [rec.meta.get("date", "")],
+                                         [finite_or_nan(lon)], [finite_or_nan(lat)], [None])
+                self.index.add_with_attributes([key], rec.vector[None], attrs)
+            else:
+                self.index.add([key], rec.vector[None])
             self.table.append(rec.id, self.nomenclature.encode(rec.labels), self.modality,
                               {**rec.meta, "_bands": rec.bands or {}})
         else:
@@ -230,10 +245,13 @@ class SearchEngine:
             self.table.delete(rec.id)
 
     def close(self) -> None:
-        """Release the journal (a durable engine's lock); searching still works, writing does not."""
+        """Release the journal (a durable engine's lock) and a backend's connection; searching still works,
+        writing does not."""
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+        if hasattr(self.index, "close"):  # a Milvus connection (reconnects if searched again)
+            self.index.close()
 
     # -- items --------------------------------------------------------------------------------------------------
     @property
@@ -358,11 +376,31 @@ class SearchEngine:
             v = v[0]
         with self.lock.read():
             mask = self.filter_mask(filters)
-            ranked = self.knn(v, offset + k, mask, exclude, t)
+            if (filters is not None and mask is not None and hasattr(self.index, "filtered_search")
+                    and not self.cross):
+                ranked = self.knn_pushed(v, offset + k, filters, exclude)
+            else:
+                ranked = self.knn(v, offset + k, mask, exclude, t)
             res = self._page(mode, ranked, k, offset, query_labels, mask, t0, query or {})
         if self.cross:
             res.direction = f"{f}->{t}"
         return res
+
+    def knn_pushed(self, vec: np.ndarray, need: int, filters: Filters, exclude: int | None
+                   ) -> list[tuple[int, float]]:
+        """``knn`` with the filters applied inside the backend's search (Milvus): the same ranking, without
+        asking for more neighbours until enough pass."""
+        where = pushdown_filter(filters, self._classes, self.nomenclature.name)
+        kk = min(len(self.index), need + (1 if exclude is not None else 0))
+        if kk < 1:
+            return []
+        dist, ids = self.index.filtered_search(vec[None], kk, where)  # type: ignore[attr-defined]
+        out: list[tuple[int, float]] = []
+        for d, i in zip(dist[0].tolist(), ids[0].tolist(), strict=True):
+            p = None if i is None or (isinstance(i, int) and i < 0) else self.table.pos.get(str(i))
+            if p is not None and p != exclude:
+                out.append((p, d))
+        return out[:need]
 
     def search_id(self, item_id: str, k: int = 10, offset: int = 0, filters: Filters | None = None,
                   include_query: bool = False, from_: str | None = None, target: str | None = None) -> Results:
@@ -580,15 +618,14 @@ class SearchEngine:
     def add_item(self, item_id: str, parsed: ParsedUpload, labels: list[str], meta: dict[str, Any]) -> int:
         """Add a parsed image under a new id; returns its row. A durable engine has journaled it (fsynced) when
         this returns; otherwise it lives in memory only."""
-        for lab in labels:
-            if lab not in self._classes:
-                raise QueryError(f"unknown label {lab!r} (not in the {self.nomenclature.name} nomenclature)")
+        self._check_labels(labels)
         vec = np.asarray(self.encode_raw(parsed.image))
         return self.add_vector(item_id, vec, labels, meta, parsed.bands)
 
     def add_vector(self, item_id: str, vec: np.ndarray, labels: list[str], meta: dict[str, Any],
                    bands: Mapping[str, np.ndarray] | None = None) -> int:
         """Add an encoded item (its index vector) under a new id, journaled first when durable; returns its row."""
+        self._check_labels(labels)
         rec = Record("add", str(item_id), np.asarray(vec), list(labels),
                      {k: v for k, v in meta.items() if not k.startswith("_")}, dict(bands) if bands else None)
         with self._writer:
@@ -599,6 +636,11 @@ class SearchEngine:
             with self.lock.write():
                 self._apply(rec)
                 return self.table.pos[rec.id]
+
+    def _check_labels(self, labels: list[str]) -> None:
+        for lab in labels:
+            if lab not in self._classes:
+                raise QueryError(f"unknown label {lab!r} (not in the {self.nomenclature.name} nomenclature)")
 
     def delete_item(self, item_id: str) -> None:
         """Remove an item (archive or added) from search results, journaled first when durable."""

@@ -147,3 +147,43 @@ class ItemTable:
             mask &= inter | centre
             used = True
         return mask if used else None
+
+
+def hex_text(text: str) -> str:
+    """A string as the hex of its UTF-8 bytes: how a filtering backend stores text fields, so that a value from a
+    request becomes a literal of [0-9a-f] only (nothing to escape, nothing to inject) and byte order is kept
+    (dates compare the same)."""
+    return text.encode("utf-8").hex()
+
+
+def pushdown_filter(f: Filters, classes: list[str], nomenclature: str = "") -> str:
+    """The filters as an expression over the scalar fields of a filtering backend (Milvus; fields as
+    ``rsir.pipeline.index_attributes`` writes them), with the same semantics as :meth:`ItemTable.filter_mask`.
+    Values enter only as numbers or hex literals (:func:`hex_text`), never as request text."""
+    parts: list[str] = []
+    if f.labels:
+        idx = []
+        for lab in dict.fromkeys(f.labels):
+            if lab not in classes:
+                raise QueryError(f"unknown label {lab!r} (not in the {nomenclature} nomenclature)")
+            idx.append(int(classes.index(lab)))
+        parts.append(f"array_contains_{'all' if f.labels_mode == 'all' else 'any'}(labels, {idx})")
+    if f.split:
+        parts.append(f'split == "{hex_text(f.split)}"')
+    if f.country:
+        parts.append(f'country == "{hex_text(f.country.lower())}"')
+    if f.date_from or f.date_to:
+        parts.append('date != ""')
+        if f.date_from:
+            parts.append(f'date >= "{hex_text(f.date_from[:10])}"')
+        if f.date_to:
+            parts.append(f'date <= "{hex_text(f.date_to[:10])}"')
+    if f.bbox is not None:
+        if len(f.bbox) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in f.bbox):
+            raise QueryError("bbox must be 4 finite numbers [min_lon, min_lat, max_lon, max_lat]")
+        x0, y0, x1, y1 = (repr(float(v)) for v in f.bbox)
+        # bool fields are compared with == (Milvus Lite 2.5 rejects a bare field or 'not' as a predicate)
+        parts.append(f"((has_bbox == true and min_lon <= {x1} and max_lon >= {x0} and min_lat <= {y1} and "
+                     f"max_lat >= {y0}) or (has_bbox == false and has_loc == true and lon >= {x0} and lon <= {x1} "
+                     f"and lat >= {y0} and lat <= {y1}))")
+    return " and ".join(parts)
