@@ -144,12 +144,13 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
         index.add(np.array(all_ids, dtype=object), np.concatenate(chunks))
     with atomic_dir(out) as tmp:
         encoder.save(tmp / "encoder")
-        index.save(tmp / "index")
+        index.save(tmp / "index")  # an auto index chooses its structure here
         write_manifest(tmp, {
             "format": INDEX_DIR_FORMAT, "version": INDEX_DIR_VERSION,
             "archive": str(arch.path.resolve()), "archive_created": arch.manifest.get("created"),
             "modality": mod, "method": encoder.method, "encoder_type": encoder.encoder_type,
             "metric": encoder.metric, "dim": encoder.dim, "kind": kind, "count": len(index),
+            "structure": index.describe() if hasattr(index, "describe") else kind,
             "archive_items": len(arch), "seed": seed, "fit_items": getattr(encoder, "fit_items", None),
             "build_seconds": round(time.perf_counter() - t0, 3), "created": utc_stamp(),
         })
