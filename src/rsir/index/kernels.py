@@ -233,12 +233,29 @@ def scan_radius(words: np.ndarray, q: np.ndarray, r: int) -> tuple[np.ndarray, n
     dst = np.empty(1024, dtype=np.int32)
     cnt = 0
     buf = np.empty(BLOCK, dtype=np.int32)
+    bd = np.empty(BLOCK, dtype=np.int32)
+    bp = np.empty(BLOCK, dtype=np.int64)
     for start in range(0, n, BLOCK):
         stop = min(start + BLOCK, n)
+        if _block_below(words, start, stop, q, r + 1) == 0:
+            continue
         _block_dist(words, start, stop, q, buf)
-        for j in range(stop - start):
+        m = 0
+        for j in range(stop - start):  # the block's hits first, so the buffers are not rebound per code
             if buf[j] <= r:
-                dst, pos, cnt = hit_append(dst, pos, cnt, buf[j], start + j)
+                bd[m] = buf[j]
+                bp[m] = start + j
+                m += 1
+        if cnt + m > dst.shape[0]:
+            cap = max(2 * dst.shape[0], cnt + m)
+            dst2 = np.empty(cap, dtype=np.int32)
+            pos2 = np.empty(cap, dtype=np.int64)
+            dst2[:cnt] = dst[:cnt]
+            pos2[:cnt] = pos[:cnt]
+            dst, pos = dst2, pos2
+        dst[cnt:cnt + m] = bd[:m]
+        pos[cnt:cnt + m] = bp[:m]
+        cnt += m
     return order_hits(dst[:cnt], pos[:cnt], r)
 
 
