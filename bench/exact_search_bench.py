@@ -120,7 +120,7 @@ def bench(kind: str, n: int, bits: int, nq: int, skip_ivf_above: int) -> dict:
                                     "median_hits": int(np.median([p.size for _, p in ref_radius[r]]))}
         res["radius"]["faiss_flat"][r] = {"ms": median_ms(lambda i, r=r: flat.range_search(queries[i:i + 1], r + 1),
                                                            nq)}
-    del flat
+    flat.reset()
     gc.collect()
     # rsir structures
     structs = {}
@@ -169,7 +169,7 @@ def bench(kind: str, n: int, bits: int, nq: int, skip_ivf_above: int) -> dict:
     fi.update(recall(exact[10][1], exact[10][0], gp, gd))
     fi["k10_ms"] = median_ms(lambda i: ivf.search(queries[i:i + 1], 10), nq)
     res["faiss_ivf"] = fi
-    del ivf, quant
+    ivf.reset()
     gc.collect()
     nhash = max(1, round(bits / np.log2(n)))
     b = min(bits // nhash, 24)
@@ -181,7 +181,7 @@ def bench(kind: str, n: int, bits: int, nq: int, skip_ivf_above: int) -> dict:
     fm.update(recall(exact[10][1], exact[10][0], gp, gd))
     fm["k10_ms"] = median_ms(lambda i: mh.search(queries[i:i + 1], 10), nq)
     res["faiss_multihash"] = fm
-    del mh
+    mh.reset()
     gc.collect()
     return res
 
