@@ -48,6 +48,7 @@ class QueryLimits:
 
     max_k: int = 100_000
     max_offset: int = 1_000_000
+    max_radius_hits: int = 100_000  # a radius query returns every hit up to this many (``within`` counts all)
 
 
 class RWLock:
@@ -118,6 +119,8 @@ class Results:
     matching: int  # items passing the filters (all items without filters)
     query_ms: float
     query: dict[str, Any] = field(default_factory=dict)
+    radius: int | None = None  # set for "all within Hamming distance r" queries
+    within: int | None = None  # radius queries: items within r passing the filters (every one is ranked)
 
     @property
     def precision(self) -> float | None:
@@ -133,7 +136,8 @@ class Results:
         """The JSON shape every front end answers with."""
         return {"mode": self.mode, "query": self.query, "results": [h.to_json() for h in self.hits],
                 "precision": self.precision, "k": self.k, "offset": self.offset, "metric": self.metric,
-                "query_ms": self.query_ms, "matching": self.matching}
+                "query_ms": self.query_ms, "matching": self.matching,
+                **({"radius": self.radius, "within": self.within} if self.radius is not None else {})}
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per hit: rank, id, distance, labels, shares_label and the item's metadata."""
@@ -241,6 +245,29 @@ class SearchEngine:
                 return out
             kk = min(n, kk * 4)
 
+    def within(self, vec: np.ndarray, radius: int, mask: np.ndarray | None, exclude: int | None
+               ) -> tuple[list[tuple[int, float]], int]:
+        """Every item within Hamming distance ``radius`` passing ``mask`` (not ``exclude``), best first (ties in
+        index order), as (row, distance), at most ``limits.max_radius_hits`` of them; and how many there are."""
+        if self.metric != "hamming":
+            raise QueryError("radius queries need a Hamming index (binary codes)")
+        if not 0 <= radius <= self.index.dim:
+            raise QueryError(f"radius must be between 0 and {self.index.dim} bits, got {radius}")
+        if len(self.index) == 0:
+            return [], 0
+        dist, ids = self.index.range_search(vec[None], radius)[0]
+        out: list[tuple[int, float]] = []
+        total = 0
+        cap = self.limits.max_radius_hits
+        for d, i in zip(dist.tolist(), ids.tolist(), strict=True):
+            p = self.table.pos.get(str(i))
+            if p is None or p == exclude or (mask is not None and not mask[p]):
+                continue
+            total += 1
+            if total <= cap:
+                out.append((p, d))
+        return out, total
+
     def _page(self, mode: str, ranked: Sequence[tuple[int, float | None]], k: int, offset: int,
               query_labels: np.ndarray | None, mask: np.ndarray | None, t0: float, query: dict[str, Any]
               ) -> Results:
@@ -257,8 +284,10 @@ class SearchEngine:
 
     def search_vector(self, vec: np.ndarray, k: int = 10, offset: int = 0, filters: Filters | None = None,
                       query_labels: np.ndarray | None = None, exclude: int | None = None, mode: str = "vector",
-                      query: dict[str, Any] | None = None, t0: float | None = None) -> Results:
-        """Results for a code (packed uint8) or float vector as the encoder produces it."""
+                      query: dict[str, Any] | None = None, t0: float | None = None,
+                      radius: int | None = None) -> Results:
+        """Results for a code (packed uint8) or float vector as the encoder produces it; with ``radius``, the
+        page ``offset:offset + k`` of every item within that Hamming distance (``Results.within`` counts them)."""
         t0 = time.perf_counter() if t0 is None else t0
         self.check_page(k, offset)
         v = np.asarray(vec)
@@ -266,11 +295,16 @@ class SearchEngine:
             v = v[0]
         with self.lock.read():
             mask = self.filter_mask(filters)
-            ranked = self.knn(v, offset + k, mask, exclude)
-            return self._page(mode, ranked, k, offset, query_labels, mask, t0, query or {})
+            if radius is None:
+                ranked = self.knn(v, offset + k, mask, exclude)
+                return self._page(mode, ranked, k, offset, query_labels, mask, t0, query or {})
+            ranked, total = self.within(v, int(radius), mask, exclude)
+            res = self._page(mode, ranked, k, offset, query_labels, mask, t0, query or {})
+            res.radius, res.within = int(radius), total
+            return res
 
     def search_id(self, item_id: str, k: int = 10, offset: int = 0, filters: Filters | None = None,
-                  include_query: bool = False) -> Results:
+                  include_query: bool = False, radius: int | None = None) -> Results:
         """Results for an indexed item (its stored code is the query); the item itself is left out unless
         ``include_query``."""
         t0 = time.perf_counter()
@@ -279,7 +313,8 @@ class SearchEngine:
             vec = self.index.get([str(item_id)])[0]
             labels = self.table.labels[p]
             query = self.item_record(p)
-        return self.search_vector(vec, k, offset, filters, labels, None if include_query else p, "id", query, t0)
+        return self.search_vector(vec, k, offset, filters, labels, None if include_query else p, "id", query, t0,
+                                  radius)
 
     # -- images ---------------------------------------------------------------------------------------------
     def encode_raw(self, image: np.ndarray) -> np.ndarray:

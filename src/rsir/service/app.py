@@ -112,6 +112,7 @@ class IdQuery(BaseModel):
     filters: FilterBody = Field(default_factory=FilterBody)
     target_modality: str | None = None
     include_query: bool = False
+    radius: int | None = None  # every item within this Hamming distance, paged by k / offset
 
 
 class TextQuery(BaseModel):
@@ -359,7 +360,7 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
     def search_id(q: IdQuery) -> dict[str, Any]:
         """Search by an archive item: its stored code is the query."""
         check_target(q.target_modality)
-        res = eng.search_id(q.id, q.k, q.offset, q.filters.to_filters(), q.include_query)
+        res = eng.search_id(q.id, q.k, q.offset, q.filters.to_filters(), q.include_query, q.radius)
         out = svc.answer(res, q.target_modality)
         out["query"] = svc.with_quicklook(out["query"])
         return out
