@@ -254,7 +254,7 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
     text = caption_codes(arch, encoder, kind, seed, progress) if hasattr(encoder, "encode_text") else None
     with atomic_dir(out) as tmp:
         encoder.save(tmp / "encoder")
-        index.save(tmp / "index")
+        index.save(tmp / "index")  # an auto index chooses its structure here
         if text is not None:
             text[0].save(tmp / "text" / "index")
             (tmp / "text" / "captions.json").write_text(json.dumps(text[1]), encoding="utf-8")
@@ -265,6 +265,7 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
             "method": encoder.method, "encoder_type": encoder.encoder_type,
             "metric": encoder.metric, "dim": encoder.dim, "kind": kind, "count": len(index),
             "backend": index.backend,
+            "structure": index.describe() if hasattr(index, "describe") else kind,
             "archive_items": len(arch), "seed": seed, "fit_items": getattr(encoder, "fit_items", None),
             "build_seconds": round(time.perf_counter() - t0, 3), "created": utc_stamp(),
             "text": {"captions": len(text[1]), "items_with_captions": len({r[1] for r in text[1]})}

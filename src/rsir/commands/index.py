@@ -25,8 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="code length in bits, a multiple of 8 (default 64; with --model the model's own length)")
     p.add_argument("--out", required=True, help="INDEX directory to write")
     p.add_argument("--modality", default=None, help="modality to index (default: the archive's first)")
-    p.add_argument("--kind", default="flat", choices=HAMMING_KINDS,
-                   help="flat = exact faiss scan, ivf = faiss IVF (approximate), mih = multi-index hashing")
+    p.add_argument("--kind", default="auto", choices=HAMMING_KINDS,
+                   help="auto = the fastest exact structure for these codes, measured at build time (scan, mih or "
+                        "exact-ivf, all exact and compiled); flat = exact faiss scan, ivf = faiss IVF "
+                        "(approximate)")
     p.add_argument("--fit-sample", type=int, default=None, metavar="N",
                    help="training items to fit a classic method on (default: 20000 for lsh/itq/float, 3000 for "
                         "klsh, 2000 labelled for kslsh; fewer fit faster, KSLSH cost grows with N squared)")
@@ -80,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     m = IndexDir.read_manifest(out)
     mods = ", ".join(f"{k} {v}" for k, v in m.get("modality_counts", {}).items()) or m["modality"]
     print(f"indexed {m['count']} items ({mods}, {m['method']}, {m['dim']} "
-          f"{'bits' if m['metric'] == 'hamming' else 'dims'}, {m['kind']}) in {m['build_seconds']:.1f} s "
+          f"{'bits' if m['metric'] == 'hamming' else 'dims'}, {m.get('structure', m['kind'])}) in "
+          f"{m['build_seconds']:.1f} s "
           f"-> {out}")
     if m.get("text"):
         print(f"caption codes: {m['text']['captions']} captions of {m['text']['items_with_captions']} items")

@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "change, default) or pairs (similar changes)")
     p.add_argument("-k", type=int, default=10, help="number of results")
     p.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
+    p.add_argument("--radius", type=int, default=None, metavar="R",
+                   help="with --id: every item within Hamming distance R (paged by -k / --offset)")
     p.add_argument("--label", action="append", default=[], metavar="CLASS",
                    help="keep only results with this label (repeatable; any of them)")
     p.add_argument("--split", default=None, help="keep only results of this split")
@@ -72,10 +74,15 @@ def run(args: argparse.Namespace) -> int:
                      "label matcher (this index has no text-image model"
                      + (f"; classes matched: {'; '.join(res.query.get('labels') or []) or 'none'})")))
     elif args.id is not None:
-        res = engine.search_id(args.id, args.k, args.offset, filters, from_=args.from_, target=target)
+        res = engine.search_id(args.id, args.k, args.offset, filters, from_=args.from_, target=target,
+                               radius=args.radius)
         qlabels = res.query.get("labels") or []
         header = f"query {args.id}" + (f"  labels: {'; '.join(qlabels)}" if qlabels else "")
     else:
+        if args.radius is not None:
+            from rsir.query.items import QueryError
+
+            raise QueryError("--radius needs --id (a search by image file ranks by k only)")
         res = engine.search_file(args.file, args.k, args.offset, filters, from_=args.from_, target=target)
         header = f"query file {args.file}"
     if res.direction:
@@ -84,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(res.to_json(), indent=2))
         return 0
     print(header)
+    if res.radius is not None:
+        print(f"{res.within} items within Hamming distance {res.radius}")
     print(f"{'rank':>4}  {'distance':>9}  {'shares':>6}  id  labels")
     for h in res.hits:
         d = h.distance if isinstance(h.distance, int) or h.distance is None else f"{h.distance:.4f}"

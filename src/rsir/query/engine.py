@@ -54,6 +54,7 @@ class QueryLimits:
 
     max_k: int = 100_000
     max_offset: int = 1_000_000
+    max_radius_hits: int = 100_000  # a radius query returns every hit up to this many (``within`` counts all)
 
 
 class RWLock:
@@ -125,6 +126,8 @@ class Results:
     query_ms: float
     query: dict[str, Any] = field(default_factory=dict)
     direction: str = ""  # "s1->s2" etc. for a cross-modal index (query modality -> result modality)
+    radius: int | None = None  # set for "all within Hamming distance r" queries
+    within: int | None = None  # radius queries: items within r passing the filters (every one is ranked)
 
     @property
     def precision(self) -> float | None:
@@ -140,7 +143,8 @@ class Results:
         """The JSON shape every front end answers with."""
         out = {"mode": self.mode, "query": self.query, "results": [h.to_json() for h in self.hits],
                "precision": self.precision, "k": self.k, "offset": self.offset, "metric": self.metric,
-               "query_ms": self.query_ms, "matching": self.matching}
+               "query_ms": self.query_ms, "matching": self.matching,
+               **({"radius": self.radius, "within": self.within} if self.radius is not None else {})}
         if self.direction:
             out["direction"] = self.direction
         return out
@@ -348,6 +352,29 @@ class SearchEngine:
                 return out
             kk = min(n, kk * 4)
 
+    def within(self, vec: np.ndarray, radius: int, mask: np.ndarray | None, exclude: int | None
+               ) -> tuple[list[tuple[int, float]], int]:
+        """Every item within Hamming distance ``radius`` passing ``mask`` (not ``exclude``), best first (ties in
+        index order), as (row, distance), at most ``limits.max_radius_hits`` of them; and how many there are."""
+        if self.metric != "hamming":
+            raise QueryError("radius queries need a Hamming index (binary codes)")
+        if not 0 <= radius <= self.index.dim:
+            raise QueryError(f"radius must be between 0 and {self.index.dim} bits, got {radius}")
+        if len(self.index) == 0:
+            return [], 0
+        dist, ids = self.index.range_search(vec[None], radius)[0]
+        out: list[tuple[int, float]] = []
+        total = 0
+        cap = self.limits.max_radius_hits
+        for d, i in zip(dist.tolist(), ids.tolist(), strict=True):
+            p = self.table.pos.get(str(i))
+            if p is None or p == exclude or (mask is not None and not mask[p]):
+                continue
+            total += 1
+            if total <= cap:
+                out.append((p, d))
+        return out, total
+
     def _page(self, mode: str, ranked: Sequence[tuple[int, float | None]], k: int, offset: int,
               query_labels: np.ndarray | None, mask: np.ndarray | None, t0: float, query: dict[str, Any]
               ) -> Results:
@@ -365,9 +392,10 @@ class SearchEngine:
     def search_vector(self, vec: np.ndarray, k: int = 10, offset: int = 0, filters: Filters | None = None,
                       query_labels: np.ndarray | None = None, exclude: int | None = None, mode: str = "vector",
                       query: dict[str, Any] | None = None, t0: float | None = None, from_: str | None = None,
-                      target: str | None = None) -> Results:
+                      target: str | None = None, radius: int | None = None) -> Results:
         """Results for a code (packed uint8) or float vector as the encoder produces it; in a cross-modal index
-        the vector is taken as one of ``from_`` and the codes of ``target`` are ranked."""
+        the vector is taken as one of ``from_`` and the codes of ``target`` are ranked. With ``radius``, the page
+        ``offset:offset + k`` of every item within that Hamming distance (``Results.within`` counts them)."""
         t0 = time.perf_counter() if t0 is None else t0
         self.check_page(k, offset)
         f, t = self.directions(from_, target)
@@ -376,6 +404,13 @@ class SearchEngine:
             v = v[0]
         with self.lock.read():
             mask = self.filter_mask(filters)
+            if radius is not None:
+                if self.cross:
+                    raise QueryError("radius queries are for single-modality indexes")
+                ranked, total = self.within(v, int(radius), mask, exclude)
+                res = self._page(mode, ranked, k, offset, query_labels, mask, t0, query or {})
+                res.radius, res.within = int(radius), total
+                return res
             if (filters is not None and mask is not None and hasattr(self.index, "filtered_search")
                     and not self.cross):
                 ranked = self.knn_pushed(v, offset + k, filters, exclude)
@@ -403,7 +438,8 @@ class SearchEngine:
         return out[:need]
 
     def search_id(self, item_id: str, k: int = 10, offset: int = 0, filters: Filters | None = None,
-                  include_query: bool = False, from_: str | None = None, target: str | None = None) -> Results:
+                  include_query: bool = False, from_: str | None = None, target: str | None = None,
+                  radius: int | None = None) -> Results:
         """Results for an indexed item (its stored code is the query); the item itself is left out unless
         ``include_query``. Across modalities (``from_`` != ``target``) the item's own partner in ``target`` is a
         different image and stays in the ranking."""
@@ -418,7 +454,7 @@ class SearchEngine:
             labels = self.table.labels[p]
             query = self.item_record(p)
         exclude = None if include_query or f != t else p
-        return self.search_vector(vec, k, offset, filters, labels, exclude, "id", query, t0, f, t)
+        return self.search_vector(vec, k, offset, filters, labels, exclude, "id", query, t0, f, t, radius)
 
     # -- images ---------------------------------------------------------------------------------------------
     def encode_raw(self, image: np.ndarray, modality: str | None = None) -> np.ndarray:

@@ -116,6 +116,7 @@ class IdQuery(BaseModel):
     from_modality: Name | None = Field(default=None, description="cross-modal index: the query's modality "
                                        "(default: the index's own); target_modality: the results'")
     include_query: bool = False
+    radius: int | None = None  # every item within this Hamming distance, paged by k / offset
 
 
 class TextQuery(BaseModel):
@@ -409,7 +410,7 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
         target = check_modality(q.target_modality, "target")
         src = check_modality(q.from_modality, "from")
         res = eng.search_id(q.id, q.k, q.offset, q.filters.to_filters(), q.include_query, from_=src,
-                            target=target)
+                            target=target, radius=q.radius)
         f, t = eng.directions(src, target)
         out = svc.answer(res, t if eng.cross else q.target_modality)
         out["query"] = svc.with_quicklook(out["query"], f if eng.cross else None)
