@@ -39,9 +39,22 @@ class Encoder(Protocol):
 ENCODERS: Registry = Registry("encoder type", {
     "classic": "rsir.hashing.encoder:load_feature_hash_encoder",
     "model": "rsir.models.encoder:load_model_encoder",
+    "codec": "rsir.compression.encoder:load_codec_encoder",
 }, EncoderError)
 
 
 def load_encoder(encoder_type: str, path: str | Path) -> Encoder:
     """Load a saved encoder of a registered type."""
     return ENCODERS.get(encoder_type)(path)  # type: ignore[no-any-return]
+
+
+def model_encoder_type(path: str | Path) -> str:
+    """The encoder type of a trained model directory: ``codec`` for a joint codec (rsir train-codec), else
+    ``model``."""
+    import json
+
+    try:
+        fmt = json.loads((Path(path) / "config.json").read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return "model"
+    return "codec" if fmt == "rsir-codec" else "model"

@@ -137,9 +137,17 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
     chunks: list[np.ndarray] = []
     tune_allocator()
     # reading the next batch (LMDB, decoding, resampling) overlaps with encoding this one
-    for ids, x in prefetch(arch.batches(batch_size, modality=mod, progress=progress), depth=2):
-        all_ids += ids
-        chunks.append(encoder.encode(x))
+    reads_stored = getattr(encoder, "reads_stored", None)
+    from_stream = bool(reads_stored is not None and reads_stored(arch, mod))
+    if from_stream:
+        # a compressed archive of this codec: codes from the bitstreams, no pixels are reconstructed
+        for ids, streams in prefetch(arch.stored_batches(batch_size, modality=mod), depth=2):
+            all_ids += ids
+            chunks.append(encoder.encode_stored(ids, streams))  # type: ignore[attr-defined]
+    else:
+        for ids, x in prefetch(arch.batches(batch_size, modality=mod, progress=progress), depth=2):
+            all_ids += ids
+            chunks.append(encoder.encode(x))
     if chunks:
         index.add(np.array(all_ids, dtype=object), np.concatenate(chunks))
     with atomic_dir(out) as tmp:
@@ -150,7 +158,7 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
             "archive": str(arch.path.resolve()), "archive_created": arch.manifest.get("created"),
             "modality": mod, "method": encoder.method, "encoder_type": encoder.encoder_type,
             "metric": encoder.metric, "dim": encoder.dim, "kind": kind, "count": len(index),
-            "archive_items": len(arch), "seed": seed, "fit_items": getattr(encoder, "fit_items", None),
+            "archive_items": len(arch), "from_stream": from_stream, "seed": seed, "fit_items": getattr(encoder, "fit_items", None),
             "build_seconds": round(time.perf_counter() - t0, 3), "created": utc_stamp(),
         })
     return Path(out)

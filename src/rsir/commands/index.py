@@ -14,9 +14,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from rsir.index.factory import HAMMING_KINDS
 
     p.add_argument("archive", help="archive directory (from rsir ingest)")
-    p.add_argument("--method", default="lsh", choices=classic_methods(),
-                   help="classic method on hand-crafted features ('float' = the standardised features)")
-    p.add_argument("--model", default=None, help="a trained model directory (its codes instead of --method)")
+    p.add_argument("--method", default=None, choices=classic_methods(),
+                   help="classic method on hand-crafted features ('float' = the standardised features; default "
+                        "lsh, or for a compressed archive its codec's codes read from the bitstreams)")
+    p.add_argument("--model", default=None,
+                   help="a trained model or codec directory (its codes instead of --method)")
     p.add_argument("--bits", type=int, default=None,
                    help="code length in bits, a multiple of 8 (default 64; with --model the model's own length)")
     p.add_argument("--out", required=True, help="INDEX directory to write")
@@ -31,11 +33,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsir.encoding import load_encoder
+    from rsir.data.archive import open_archive
+    from rsir.encoding import load_encoder, model_encoder_type
     from rsir.pipeline import IndexDir, build_index
 
-    encoder = load_encoder("model", args.model) if args.model else None
-    out = build_index(args.archive, args.out, method=args.method, bits=args.bits, modality=args.modality,
+    encoder = load_encoder(model_encoder_type(args.model), args.model) if args.model else None
+    archive = open_archive(args.archive)
+    if encoder is None and args.method is None and args.modality is None:
+        entry = archive.compressed()
+        if entry is not None:  # a compressed archive indexes with its own codec, from the bitstreams
+            encoder = load_encoder("codec", archive.path / str(entry.get("dir", "codec")))
+    out = build_index(archive, args.out, method=args.method or "lsh", bits=args.bits, modality=args.modality,
                       kind=args.kind, seed=args.seed, encoder=encoder, progress=not args.no_progress,
                       fit_sample=args.fit_sample)
     m = IndexDir.read_manifest(out)
