@@ -186,3 +186,18 @@ def test_untrained_tables_are_required() -> None:
     with pytest.raises(BitstreamError, match="no coding tables"):
         LatentCoder(net.entropy)
     assert CodecMeta().method == "sci-cbir"
+
+
+def test_init_reuses_stage_one_for_another_code_length(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    arch_dir, codec_dir = trained
+    cfg = CodecTrainConfig(bits=8, codec_epochs=0, joint_epochs=0, batch_size=6, n_filters=8, latent=4,
+                           init=str(codec_dir))
+    out = train_codec(arch_dir, tmp_path / "c8", cfg)
+    a, b = load_codec(codec_dir), load_codec(out)
+    assert b.bits == 8
+    for k, v in a.net.g_a.state_dict().items():
+        assert torch.equal(v, b.net.g_a.state_dict()[k])
+    assert torch.equal(a.net.entropy.table, b.net.entropy.table)
+    with pytest.raises(CodecError, match="latent channels"):
+        train_codec(arch_dir, tmp_path / "bad", CodecTrainConfig(bits=8, codec_epochs=0, joint_epochs=0,
+                                                                 n_filters=8, latent=6, init=str(codec_dir)))

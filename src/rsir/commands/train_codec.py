@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latent", type=int, default=32, help="latent channels")
     p.add_argument("--max-items", type=int, default=None, help="train on at most N training items")
     p.add_argument("--modality", default=None)
+    p.add_argument("--init", default=None, metavar="CODEC",
+                   help="start from this codec's transforms and entropy model (reuse its stage 1: e.g. "
+                        "--codec-epochs 0 for another code length)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = CodecTrainConfig(bits=args.bits, lmbda=args.lmbda, codec_epochs=args.codec_epochs,
                            joint_epochs=args.joint_epochs, batch_size=args.batch_size, lr=args.lr,
                            n_filters=args.filters, latent=args.latent, seed=args.seed, max_items=args.max_items,
-                           modality=args.modality)
+                           modality=args.modality, init=args.init)
     out = train_codec(args.archive, args.out, cfg, log=print)
     print(f"codec -> {out}")
     return 0

@@ -45,6 +45,8 @@ class CodecTrainConfig:
     seed: int = 0
     max_items: int | None = None
     modality: str | None = None
+    #: a codec directory whose transforms and entropy model start stage 2 (its stage 1 reused; codec_epochs 0)
+    init: str | None = None
 
 
 def load_training_data(arch: Archive, modality: str, max_items: int | None = None,
@@ -74,6 +76,17 @@ def train_codec(archive: Archive | str | Path, out: str | Path, cfg: CodecTrainC
     x_t, y_t = torch.from_numpy(x_all), torch.from_numpy(y_all.astype(np.float32))
     net = JointNet(CodecConfig(in_channels=len(spec.bands), n_filters=cfg.n_filters, latent=cfg.latent,
                                bits=cfg.bits, n_classes=len(arch.nomenclature)))
+    if cfg.init is not None:
+        from rsir.compression.codec import load_codec
+
+        base = load_codec(cfg.init)
+        base.check_spec(spec.bands, spec.grid, spec.dtype, f"archive {arch.path} ({spec.name})")
+        if (base.net.cfg.n_filters, base.net.cfg.latent) != (cfg.n_filters, cfg.latent):
+            raise CodecError(f"--init {cfg.init} has {base.net.cfg.n_filters} filters and {base.net.cfg.latent} "
+                             f"latent channels, not {cfg.n_filters} and {cfg.latent}")
+        state = {k: v for k, v in base.net.state_dict().items() if k.split(".")[0] in ("g_a", "g_s", "entropy")}
+        net.entropy.table = torch.zeros_like(state["entropy.table"])
+        net.load_state_dict(state, strict=False)
     weights = UncertaintyWeights(OBJECTIVES)
     history: list[dict[str, Any]] = []
     gen = torch.Generator().manual_seed(cfg.seed)

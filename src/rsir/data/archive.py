@@ -645,6 +645,7 @@ class Archive:
             "stats": self.stats,
             "skipped": self.manifest.get("skipped", []),
             "conversions": self.manifest.get("conversions", []),
+            "compressed": self.manifest.get("compressed", {}),
         }
 
 
