@@ -201,3 +201,27 @@ def test_init_reuses_stage_one_for_another_code_length(trained: tuple[Path, Path
     with pytest.raises(CodecError, match="latent channels"):
         train_codec(arch_dir, tmp_path / "bad", CodecTrainConfig(bits=8, codec_epochs=0, joint_epochs=0,
                                                                  n_filters=8, latent=6, init=str(codec_dir)))
+
+
+def test_engine_on_a_compressed_archive_answers_pixel_queries(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from rsir.compression.archive import compress_archive
+    from rsir.query.engine import SearchEngine
+
+    arch_dir, codec_dir = trained
+    compress_archive(arch_dir, codec_dir, tmp_path / "c", progress=False)
+    from rsir.cli import main
+
+    assert main(["index", str(tmp_path / "c"), "--out", str(tmp_path / "idx"), "--no-progress"]) == 0
+    engine = SearchEngine.open(tmp_path / "idx", archive=tmp_path / "c")
+    src = open_archive(arch_dir)
+    # a query by the source item's raw bands (native resolutions) finds the item: same latent, same code
+    from rsir.bits import popcount
+    from rsir.pipeline import IndexDir
+
+    q = engine.encode_bands(src.get("item004", "s2"))
+    stored = IndexDir.open(tmp_path / "idx").vectors(["item004"])
+    assert int(popcount(np.bitwise_xor(q.reshape(1, -1), stored)).sum()) <= 1  # float rounding may flip a bit
+    hits = {h["id"]: h["distance"] for h in engine.search_bands(src.get("item004", "s2"), k=18).to_json()["results"]}
+    assert hits["item004"] == min(hits.values())
+    # and by the decoded pixels of the compressed archive (what an upload of a quicklook's source would be)
+    assert len(engine.search_bands(open_archive(tmp_path / "c").get("item004", "s2"), k=3).to_json()["results"]) == 3
