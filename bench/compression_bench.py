@@ -194,17 +194,18 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/compression-bench")
     ap.add_argument("--n", type=int, default=6000)
     ap.add_argument("--size", type=int, default=24)
-    ap.add_argument("--lambdas", type=float, nargs="+", default=[16.0, 64.0, 256.0])
+    ap.add_argument("--lambdas", type=float, nargs="+", default=[8.0, 64.0, 512.0])
     ap.add_argument("--main-lambda", type=float, default=64.0)
     ap.add_argument("--codec-epochs", type=int, default=4)
     ap.add_argument("--joint-epochs", type=int, default=4)
     ap.add_argument("--filters", type=int, default=32)
     ap.add_argument("--latent", type=int, default=16)
     ap.add_argument("--max-items", type=int, default=2000, help="training items of the codec")
+    ap.add_argument("--codec-batch", type=int, default=8, help="codec batch size (small: more steps per epoch)")
     ap.add_argument("--cls-epochs", type=int, default=20)
     ap.add_argument("--milan-epochs", type=int, default=30)
     ap.add_argument("--bits", type=int, nargs="+", default=[32, 64])
-    ap.add_argument("--j2k-levels", type=float, nargs="+", default=[30, 35, 40, 45, 50, 55])
+    ap.add_argument("--j2k-levels", type=float, nargs="+", default=[25, 30, 35, 40, 45, 50, 60])
     ap.add_argument("--reben", action="store_true", help="also the real reBEN sample (../shared/data)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "compression.json"))
     args = ap.parse_args()
@@ -225,7 +226,8 @@ def main() -> None:
     run("simulate", "--n", str(args.n), "--size", str(args.size), "--difficulty", "hard", "--seed", "0",
         "--bitemporal", "0", "--out", str(sim), "--quiet", skip_if=sim)
     arch = open_archive(sim)
-    common = ["--filters", str(args.filters), "--latent", str(args.latent), "--max-items", str(args.max_items)]
+    common = ["--filters", str(args.filters), "--latent", str(args.latent), "--max-items", str(args.max_items),
+              "--batch-size", str(args.codec_batch)]
 
     # 1. stage-1 codecs (rate-distortion only) at each lambda
     stage1: dict[float, Path] = {}

@@ -225,3 +225,17 @@ def test_engine_on_a_compressed_archive_answers_pixel_queries(trained: tuple[Pat
     assert hits["item004"] == min(hits.values())
     # and by the decoded pixels of the compressed archive (what an upload of a quicklook's source would be)
     assert len(engine.search_bands(open_archive(tmp_path / "c").get("item004", "s2"), k=3).to_json()["results"]) == 3
+
+
+def test_ingest_decodes_a_compressed_archive_back_to_raw_bands(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from rsir.compression.archive import compress_archive
+    from rsir.data.formats import ingest
+
+    arch_dir, codec_dir = trained
+    compress_archive(arch_dir, codec_dir, tmp_path / "c", progress=False)
+    rep = ingest(tmp_path / "c", "rsir-archive", tmp_path / "raw", {"modalities": "s2"}, progress=False)
+    raw, comp, src = open_archive(rep.path), open_archive(tmp_path / "c"), open_archive(arch_dir)
+    assert raw.compressed("s2") is None and raw.ids == src.ids and list(raw.modalities) == ["s2"]
+    assert raw.item("item007")["labels"] == src.item("item007")["labels"]
+    assert np.array_equal(raw.get("item007", "s2")["B04"], comp.get("item007", "s2")["B04"])
+    assert any("decoded" in n for n in rep.notes)
