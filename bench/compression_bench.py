@@ -207,8 +207,14 @@ def main() -> None:
     ap.add_argument("--bits", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--j2k-levels", type=float, nargs="+", default=[25, 30, 35, 40, 45, 50, 60])
     ap.add_argument("--reben", action="store_true", help="also the real reBEN sample (../shared/data)")
+    ap.add_argument("--reben-only", action="store_true", help="only the reBEN rows (printed, not saved)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "compression.json"))
     args = ap.parse_args()
+    if args.reben_only:
+        work = Path(args.work)
+        work.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(reben_rows(work, Runner(work / "commands-reben.log")), indent=1))
+        return
 
     import torch
 
@@ -327,7 +333,7 @@ def reben_rows(work: Path, run: Runner) -> dict[str, Any]:
     arch_dir, codec, comp = work / "reben", work / "reben-codec64", work / "reben-c64"
     run("ingest", str(src), "--format", "reben", "--out", str(arch_dir), "--quiet", skip_if=arch_dir)
     run("train-codec", str(arch_dir), "--out", str(codec), "--bits", "64", "--codec-epochs", "60",
-        "--joint-epochs", "30", "--batch-size", "8", "--filters", "32", "--latent", "16", skip_if=codec)
+        "--joint-epochs", "30", "--batch-size", "2", "--filters", "32", "--latent", "16", skip_if=codec)
     run("compress", str(arch_dir), "--codec", str(codec), "--out", str(comp), "--no-progress", skip_if=comp)
     idx, ev = work / "idx-reben-c64", work / "eval-reben-c64"
     run("index", str(comp), "--out", str(idx), "--no-progress", skip_if=idx)
