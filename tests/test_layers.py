@@ -31,6 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "miners": GROUND | {"losses"},
     "train": GROUND | {"data", "eval", "models", "losses", "miners"},
     "methods": GROUND | {"data", "eval", "models", "losses", "miners", "train", "text"},
+    "compression": GROUND | {"data", "encoding", "losses"},
     "pipeline": GROUND | {"data", "encoding", "hashing", "index"},
     "query": GROUND | {"data", "encoding", "index", "pipeline"},
     "api": GROUND | {"data", "pipeline", "query", "feedback"},

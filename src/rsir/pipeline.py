@@ -229,6 +229,8 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
     chunks: list[np.ndarray] = []
     counts: dict[str, int] = {}
     tune_allocator()
+    reads_stored = getattr(encoder, "reads_stored", None)
+    from_stream = bool(reads_stored is not None and not cross and reads_stored(arch, mod))
     for m in mods:
         enc = encoder.view(m) if cross else encoder  # type: ignore[attr-defined]
         n0 = len(all_ids)
@@ -239,6 +241,11 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
             for ids, x in prefetch(arch.batches(batch_size, modality=m, positions=pos, progress=progress), depth=2):
                 all_ids += [f"{m}/{i}" for i in ids]
                 chunks.append(enc.encode(x))
+        elif from_stream:
+            # a compressed archive of this codec: codes from the bitstreams, no pixels are reconstructed
+            for ids, streams in prefetch(arch.stored_batches(batch_size, modality=m), depth=2):
+                all_ids += ids
+                chunks.append(encoder.encode_stored(ids, streams))  # type: ignore[attr-defined]
         else:
             for ids, vecs in (encode_batches or encode_locally)(arch, enc, m, batch_size, progress):
                 all_ids += ids
@@ -266,7 +273,7 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
             "metric": encoder.metric, "dim": encoder.dim, "kind": kind, "count": len(index),
             "backend": index.backend,
             "structure": index.describe() if hasattr(index, "describe") else kind,
-            "archive_items": len(arch), "seed": seed, "fit_items": getattr(encoder, "fit_items", None),
+            "archive_items": len(arch), "from_stream": from_stream, "seed": seed, "fit_items": getattr(encoder, "fit_items", None),
             "build_seconds": round(time.perf_counter() - t0, 3), "created": utc_stamp(),
             "text": {"captions": len(text[1]), "items_with_captions": len({r[1] for r in text[1]})}
             if text is not None else None,

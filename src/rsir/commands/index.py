@@ -18,9 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from rsir.index.factory import HAMMING_KINDS
 
     p.add_argument("archive", help="archive directory (from rsir ingest)")
-    p.add_argument("--method", default="lsh", choices=classic_methods(),
-                   help="classic method on hand-crafted features ('float' = the standardised features)")
-    p.add_argument("--model", default=None, help="a trained model directory (its codes instead of --method)")
+    p.add_argument("--method", default=None, choices=classic_methods(),
+                   help="classic method on hand-crafted features ('float' = the standardised features; default "
+                        "lsh, or for a compressed archive its codec's codes read from the bitstreams)")
+    p.add_argument("--model", default=None,
+                   help="a trained model or codec directory (its codes instead of --method)")
     p.add_argument("--bits", type=int, default=None,
                    help="code length in bits, a multiple of 8 (default 64; with --model the model's own length)")
     p.add_argument("--out", required=True, help="INDEX directory to write")
@@ -51,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rsir.data.archive import open_archive
     from rsir.encoding import load_encoder, model_encoder_type
     from rsir.pipeline import IndexDir, build_index
 
@@ -58,11 +61,16 @@ def run(args: argparse.Namespace) -> int:
     if enc_type == "text-itsr":
         return _change_index(args)
     encoder = load_encoder(enc_type, args.model) if args.model and enc_type else None
+    archive = open_archive(args.archive)
+    if encoder is None and args.method is None and args.modality is None:
+        entry = archive.compressed()
+        if entry is not None:  # a compressed archive indexes with its own codec, from the bitstreams
+            encoder = load_encoder("codec", archive.path / str(entry.get("dir", "codec")))
     if args.float:
         if encoder is None or not hasattr(encoder, "with_output"):
             raise RsirError("--float needs a cross-modal (ss-cm) --model; classic methods have --method float")
         encoder = encoder.with_output("float")
-    kwargs: dict[str, Any] = dict(method=args.method, bits=args.bits, modality=args.modality, kind=args.kind,
+    kwargs: dict[str, Any] = dict(method=args.method or "lsh", bits=args.bits, modality=args.modality, kind=args.kind,
                                   seed=args.seed, encoder=encoder, progress=not args.no_progress,
                                   fit_sample=args.fit_sample)
     if args.backend == "milvus":
@@ -75,10 +83,10 @@ def run(args: argparse.Namespace) -> int:
         from rsir.scale.encode import dask_encoder
 
         with open_client(args.dask) as client:
-            out = build_index(args.archive, args.out, encode_batches=dask_encoder(client, args.partition_items),
+            out = build_index(archive, args.out, encode_batches=dask_encoder(client, args.partition_items),
                               **kwargs)
     else:
-        out = build_index(args.archive, args.out, **kwargs)
+        out = build_index(archive, args.out, **kwargs)
     m = IndexDir.read_manifest(out)
     mods = ", ".join(f"{k} {v}" for k, v in m.get("modality_counts", {}).items()) or m["modality"]
     print(f"indexed {m['count']} items ({mods}, {m['method']}, {m['dim']} "
