@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default=None, help="keep only results of this split")
     p.add_argument("--archive", default=None, help="archive directory (default: the one recorded in the index)")
     p.add_argument("--json", action="store_true", help="print the results as JSON (the service's answer shape)")
+    p.add_argument("--format", choices=("table", "json", "geojson"), default=None,
+                   help="table (default); json (as --json); geojson: a STAC ItemCollection (GeoJSON FeatureCollection "
+                        "with each hit's footprint, datetime, rsir:distance and rsir:labels)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +40,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         res = engine.search_file(args.file, args.k, args.offset, filters)
         header = f"query file {args.file}"
-    if args.json:
+    fmt = args.format or ("json" if args.json else "table")
+    if fmt == "json":
         print(json.dumps(res.to_json(), indent=2))
+        return 0
+    if fmt == "geojson":
+        from rsir.query.geojson import item_collection
+
+        print(json.dumps(item_collection(res, engine), indent=2))
         return 0
     print(header)
     print(f"{'rank':>4}  {'distance':>9}  {'shares':>6}  id  labels")

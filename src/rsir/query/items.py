@@ -76,6 +76,9 @@ class ItemTable:
                 self.bbox[p] = np.asarray(b, dtype=float)
         self.modalities: list[list[str]] = [[str(m) for m in mods] for mods in cat["modalities"]]
         self.captions = cat["captions"]
+        # GeoJSON text of each item's footprint when the source had one (STAC), else ""
+        self.geometry: list[str] = ([str(g) if isinstance(g, str) else "" for g in cat["geometry"]]
+                                    if "geometry" in cat.columns else [""] * n)
         self.n_archive = n
         self.added: dict[str, dict[str, Any]] = {}
 
@@ -92,6 +95,7 @@ class ItemTable:
         self.lat = np.append(self.lat, finite_or_nan(meta.get("lat")))
         self.bbox = np.concatenate([self.bbox, np.full((1, 4), np.nan)])
         self.modalities.append([modality])
+        self.geometry.append("")
         self.pos[item_id] = len(self.ids)
         self.ids.append(item_id)
         self.added[item_id] = meta

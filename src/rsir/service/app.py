@@ -35,6 +35,7 @@ from rsir.data.bands import png_bytes, quicklook
 from rsir.data.uploads import UploadError, describe_spec
 from rsir.errors import NotFoundError, RsirError
 from rsir.query import Filters, QueryError, QueryLimits, SearchEngine
+from rsir.query.geojson import GEOJSON_MEDIA_TYPE, item_collection
 from rsir.query.items import ConflictError
 from rsir.service.guard import GuardRules, RequestGuard, WorkerPool, auth_problem, token_setting
 
@@ -156,6 +157,17 @@ class Service:
         out = results.to_json()
         out["results"] = [self.with_quicklook(r, modality) for r in out["results"]]
         return out
+
+    def wants_geojson(self, request: Request) -> bool:
+        """Whether the client asked for a STAC ItemCollection (``Accept: application/geo+json``)."""
+        return GEOJSON_MEDIA_TYPE in request.headers.get("accept", "")
+
+    def geojson(self, request: Request, results: Any) -> JSONResponse:
+        """The results as a STAC ItemCollection, thumbnails as absolute URLs."""
+        base = str(request.base_url).rstrip("/")
+        ic = item_collection(results, self.engine,
+                             thumbnail=lambda rec: base + self.with_quicklook(dict(rec))["quicklook"])
+        return JSONResponse(ic, media_type=GEOJSON_MEDIA_TYPE)
 
     def quicklook_png(self, item_id: str, modality: str | None) -> bytes:
         table = self.engine.table
@@ -355,20 +367,24 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
             raise HTTPException(422, f"target modality {target!r} is not indexed: this index holds "
                                      f"{eng.modality} codes")
 
-    @app.post("/api/search/id")
-    def search_id(q: IdQuery) -> dict[str, Any]:
-        """Search by an archive item: its stored code is the query."""
+    geo_note = (" Send 'Accept: application/geo+json' for a STAC ItemCollection (GeoJSON FeatureCollection with "
+                "rsir:distance and rsir:labels as properties).")
+
+    @app.post("/api/search/id", description="Search by an archive item: its stored code is the query." + geo_note)
+    def search_id(q: IdQuery, request: Request) -> Any:
         check_target(q.target_modality)
         res = eng.search_id(q.id, q.k, q.offset, q.filters.to_filters(), q.include_query)
+        if svc.wants_geojson(request):
+            return svc.geojson(request, res)
         out = svc.answer(res, q.target_modality)
         out["query"] = svc.with_quicklook(out["query"])
         return out
 
-    @app.post("/api/search/upload")
-    async def search_upload(file: UploadFile = File(...), k: int = Form(20), offset: int = Form(0),
-                            filters: str = Form("{}")) -> dict[str, Any]:
-        """Search by an uploaded image: GeoTIFF, .npz of band arrays, or PNG/JPEG for RGB models (recognised by
-        content). Parsing and encoding run in a bounded worker pool (503 when it is full)."""
+    @app.post("/api/search/upload", description="Search by an uploaded image: GeoTIFF, .npz of band arrays, or "
+              "PNG/JPEG for RGB models (recognised by content). Parsing and encoding run in a bounded worker pool "
+              "(503 when it is full)." + geo_note)
+    async def search_upload(request: Request, file: UploadFile = File(...), k: int = Form(20),
+                            offset: int = Form(0), filters: str = Form("{}")) -> Any:
         eng.check_page(k, offset)
         try:
             flt = FilterBody.model_validate_json(filters or "{}").to_filters()
@@ -377,8 +393,12 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
         data = await _read_limited(file, limits.max_upload_bytes)
         name = file.filename or ""
 
-        def work() -> dict[str, Any]:
+        geo = svc.wants_geojson(request)
+
+        def work() -> Any:
             res, parsed = eng.search_upload(name, data, k, offset, flt, limits.max_upload_bytes)
+            if geo:
+                return svc.geojson(request, res)
             out = svc.answer(res)
             ql = base64.b64encode(png_bytes(quicklook(parsed.bands))).decode()
             out["query"]["quicklook"] = f"data:image/png;base64,{ql}"
@@ -386,12 +406,14 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
 
         return await svc.pool.run(work)
 
-    @app.post("/api/search/text")
-    def search_text(q: TextQuery) -> dict[str, Any]:
-        """Search by a sentence; without a text-image model, by matching it against the label names."""
+    @app.post("/api/search/text", description="Search by a sentence; without a text-image model, by matching it "
+              "against the label names." + geo_note)
+    def search_text(q: TextQuery, request: Request) -> Any:
         if len(q.text) > limits.max_text_chars:
             raise HTTPException(422, f"text is longer than {limits.max_text_chars} characters")
         res, match = eng.search_text(q.text, q.k, q.offset, q.filters.to_filters())
+        if svc.wants_geojson(request):
+            return svc.geojson(request, res)
         out = svc.answer(res)
         out["note"] = None if match.concepts else "no class name or synonym found in the text"
         return out
