@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 NAME = "search"
 HELP = "search an index by an archive item id or an image file and print the ranked results"
@@ -23,6 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default=None, help="keep only results of this split")
     p.add_argument("--archive", default=None, help="archive directory (default: the one recorded in the index)")
     p.add_argument("--json", action="store_true", help="print the results as JSON (the service's answer shape)")
+    p.add_argument("--montage", metavar="PNG", default=None,
+                   help="also write a picture of the query and its results (true-colour quicklooks with rank, "
+                        "distance, id and labels; green frame: shares a label with the query, red: none)")
+    p.add_argument("--montage-cols", type=int, default=6, metavar="N", help="tiles per row of the montage")
     p.add_argument("--format", choices=("table", "json", "geojson"), default=None,
                    help="table (default); json (as --json); geojson: a STAC ItemCollection (GeoJSON FeatureCollection "
                         "with each hit's footprint, datetime, rsir:distance and rsir:labels)")
@@ -40,6 +45,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         res = engine.search_file(args.file, args.k, args.offset, filters)
         header = f"query file {args.file}"
+    if args.montage:
+        from rsir.query.montage import results_montage
+        from rsir.storage import atomic_write_bytes
+
+        qrgb = None
+        if args.file is not None:
+            from rsir.data.bands import quicklook
+
+            qrgb = quicklook(engine.parse(args.file, open(args.file, "rb").read()).bands)
+        atomic_write_bytes(args.montage, results_montage(engine, res, qrgb, cols=max(1, args.montage_cols)))
+        print(f"wrote {args.montage}", file=sys.stderr)
     fmt = args.format or ("json" if args.json else "table")
     if fmt == "json":
         print(json.dumps(res.to_json(), indent=2))

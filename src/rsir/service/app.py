@@ -62,6 +62,8 @@ class ServiceLimits:
     max_browse: int = 200
     max_text_chars: int = 500
     quicklook_cache: int = 2048
+    codemap_points: int = 1000  # codes in the page's t-SNE map (fitted once, on first use)
+    montage_cols: int = 6
     upload_workers: int = 2  # threads that parse and encode uploads, off the event loop
     upload_queue: int = 8  # uploads accepted at once (running or waiting for a worker); more get 503
     max_connections: int = 64  # concurrent connections uvicorn accepts (rsir serve); more get 503
@@ -113,6 +115,8 @@ class IdQuery(BaseModel):
     filters: FilterBody = Field(default_factory=FilterBody)
     target_modality: str | None = None
     include_query: bool = False
+    montage: bool = Field(default=False, description="add a PNG montage of the query and its results (data URL)")
+    codemap: bool = Field(default=False, description="add the query's place on the code map (query.codemap)")
 
 
 class TextQuery(BaseModel):
@@ -120,6 +124,7 @@ class TextQuery(BaseModel):
     k: int = 20
     offset: int = 0
     filters: FilterBody = Field(default_factory=FilterBody)
+    montage: bool = Field(default=False, description="add a PNG montage of the query and its results (data URL)")
 
 
 class Service:
@@ -134,6 +139,41 @@ class Service:
         self.prefix = prefix  # URL path this app is mounted under ("" at the root)
         self._ql: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._ql_lock = threading.Lock()
+        self._codemap: Any = None
+        self._codemap_lock = threading.Lock()
+
+    def codemap(self) -> Any:
+        """The t-SNE map of (a seeded sample of) the archive's codes, fitted on first use (rsir.query.codemap)."""
+        from rsir.query.codemap import fit_codemap
+
+        with self._codemap_lock:
+            if self._codemap is None:
+                eng = self.engine
+                n = eng.table.n_archive
+                rng = np.random.default_rng(0)
+                pos = np.sort(rng.choice(n, size=min(n, self.limits.codemap_points), replace=False))
+                vecs = eng.vectors([eng.table.ids[int(p)] for p in pos])
+                self._codemap = fit_codemap(vecs, eng.metric, eng.table.labels[:n], positions=pos)
+            return self._codemap
+
+    def place(self, vec: np.ndarray, p: int | None = None) -> list[float] | None:
+        """The query's coordinates on the code map (its own point when it is on the map); None before the map
+        exists."""
+        cm = self._codemap
+        if cm is None:
+            return None
+        if p is not None:
+            hit = np.flatnonzero(cm.positions == p)
+            if len(hit):
+                return [float(v) for v in cm.xy[hit[0]]]
+        return [float(v) for v in cm.place(np.asarray(vec)[None])[0]]
+
+    def montage_url(self, results: Any, query_rgb: np.ndarray | None = None) -> str:
+        """The results' montage as a PNG data URL (rsir.query.montage)."""
+        from rsir.query.montage import results_montage
+
+        png = results_montage(self.engine, results, query_rgb, cols=self.limits.montage_cols)
+        return "data:image/png;base64," + base64.b64encode(png).decode()
 
     def default_modality(self, mods: list[str]) -> str:
         """Quicklook modality when none is asked for: the indexed one, else the first the item has."""
@@ -316,6 +356,14 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
                 "added_items_persist": False,
             }
 
+    @app.get("/api/codemap")
+    def codemap() -> dict[str, Any]:
+        """A 2-D t-SNE map (openTSNE) of a seeded sample of the indexed codes, each point coloured by its item's
+        rarest label; fitted once, on the first request (seconds to a minute), then cached. Searches with
+        "codemap": true place their query on it."""
+        cm = svc.codemap()
+        return cm.to_json(eng.table.ids, eng.nomenclature.classes)
+
     @app.get("/api/items")
     def items(offset: int = Query(0, ge=0), limit: int = Query(24, ge=1), split: str | None = None,
               labels: list[str] | None = Query(None), labels_mode: Literal["any", "all"] = "any",
@@ -378,13 +426,19 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
             return svc.geojson(request, res)
         out = svc.answer(res, q.target_modality)
         out["query"] = svc.with_quicklook(out["query"])
+        if q.montage:
+            out["montage"] = svc.montage_url(res)
+        if q.codemap:
+            p = eng.position(q.id)
+            out["query"]["codemap"] = svc.place(eng.vectors([q.id])[0], p if p < eng.table.n_archive else None)
         return out
 
     @app.post("/api/search/upload", description="Search by an uploaded image: GeoTIFF, .npz of band arrays, or "
               "PNG/JPEG for RGB models (recognised by content). Parsing and encoding run in a bounded worker pool "
               "(503 when it is full)." + geo_note)
     async def search_upload(request: Request, file: UploadFile = File(...), k: int = Form(20),
-                            offset: int = Form(0), filters: str = Form("{}")) -> Any:
+                            offset: int = Form(0), filters: str = Form("{}"), montage: bool = Form(False),
+                            codemap: bool = Form(False)) -> Any:
         eng.check_page(k, offset)
         try:
             flt = FilterBody.model_validate_json(filters or "{}").to_filters()
@@ -400,8 +454,12 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
             if geo:
                 return svc.geojson(request, res)
             out = svc.answer(res)
-            ql = base64.b64encode(png_bytes(quicklook(parsed.bands))).decode()
-            out["query"]["quicklook"] = f"data:image/png;base64,{ql}"
+            qrgb = quicklook(parsed.bands)
+            out["query"]["quicklook"] = "data:image/png;base64," + base64.b64encode(png_bytes(qrgb)).decode()
+            if montage:
+                out["montage"] = svc.montage_url(res, qrgb)
+            if codemap:
+                out["query"]["codemap"] = svc.place(eng.encode_raw(parsed.image))
             return out
 
         return await svc.pool.run(work)
@@ -416,6 +474,8 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
             return svc.geojson(request, res)
         out = svc.answer(res)
         out["note"] = None if match.concepts else "no class name or synonym found in the text"
+        if q.montage:
+            out["montage"] = svc.montage_url(res)
         return out
 
     @app.post("/api/items", status_code=201)
