@@ -97,7 +97,15 @@ class FilterBody(BaseModel):
     date_from: Name | None = Field(default=None, description="ISO date, inclusive")
     date_to: Name | None = Field(default=None, description="ISO date, inclusive")
     bbox: list[FiniteFloat] | None = Field(default=None, min_length=4, max_length=4,
-                                           description="[min_lon, min_lat, max_lon, max_lat]")
+                                           description="[min_lon, min_lat, max_lon, max_lat] (min_lon > max_lon "
+                                                       "crosses the antimeridian)")
+    near: list[FiniteFloat] | None = Field(default=None, min_length=3, max_length=3,
+                                           description="[lon, lat, radius_km]: item centres within radius_km")
+    season: Literal["winter", "spring", "summer", "autumn"] | None = Field(
+        default=None, description="meteorological season of the acquisition (months shift by six south of "
+                                  "the equator)")
+    months: list[Annotated[int, Field(ge=1, le=12)]] | None = Field(default=None, max_length=12,
+                                                                    description="acquisition months 1-12")
 
     @field_validator("labels")
     @classmethod
