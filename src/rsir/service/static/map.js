@@ -21,6 +21,7 @@ const RsirMap = (() => {
     geoLayer = L.featureGroup().addTo(map);
     fetch("static/vendor/world-atlas/countries-50m.json").then((r) => r.json()).then((topo) => {
       const countries = topojson.feature(topo, topo.objects.countries);
+      for (const f of countries.features) unwrapRings(f.geometry);
       const layer = L.geoJSON(countries, { interactive: false,
         style: { color: "#8a94a6", weight: 0.7, fillColor: "#f6f3ec", fillOpacity: 1 } }).addTo(map);
       layer.bringToBack();
@@ -57,6 +58,23 @@ const RsirMap = (() => {
       geo.near = [round(p.lng), round(p.lat), km()];
       setMode(null); drawGeo(); onChange();
     });
+  }
+
+  // rings that cross the antimeridian (Fiji, Chukotka) jump from +180 to -180: continue them past 180 instead, so
+  // Leaflet does not draw a line across the whole map
+  function unwrapRings(g) {
+    if (!g) return;
+    const polys = g.type === "Polygon" ? [g.coordinates] : g.type === "MultiPolygon" ? g.coordinates : [];
+    for (const poly of polys) {
+      for (const ring of poly) {
+        let off = 0;
+        for (let i = 1; i < ring.length; i++) {
+          const d = ring[i][0] + off - ring[i - 1][0];
+          if (d > 180) off -= 360; else if (d < -180) off += 360;
+          ring[i] = [ring[i][0] + off, ring[i][1]];
+        }
+      }
+    }
   }
 
   function round(v) { return Math.round(v * 1e5) / 1e5; }
@@ -128,7 +146,11 @@ const RsirMap = (() => {
     }
     const n = fpLayer.getLayers().length;
     document.getElementById("map-count").textContent = n ? `${layers.size} of ${r.results.length} results have a footprint` : "no footprints";
-    if (n) map.fitBounds(fpLayer.getBounds().pad(0.25), { maxZoom: 14 });
+    if (n) {
+      const b = fpLayer.getBounds();
+      if (geoLayer.getLayers().length) b.extend(geoLayer.getBounds());
+      map.fitBounds(b.pad(0.15), { maxZoom: 14 });
+    }
   }
 
   function highlight(id, on) {
