@@ -39,6 +39,15 @@ def _created(engine: SearchEngine) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
 
+def _full_date(engine: SearchEngine, p: int, rec: dict[str, Any]) -> str:
+    """The catalog's acquisition datetime (the engine's table keeps the day only)."""
+    if p < engine.table.n_archive:
+        v = engine.archive.catalog["date"].iat[p]
+        if isinstance(v, str) and v:
+            return v
+    return str(rec.get("date") or "")
+
+
 def item_collection(results: Results, engine: SearchEngine,
                     thumbnail: Callable[[dict[str, Any]], str] | None = None) -> dict[str, Any]:
     """The results as a STAC ItemCollection (a dict ready for JSON)."""
@@ -47,7 +56,7 @@ def item_collection(results: Results, engine: SearchEngine,
     for h in results.hits:
         rec = h.item
         geom, bbox = _record_geometry(engine, rec, h.position)
-        props: dict[str, Any] = {**datetime_fields(str(rec.get("date") or ""), created),
+        props: dict[str, Any] = {**datetime_fields(_full_date(engine, h.position, rec), created),
                                  "rsir:rank": h.rank, "rsir:distance": h.distance, "rsir:metric": results.metric,
                                  "rsir:labels": list(h.labels), "rsir:shares_label": h.shares_label}
         for k in ("split", "country"):
