@@ -129,10 +129,14 @@ def throughput_stage(run: Runner, work: Path, n: int, seed: int) -> dict[str, An
     return rows
 
 
-def reben_stage(run: Runner, src: Path, work: Path, epochs: int, seed: int) -> dict[str, Any]:
+def reben_stage(run: Runner, src: Path, work: Path, epochs: int, seed: int, max_steps: int | None
+                ) -> dict[str, Any]:
     archive = work / "reben"
-    run("ingest", str(src), "--format", "reben", "--out", str(archive), "--overwrite", "--quiet")
-    out = sscm_stage(run, archive, work / "reben-runs", [("full-64", []), ("random", [])], epochs, seed, 8)
+    run("ingest", str(src), "--format", "reben", "--out", str(archive), "--overwrite", "--quiet",
+        skip_if=archive / "manifest.json")
+    (work / "reben-runs").mkdir(parents=True, exist_ok=True)
+    out = sscm_stage(run, archive, work / "reben-runs", [("full-64", []), ("random", [])], epochs, seed, 8,
+                     max_steps)
     return {"data": "REAL reBEN sample (BigEarthNet v2.0), S1 2 x 120 x 120 / S2 12 x 120 x 120", "results": out}
 
 
@@ -166,7 +170,8 @@ def main() -> None:
                          "full model as a row of its own")
     ap.add_argument("--work", default="/tmp/sscm-bench")
     ap.add_argument("--reben", default=None, metavar="DIR", help="the reBEN sample (../shared/data/reben-sample)")
-    ap.add_argument("--skip", default="", help="comma list of stages to skip: milan,throughput,ablations")
+    ap.add_argument("--skip", default="", help="comma list of stages to skip: sscm,milan,throughput,ablations "
+                                               "(a second process can run the others beside the first)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sscm.json"))
     ap.add_argument("--width", type=int, default=16, help="encoder base width (ss-cm, classifier, throughput)")
     args = ap.parse_args()
@@ -197,19 +202,21 @@ def main() -> None:
                      "max_steps_per_epoch": args.max_steps, "width": args.width, "classifier_epochs": args.cls_epochs,
                      "milan_epochs": args.milan_epochs,
                      "objective_defaults": "tau 0.5, w_de 1, w_intra 1, no quantisation term"},
-        "results": sscm_stage(run, archive, work, variants, args.epochs, args.seed, args.batch, args.max_steps),
+        "results": {} if "sscm" in skip else sscm_stage(run, archive, work, variants, args.epochs, args.seed,
+                                                         args.batch, args.max_steps),
     }
     if "milan" not in skip:
         doc["results"].update(milan_stage(run, archive, work, args.cls_epochs, args.milan_epochs, args.seed))
     if "throughput" not in skip:
         doc["throughput"] = throughput_stage(run, work, args.throughput_n, args.seed)
     if args.reben:
-        doc["reben_sample"] = reben_stage(run, Path(args.reben), work, args.epochs, args.seed)
+        doc["reben_sample"] = reben_stage(run, Path(args.reben), work, args.epochs, args.seed, args.max_steps)
     doc["commands"] = run.commands
     doc["wall_seconds"] = round(time.time() - t0, 1)
     doc["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
-    print(table(doc["results"]))
+    if doc["results"]:
+        print(table(doc["results"]))
     if args.reben:
         print(table(doc["reben_sample"]["results"]))
     print(f"wrote {args.out}")
