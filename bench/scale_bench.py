@@ -17,6 +17,7 @@ data. torch and BLAS use one thread.
 
 usage: .venv/bin/python bench/scale_bench.py [--ns 10000,100000,1000000] [--milvus-max 100000]
        [--encode-n 1200] [--out bench/results/scale.json]
+       (--ns "" runs only the encoding part)
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ns", default="10000,100000,1000000")
     ap.add_argument("--milvus-max", type=int, default=100_000)
+    ap.add_argument("--backends", default="flat,ivf,mih,milvus")
+    ap.add_argument("--no-encode", action="store_true", help="only the index part")
     ap.add_argument("--encode-n", type=int, default=1200)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale.json"))
     args = ap.parse_args()
@@ -166,20 +169,20 @@ def main() -> None:
     except ImportError:
         pass
     work = Path(tempfile.mkdtemp(prefix="rsir-scale-"))
-    ns = [int(x) for x in args.ns.split(",")]
+    ns = [int(x) for x in args.ns.split(",") if x]
     rng = np.random.default_rng(0)
-    codes = rng.integers(0, 256, (max(ns), 8), dtype=np.uint8)
+    codes = rng.integers(0, 256, (max(ns or [1]), 8), dtype=np.uint8)
     queries = rng.integers(0, 256, (100, 8), dtype=np.uint8)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load0 = os.getloadavg()
     rows = []
     try:
         for n in ns:
-            for b in ("flat", "ivf", "mih", "milvus"):
+            for b in args.backends.split(","):
                 if b == "milvus" and n > args.milvus_max:
                     continue
                 rows.append(bench_index(b, n, work, queries, codes))
-        enc = bench_encode(args.encode_n, work)
+        enc = [] if args.no_encode else bench_encode(args.encode_n, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)
@@ -191,7 +194,8 @@ def main() -> None:
                        "size 24 px, seed 0 (rsir.data.simulate)"},
               "index": rows, "encode": enc}
     out.write_text(json.dumps(result, indent=2))
-    plot(rows, out.with_suffix(".png"))
+    if rows:
+        plot(rows, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
 
