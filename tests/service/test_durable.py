@@ -250,21 +250,23 @@ def test_server_killed_mid_stream_keeps_every_acknowledged_write(built: tuple[Pa
                 return
             body, ctype = _multipart({"id": item_id, "labels": "Urban fabric", "split": "test"}, _npz(bands))
             try:
-                status, _ = _request(f"{base}/api/items", "POST", body, ctype)
+                # generous timeout: the first add loads the encoder, slow on a loaded machine; a timed-out
+                # request would count as "not acknowledged" although the server may still apply it
+                status, _ = _request(f"{base}/api/items", "POST", body, ctype, timeout=120)
             except OSError:
                 return  # the server died mid-request: this one was not acknowledged
             if status == 201:
                 acked.append(item_id)
             if n % 7 == 3 and acked:
                 try:
-                    if _request(f"{base}/api/items/{acked[0]}", "DELETE")[0] == 200:
+                    if _request(f"{base}/api/items/{acked[0]}", "DELETE", timeout=120)[0] == 200:
                         deleted.append(acked.pop(0))
                 except OSError:
                     return
 
     th = threading.Thread(target=stream)
     th.start()
-    deadline = time.time() + 180  # generous: the machine may be loaded
+    deadline = time.time() + 240  # generous: the machine may be loaded
     while (len(acked) < 8 or not deleted) and time.time() < deadline and th.is_alive():
         time.sleep(0.02)
     os.kill(server.pid, signal.SIGKILL)  # while the stream is still sending

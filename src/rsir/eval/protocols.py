@@ -228,6 +228,9 @@ def _ordered(m: dict[str, float], ks: Sequence[int]) -> dict[str, float]:
     names = ["mAP@{k}(A)", "mAP@{k}(B)", "mAP@{k}(C)", "mAP@{k}(C,tie-aware)", "P@{k}", "P@{k}(tie-aware)",
              "R@{k}", "WAP@{k}", "ACG@{k}", "NDCG@{k}(exp)", "NDCG@{k}(lin)", "rsim_P@{k}", "rsim_R@{k}",
              "rsim_F1@{k}"]
+    strict = [f"{n}[{r}]" for r in M.STRICT_RELEVANCES
+              for n in ("mAP@{k}(A)", "mAP@{k}(C)", "mAP@{k}(C,tie-aware)", "P@{k}")]
+    names = names + strict
     out = {name.format(k=k): m[name.format(k=k)] for k in ks for name in names if name.format(k=k) in m}
     out.update({key: v for key, v in m.items() if key not in out})
     return out
