@@ -196,7 +196,7 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2))
     if rows:
         plot(rows, out.with_suffix(".png"))
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    print(f"wrote {out}" + (f" and {out.with_suffix('.png')}" if rows else ""))
 
 
 if __name__ == "__main__":
