@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "address); the metrics are the same as without it")
     p.add_argument("--out", default=None, metavar="DIR", help="write eval.json, eval.md and plots here")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--codemap-points", type=int, default=1000, metavar="N",
+                   help="with --out: draw a t-SNE map of at most N database codes (openTSNE, coloured by label) "
+                        "beside the distance histograms of relevant and irrelevant pairs; 0 skips the map")
 
 
 def _parse_ks(text: str) -> list[int]:
@@ -163,6 +166,18 @@ def run(args: argparse.Namespace) -> int:
                 "distance": metric, "seconds": round(seconds, 3), "warnings": warnings,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         paths = write_report(args.out, {n: r.to_json() for n, r in results.items()}, meta)
+        from rsir.query.codemap import write_code_pictures
+
+        # the code map and distance histograms of the last direction evaluated (the only one, usually)
+        name = list(results)[-1]
+        t1 = time.perf_counter()
+        paths.update(write_code_pictures(
+            args.out, db_vecs, archive.labels[split.db_pos], q_vecs, archive.labels[split.query_pos], metric,
+            [ids[p] for p in split.db_pos], archive.nomenclature.classes, bits, max(0, args.codemap_points),
+            split.exclude, name))
+        if "codemap" in paths:
+            print(f"code map: openTSNE of {min(len(db_vecs), args.codemap_points)} database codes "
+                  f"in {time.perf_counter() - t1:.1f} s")
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

@@ -300,6 +300,16 @@ class SearchEngine:
                 "bbox": [float(x) for x in bbox] if np.isfinite(bbox).all() else None,
                 "modalities": list(t.modalities[p]), "added": p >= t.n_archive}
 
+    def quicklook(self, p: int, modality: str | None = None) -> np.ndarray:
+        """H x W x 3 uint8 quicklook of the item at row ``p`` (an added item's from its uploaded bands)."""
+        from rsir.data.bands import quicklook
+
+        if p >= self.table.n_archive:
+            return quicklook(self.table.added[self.table.ids[p]]["_bands"])
+        mods = self.table.modalities[p]
+        m = modality or (self.modality if self.modality in mods else (mods[0] if mods else None))
+        return self.archive.quicklook(p, m)
+
     def captions(self, p: int) -> list[str]:
         """Captions stored with an archive item (none for added items)."""
         if p >= self.table.n_archive:
@@ -412,7 +422,7 @@ class SearchEngine:
                 res.radius, res.within = int(radius), total
                 return res
             if (filters is not None and mask is not None and hasattr(self.index, "filtered_search")
-                    and not self.cross):
+                    and not self.cross and not (filters.near or filters.season or filters.months)):
                 ranked = self.knn_pushed(v, offset + k, filters, exclude)
             else:
                 ranked = self.knn(v, offset + k, mask, exclude, t)
