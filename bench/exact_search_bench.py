@@ -98,6 +98,9 @@ def bench(kind: str, n: int, bits: int, nq: int, skip_ivf_above: int) -> dict:
     res["floor_ms"] = round(floor * 1e3, 3)
     flat_knn(words, qw[:1], 10)
     exact = {k: flat_knn(words, qw[:nq], k) for k in KS}
+    head = codes[:1_000_000]
+    res["distinct_share_first_1e6"] = round(np.unique(head, axis=0).shape[0] / head.shape[0], 4)
+    res["median_kth_distance"] = {k: float(np.median(exact[k][0][:, k - 1])) for k in KS}
     res["scan"] = {f"k{k}_ms": median_ms(lambda i, k=k: flat_knn(words, qw[i:i + 1], k), nq) for k in KS}
     res["scan"]["floor_ratio_k10"] = round(res["scan"]["k10_ms"] / res["floor_ms"], 2)
     res["scan"]["batch100_qps_k10"] = round(100 / timed(lambda: flat_knn(words, qw[:100], 10))[1], 1)
@@ -211,10 +214,36 @@ def markdown(rep: dict) -> str:
             def cell(name: str, rad: int = rad, rr: dict = rr) -> str:
                 c = rr.get(name, {}).get(rad) or rr.get(name, {}).get(str(rad))
                 return "-" if not c else f"{c['ms']} ({c['median_candidates']})"
-            lines.append(f"| {r['codes']} | {r['n']:.0e} | {rad} | {rr['scan'][rad]['median_hits']} | "
-                         f"{rr['scan'][rad]['ms']} | {rr['faiss_flat'][rad]['ms']} | {cell('mih')} | "
-                         f"{cell('exact-ivf')} |")
+            sc = rr["scan"].get(rad) or rr["scan"][str(rad)]
+            ff = rr["faiss_flat"].get(rad) or rr["faiss_flat"][str(rad)]
+            lines.append(f"| {r['codes']} | {r['n']:.0e} | {rad} | {sc['median_hits']} | {sc['ms']} | {ff['ms']} | "
+                         f"{cell('mih')} | {cell('exact-ivf')} |")
     return "\n".join(lines)
+
+
+def plot(rep: dict, path: Path) -> None:
+    """Single-query latency against k, one panel per (codes, n), one line per method; faiss flat dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = rep["results"]
+    fig, axes = plt.subplots(1, len(res), figsize=(4.2 * len(res), 3.6), squeeze=False)
+    for ax, r in zip(axes[0], res, strict=True):
+        for name, style in (("faiss_flat", "k--"), ("scan", "o-"), ("mih", "s-"), ("exact-ivf", "^-")):
+            if name in r:
+                ax.plot(KS, [r[name][f"k{k}_ms"] for k in KS], style, label=name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("k")
+        ax.set_title(f"{r['codes']} {r['n']:.0e} x {r['bits']} bits", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("median single-query ms (1 thread)")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -225,7 +254,13 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--skip-ivf-above", type=int, default=10_000_000)
     ap.add_argument("--out", default=str(HERE / "results" / "exact_search.json"))
+    ap.add_argument("--report-only", action="store_true", help="only redraw the table and plot from --out")
     args = ap.parse_args()
+    if args.report_only:
+        rep = json.loads(Path(args.out).read_text())
+        plot(rep, Path(args.out).with_suffix(".png"))
+        print(markdown(rep))
+        return
     faiss.omp_set_num_threads(1)
     rep: dict = {"machine": machine(), "load_average_start": os.getloadavg(), "results": [],
                  "command": " ".join(sys.argv)}
@@ -243,6 +278,7 @@ def main() -> None:
     rep["total_s"] = round(time.perf_counter() - t0, 1)
     rep["load_average_end"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(rep, indent=1))
+    plot(rep, Path(args.out).with_suffix(".png"))
     print(markdown(rep))
 
 
