@@ -17,6 +17,7 @@ complete, so an interrupted ingest never leaves a directory that looks like a fi
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
@@ -513,18 +514,27 @@ class Archive:
         return np.flatnonzero(self.catalog["split"].to_numpy() == split)
 
     # -- tensor store ---------------------------------------------------------------------------------------
-    def _store(self) -> lmdb.Environment:
+    def _store(self, position: int = 0) -> lmdb.Environment:
+        # a sharded archive (rsir.data.shards) keeps its items in several LMDB files by position range
+        shards = self.manifest.get("shards")
+        if shards:
+            i = bisect.bisect_right(self._shard_starts(), position) - 1
+            return _open_shared_store(self.path / str(shards[i]["store"]))
         # LMDB handles must not cross fork(): reopen in each DataLoader worker
         if self._env is None or self._env_pid != os.getpid():
             self._env = _open_shared_store(self.path / STORE)
             self._env_pid = os.getpid()
         return self._env
 
+    def _shard_starts(self) -> list[int]:
+        return [int(sh["start"]) for sh in self.manifest["shards"]]
+
     def stored(self, item: str | int, modality: str | None = None) -> bytes:
         """The stored value of one item and modality as it is (safetensors bytes, or a compressed bitstream)."""
         m = self.spec(modality).name
-        item_id = self.ids[self.position(item)]
-        with self._store().begin(buffers=False) as txn:
+        pos = self.position(item)
+        item_id = self.ids[pos]
+        with self._store(pos).begin(buffers=False) as txn:
             data = txn.get(f"{m}/{item_id}".encode())
         if data is None:
             raise NotFoundError(f"item {item_id!r} has no {m} data in {self.path}")

@@ -65,6 +65,9 @@ _FORMATS: dict[str, tuple[str, str, str, str]] = {
                  "Major-TOM grid cells tiled into patches (--option patch-size=N), georeferencing kept"),
     "geotiff": ("rsir.data.geotiff", "read_geotiff_folder", "OPTIONS",
                 "a folder of multi-band GeoTIFFs; band names given with --option bands=..."),
+    "stac": ("rsir.data.stac", "read_stac", "OPTIONS",
+             "a local STAC catalog / collection / ItemCollection of Sentinel-2 or Sentinel-1 COG / GeoTIFF assets, "
+             "tiled into patches (--option patch-size=N, 0 keeps items whole)"),
     "captions": ("rsir.data.captions", "read_captions", "OPTIONS",
                  "caption corpora: RSICD / UCM / Sydney / RSITMD dataset JSON or the precomp text layout"),
     "levir-cd": ("rsir.data.bitemporal", "read_levir_cd", "CD_OPTIONS", "bitemporal pairs A/ B/ label/ (LEVIR-CD, DSIFN)"),
