@@ -98,6 +98,7 @@ class ItemTable:
                                     if "geometry" in cat.columns else [""] * n)
         self.n_archive = n
         self.added: dict[str, dict[str, Any]] = {}
+        self.alive = np.ones(n, dtype=bool)  # False for deleted rows (rows are never reused: positions stay)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -113,15 +114,26 @@ class ItemTable:
         self.lat = np.append(self.lat, finite_or_nan(meta.get("lat")))
         self.bbox = np.concatenate([self.bbox, np.full((1, 4), np.nan)])
         self.modalities.append([modality])
+        self.alive = np.append(self.alive, True)
         self.geometry.append("")
         self.pos[item_id] = len(self.ids)
         self.ids.append(item_id)
         self.added[item_id] = meta
 
+    def delete(self, item_id: str) -> None:
+        """Mark an item deleted: its id is free again, its row stays (dead) so other rows keep their positions."""
+        p = self.pos.pop(item_id, None)
+        if p is None:
+            return
+        alive = self.alive.copy()
+        alive[p] = False
+        self.alive = alive
+        self.added.pop(item_id, None)
+
     def filter_mask(self, f: Filters, classes: list[str], nomenclature: str = "") -> np.ndarray | None:
-        """Boolean mask over the table, or None when no filter is set."""
-        mask = np.ones(len(self), dtype=bool)
-        used = False
+        """Boolean mask over the table, or None when no filter is set (deleted rows never pass a filter)."""
+        used = not self.alive.all()
+        mask = self.alive.copy()
         if f.labels:
             idx = []
             for lab in dict.fromkeys(f.labels):
@@ -215,3 +227,44 @@ def _months(dates: np.ndarray) -> np.ndarray:
         if len(d) >= 7 and d[4] == "-" and d[5:7].isdigit() and 1 <= int(d[5:7]) <= 12:
             out[i] = int(d[5:7])
     return out
+
+
+
+def hex_text(text: str) -> str:
+    """A string as the hex of its UTF-8 bytes: how a filtering backend stores text fields, so that a value from a
+    request becomes a literal of [0-9a-f] only (nothing to escape, nothing to inject) and byte order is kept
+    (dates compare the same)."""
+    return text.encode("utf-8").hex()
+
+
+def pushdown_filter(f: Filters, classes: list[str], nomenclature: str = "") -> str:
+    """The filters as an expression over the scalar fields of a filtering backend (Milvus; fields as
+    ``rsir.pipeline.index_attributes`` writes them), with the same semantics as :meth:`ItemTable.filter_mask`.
+    Values enter only as numbers or hex literals (:func:`hex_text`), never as request text."""
+    parts: list[str] = []
+    if f.labels:
+        idx = []
+        for lab in dict.fromkeys(f.labels):
+            if lab not in classes:
+                raise QueryError(f"unknown label {lab!r} (not in the {nomenclature} nomenclature)")
+            idx.append(int(classes.index(lab)))
+        parts.append(f"array_contains_{'all' if f.labels_mode == 'all' else 'any'}(labels, {idx})")
+    if f.split:
+        parts.append(f'split == "{hex_text(f.split)}"')
+    if f.country:
+        parts.append(f'country == "{hex_text(f.country.lower())}"')
+    if f.date_from or f.date_to:
+        parts.append('date != ""')
+        if f.date_from:
+            parts.append(f'date >= "{hex_text(f.date_from[:10])}"')
+        if f.date_to:
+            parts.append(f'date <= "{hex_text(f.date_to[:10])}"')
+    if f.bbox is not None:
+        if len(f.bbox) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in f.bbox):
+            raise QueryError("bbox must be 4 finite numbers [min_lon, min_lat, max_lon, max_lat]")
+        x0, y0, x1, y1 = (repr(float(v)) for v in f.bbox)
+        # bool fields are compared with == (Milvus Lite 2.5 rejects a bare field or 'not' as a predicate)
+        parts.append(f"((has_bbox == true and min_lon <= {x1} and max_lon >= {x0} and min_lat <= {y1} and "
+                     f"max_lat >= {y0}) or (has_bbox == false and has_loc == true and lon >= {x0} and lon <= {x1} "
+                     f"and lat >= {y0} and lat <= {y1}))")
+    return " and ".join(parts)

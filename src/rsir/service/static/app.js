@@ -36,6 +36,11 @@ function showError(msg) {
 
 function modality() { return document.querySelector("input[name=modality]:checked").value; }
 
+const MOD_NAMES = { s1: "Sentinel-1 (radar)", s2: "Sentinel-2 (optical)" };
+const SHORT = { s1: "S1 radar", s2: "S2 optical" };
+
+function cross() { return !!(state.stats && state.stats.index.cross_modal); }
+
 function qlUrl(url) {
   // switch the quicklook modality of an item URL to the one chosen on the page
   if (!url || url.startsWith("data:")) return url;
@@ -65,7 +70,7 @@ async function loadStats() {
   state.stats = s;
   const idx = s.index;
   $("stats").textContent = `${s.items.toLocaleString()} patches · index: ${idx.size.toLocaleString()} ` +
-    `${idx.metric === "hamming" ? idx.dim + "-bit codes" : idx.dim + "-d vectors"} of ${idx.modality} ` +
+    `${idx.metric === "hamming" ? idx.dim + "-bit codes" : idx.dim + "-d vectors"} of ${(idx.modalities || [idx.modality]).join(" + ")} ` +
     `(${idx.kind}) · text: ${s.text_mode}`;
   const lab = $("f-labels");
   for (const l of s.labels) {
@@ -80,8 +85,16 @@ async function loadStats() {
   }
   RsirMap.fitExtent(s.extent);
   if (s.date_range) { $("f-from").min = $("f-to").min = s.date_range[0]; $("f-from").max = $("f-to").max = s.date_range[1]; }
-  for (const m of s.target_modalities) $("target-modality").append(el("option", { value: m }, m));
+  for (const m of s.target_modalities) $("target-modality").append(el("option", { value: m }, MOD_NAMES[m] || m));
   if (s.target_modalities.length < 2) $("target-row").classList.add("hidden");
+  if (idx.cross_modal) {
+    // a cross-modal index: query with one modality, search another (default: radar query, optical results)
+    for (const m of s.from_modalities) $("from-modality").append(el("option", { value: m }, MOD_NAMES[m] || m));
+    const other = s.from_modalities.find((m) => m !== idx.modality) || idx.modality;
+    $("from-modality").value = other;
+    $("target-modality").value = idx.modality;
+    $("from-row").classList.remove("hidden");
+  }
   for (const input of document.querySelectorAll("input[name=modality]")) {
     if (!s.modalities.includes(input.value)) input.parentElement.classList.add("hidden");
   }
@@ -134,7 +147,8 @@ async function run(kind, payload, offset) {
     if (kind === "id") {
       r = await api("api/search/id", { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ id: payload, k: k(), offset, filters: filters(),
-          target_modality: $("target-modality").value || null, ...pictures }) });
+          target_modality: $("target-modality").value || null,
+          from_modality: cross() ? $("from-modality").value : null, ...pictures }) });
     } else if (kind === "text") {
       r = await api("api/search/text", { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ text: payload, k: k(), offset, filters: filters(), montage: state.montage }) });
@@ -144,6 +158,7 @@ async function run(kind, payload, offset) {
       fd.append("k", k());
       fd.append("offset", offset);
       fd.append("filters", JSON.stringify(filters()));
+      if (cross()) fd.append("target_modality", $("target-modality").value);
       fd.append("montage", pictures.montage);
       fd.append("codemap", pictures.codemap);
       r = await api("api/search/upload", { method: "POST", body: fd });
@@ -171,8 +186,10 @@ function render(r) {
   const q = r.query;
   const qLabels = new Set(q.labels || []);
   const img = $("query-img");
-  if (r.mode === "id") {
-    img.src = qlUrl(q.quicklook); img.classList.remove("hidden");
+  // a cross-modal answer shows the query in its own modality (e.g. radar) and the results in the target's
+  const ql = r.direction ? ((url) => url) : qlUrl;
+  if (r.mode === "id" || r.mode === "feedback") {
+    img.src = ql(q.quicklook); img.classList.remove("hidden");
     $("query-title").textContent = `Query: ${q.id}` + (q.date ? ` · ${q.date}` : "") + (q.country ? ` · ${q.country}` : "");
   } else if (r.mode === "upload") {
     img.src = q.quicklook; img.classList.remove("hidden");
@@ -182,8 +199,16 @@ function render(r) {
     $("query-title").textContent = `Query: “${q.text}”`;
   }
   $("query-labels").replaceChildren(...labelChips(q.labels || [], qLabels).childNodes);
-  const modeName = { id: "search by example", upload: "search by upload", "label-match": "text: label-match" }[r.mode] || r.mode;
+  showCaptions(r.mode === "id" ? q.id : null);
+  const modeName = { id: "search by example", upload: "search by upload",
+    "label-match": "text: label matcher (no text-image model)",
+    text: `text: learned codes (${q.answered_by})`, feedback: "relevance feedback" }[r.mode] || r.mode;
   const parts = [el("span", { class: "mode", id: "mode" }, modeName)];
+  if (r.direction) {
+    const [a, b] = r.direction.split("->");
+    parts.push(el("span", { id: "direction", "data-direction": r.direction }, "direction: ",
+      el("b", {}, `${SHORT[a] || a} → ${SHORT[b] || b}`)));
+  }
   if (r.mode === "label-match") {
     parts.push(el("span", {}, q.concepts.length
       ? "matched: " + q.concepts.map((c) => `“${c.phrase}” → ${c.labels.join(" / ")}`).join("; ")
@@ -202,7 +227,7 @@ function render(r) {
     const dist = it.distance === null ? `overlap ${it.concepts_matched}` : r.metric === "hamming" ? `d=${it.distance}`
       : `${r.metric}=${Number(it.distance).toFixed(3)}`;
     const card = el("div", { class: cls, "data-id": it.id, title: "click to search with this patch" },
-      el("img", { src: qlUrl(it.quicklook), alt: it.id, loading: "lazy" }),
+      el("img", { src: ql(it.quicklook), alt: it.id, loading: "lazy" }),
       el("div", { class: "meta" },
         el("div", { class: "top" }, el("span", {}, `#${it.rank}`), el("span", { class: "dist" }, dist)),
         el("div", { class: "id" }, it.id + (it.date ? ` · ${it.date}` : "")),
@@ -223,6 +248,29 @@ function render(r) {
   $("montage-panel").classList.toggle("hidden", !r.montage);
   if (r.montage) $("montage-img").src = r.montage;
   if (RsirCodemap.loaded()) RsirCodemap.place(r.query.codemap);
+}
+
+async function showCaptions(id) {
+  // an item's own captions and, with a text-image model, the archive captions nearest to its image code
+  const box = $("query-captions");
+  box.replaceChildren();
+  box.classList.add("hidden");
+  if (id === null) return;
+  let c;
+  try {
+    c = await api(`api/items/${encodeURIComponent(id)}/captions?k=5`);
+  } catch (e) { return; }
+  if (!c.captions.length && !c.nearest.length) return;
+  if (c.captions.length) {
+    box.append(el("div", { class: "cap-head" }, "Its captions"),
+      el("ul", { id: "own-captions" }, ...c.captions.map((t) => el("li", {}, t))));
+  }
+  if (c.nearest.length) {
+    box.append(el("div", { class: "cap-head" }, `Nearest captions in the archive (${c.answered_by})`),
+      el("ol", { id: "nearest-captions" }, ...c.nearest.map((n) => el("li", { class: n.own ? "own" : "" },
+        `${n.caption} `, el("span", { class: "cap-meta" }, `d=${n.distance} · ${n.own ? "its own" : n.item_id}`)))));
+  }
+  box.classList.remove("hidden");
 }
 
 function rerun(offset) {
@@ -278,7 +326,7 @@ function init() {
       rerun(state.offset); // place the current query
     } catch (e) { showError(e.message); }
   });
-  for (const id of ["f-labels", "f-from", "f-to", "f-split", "f-season", "f-k", "target-modality"]) {
+  for (const id of ["f-labels", "f-from", "f-to", "f-split", "f-season", "f-k", "target-modality", "from-modality"]) {
     $(id).addEventListener("change", () => rerun(0));
   }
   $("f-clear-labels").addEventListener("click", () => { for (const o of $("f-labels").options) o.selected = false; rerun(0); });
