@@ -13,14 +13,25 @@ EXAMPLE = "rsir train archives/reben --method milan --bits 64 --epochs 5 --out m
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("archive", help="archive directory")
-    p.add_argument("--method", "-m", default="milan", choices=["classifier", "milan", "milan-e2e", "ss-cm", "text-itsr"],
+    p.add_argument("--method", "-m", default="milan",
+                   choices=["classifier", "milan", "milan-e2e", "ss-cm", "text-itsr", "duch"],
                    help="classifier: multi-label CNN whose pooled features are float embeddings; milan: frozen "
                         "classifier features + MiLAN hash head (as published); milan-e2e: encoder trained too; "
                         "ss-cm: self-supervised Sentinel-1 <-> Sentinel-2 (SS-CM-RSIR), no labels, on the "
                         "archive's co-registered pairs; text-itsr: text <-> bitemporal pair retrieval (Hoxha et al. "
-                        "2025), no labels, on the archive's before/after pairs and change captions")
+                        "2025), no labels, on the archive's before/after pairs and change captions; duch: text <-> "
+                        "image hashing (DUCH) from the items' captions, no labels, on frozen image features of "
+                        "--features and frozen MiniLM sentence vectors")
     p.add_argument("--bits", type=int, default=64, help="hash code length K (milan, milan-e2e)")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=None, help="default: 100 for duch (as its authors), else 10")
+    p.add_argument("--hidden", type=int, default=4096, help="duch: hidden width of the hashing heads")
+    p.add_argument("--text-corpus", action="append", default=[], metavar="DIR",
+                   help="duch: a caption corpus (any layout rsir ingest --format captions reads) whose captions "
+                        "also fit the caption augmentation's word statistics (repeatable)")
+    p.add_argument("--image-views", type=int, default=2,
+                   help="duch: augmented views per training image (flips/rotations/noise at feature time)")
+    p.add_argument("--select-every", type=int, default=5,
+                   help="duch: score the held-out training slice every N epochs (model selection)")
     p.add_argument("--out", "-o", required=True, help="model directory to write (config.json + model.safetensors)")
     p.add_argument("--modality", default=None, help="image modality to train on (default: the archive's first)")
     p.add_argument("--batch-size", type=int, default=None,
@@ -50,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preload", choices=["auto", "yes", "no"], default="auto",
                    help="load the splits into memory (auto: when they fit in 2 GiB)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers for lazily read data")
+    p.add_argument("--split-list", action="append", default=[], metavar="[SPLIT=]FILE",
+                   help="patch-name list (CSV, first column the S2 name) replacing the archive's splits, e.g. "
+                        "train=train.csv validation=val.csv (the BigEarthNet-MM 'Serbia summer' lists)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None, help="at most N batches per epoch")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
@@ -63,9 +77,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     x.add_argument("--w-intra", type=float, default=1.0, help="weight of the intra-modal term")
     x.add_argument("--w-quant", type=float, default=0.0,
                    help="weight of a quantisation term (rsir's addition, not in the paper; default 0)")
+    x.add_argument("--ramp", action="store_true",
+                   help="raise the discrepancy and intra-modal weights geometrically from 1e-4x to 1x over the "
+                        "epochs, as the public RSiM port (DA4DTE) does")
     x.add_argument("--pair", default="s1,s2", help="the two modalities of a pair (default s1,s2)")
-    x.add_argument("--selection-items", type=int, default=512,
-                   help="training pairs held out (seeded) for label-free model selection (partner MRR)")
+
     c = p.add_argument_group("text-itsr (text <-> bitemporal pairs, self-supervised)")
     c.add_argument("--fusion", default="gff", choices=["gff", "tff", "later"],
                    help="gff: global features of both dates fused by --operator; tff: a transformer over both "
@@ -73,6 +89,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--operator", default="concat", choices=["concat", "diff", "absdiff", "sum", "product"],
                    help="GFF operator (default concat)")
     c.add_argument("--temperature", type=float, default=0.07, help="InfoNCE temperature (default 0.07)")
+    c.add_argument("--train-split", default="train",
+                   help="split whose pairs train the model (default train; 'all' for small real sets)")
     c.add_argument("--quant-weight", type=float, default=0.1,
                    help="weight of rsir's quantisation term (not in the paper; 0 turns it off)")
 
@@ -82,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     from rsir.methods.train_api import MethodOptions, train_model
     from rsir.train.loop import TrainConfig
 
+    if args.method == "duch":
+        return _run_duch(args)
+    args.epochs = 10 if args.epochs is None else args.epochs
     if args.bits <= 0 or args.epochs < 0 or (args.epochs == 0 and args.method != "ss-cm"):
         raise RsirError("--bits and --epochs must be positive (--epochs 0 only for ss-cm: the untrained pair)")
     if not 0 <= args.selection_fraction < 1:
@@ -103,17 +124,60 @@ def run(args: argparse.Namespace) -> int:
                          augment=not args.no_augment)
     if args.method == "ss-cm":
         opts.sscm = _sscm_options(args, opts)
-    res = train_model(args.archive, args.method, out, cfg, opts, args.modality)
+    archive: object = args.archive
+    if args.split_list:
+        from rsir.data.archive import open_archive
+        from rsir.data.splitlists import apply_split_lists
+
+        archive = open_archive(args.archive)
+        rep = apply_split_lists(archive, args.split_list)
+        print("split lists: " + ", ".join(f"{s} {n}" for s, n in rep["counts"].items()), flush=True)
+    res = train_model(archive, args.method, out, cfg, opts, args.modality)  # type: ignore[arg-type]
     best = res.history.best_map
     what = ("label-free selection score (partner MRR)" if args.method == "ss-cm" else "selection mAP@20(A)")
     print(f"wrote {args.method} model to {res.path}"
           + (f" (best {what} {best:.4f} at epoch {res.history.best_epoch}, on the held-out training slice)"
              if best >= 0 else " (untrained: --epochs 0)" if args.epochs == 0 else
+             " (fewer than 10 training pairs, no selection slice: last epoch kept)" if args.method == "ss-cm" else
              " (no selection slice: last epoch kept)"))
     if (res.path / "training.png").exists():
         print(f"loss and selection score per epoch: {res.path / 'training.png'}")
     for n in res.notes:
         print(f"note: {n}")
+    return 0
+
+
+def _run_duch(args: argparse.Namespace) -> int:
+    from rsir.errors import RsirError
+
+    if not args.features:
+        raise RsirError("--method duch needs --features MODEL_DIR: the image model whose frozen features it hashes "
+                        "(e.g. rsir train ARCHIVE --method classifier --out MODEL_DIR)")
+    epochs = 100 if args.epochs is None else args.epochs
+    if args.bits <= 0 or args.bits % 8 or epochs <= 0:
+        raise RsirError("--bits must be a positive multiple of 8 and --epochs positive")
+    if not 0 <= args.selection_fraction < 1:
+        raise RsirError(f"--selection-fraction must be in [0, 1), got {args.selection_fraction}")
+    from rsir.data.captions import collect_records
+    from rsir.methods.duch import DuchOptions, train_duch
+
+    corpus: list[str] = []
+    for d in args.text_corpus:
+        _name, recs = collect_records(Path(d), {})
+        corpus += [c for r in recs if r.split != "test" for c in r.captions]
+    device = "cpu" if args.device == "auto" else args.device
+    if args.device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    opts = DuchOptions(bits=args.bits, epochs=epochs, batch_size=args.batch_size or 256, hidden=args.hidden,
+                       lr=args.lr or 1e-4, image_views=args.image_views, select_every=args.select_every,
+                       seed=args.seed, device=device, progress=not args.quiet, text_corpus=corpus,
+                       select_fraction=args.selection_fraction, select_seed=args.selection_seed)
+    path, hist, info = train_duch(args.archive, args.features, args.out, opts, args.modality)
+    print(f"wrote duch model to {path} ({info['n_train']} training items, {info['captions']} captions; best "
+          f"selection mR {hist.best_score:.4f} at epoch {hist.best_epoch + 1}, on {info['n_selection']} held-out "
+          f"training items)")
     return 0
 
 
@@ -128,20 +192,22 @@ def _sscm_options(args: argparse.Namespace, opts: object) -> object:
     if args.tau <= 0:
         raise RsirError(f"--tau {args.tau}: must be positive")
     w = SSCMWeights(tau=args.tau, w_de=args.w_de, w_intra=args.w_intra, w_quant=args.w_quant,
-                    terms=args.objectives)
+                    terms=args.objectives, ramp=args.ramp)
     preload = {"auto": None, "yes": True, "no": False}[args.preload]
     return SSCMOptions(bits=args.bits, modalities=(pair[0], pair[1]), width=args.width, weights=w,
-                       selection_items=args.selection_items, preload=preload, augment=not args.no_augment)
+                       preload=preload, augment=not args.no_augment)
 
 
 def _train_text_itsr(args: argparse.Namespace, cfg: Any) -> int:
     from rsir.methods.text_itsr import ChangeOptions, train_text_itsr
 
     opts = ChangeOptions(fusion=args.fusion, operator=args.operator, bits=args.bits, width=args.width,
-                         quant_weight=args.quant_weight, temperature=args.temperature, augment=not args.no_augment)
+                         quant_weight=args.quant_weight, temperature=args.temperature, augment=not args.no_augment,
+                         train_split=args.train_split)
     res = train_text_itsr(args.archive, args.out, cfg, opts, args.modality)
     h = res.history
-    print(f"wrote {res.path.name} ({h.epochs[-1].get('method', '') or 'text-itsr'}) to {res.path}"
+    print(f"wrote text-itsr model ({opts.fusion}{'-' + opts.operator if opts.fusion == 'gff' else ''}, "
+          f"{opts.bits} bits) to {res.path}"
           + (f" (best mR {h.best_map:.4f} at epoch {h.best_epoch} on the held-out training pairs)"
              if h.best_map >= 0 else ""))
     print(f"loss and selection mR per epoch: {res.path / 'training.png'}")

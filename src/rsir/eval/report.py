@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rsir.storage import atomic_file, atomic_write_json, atomic_write_text
+from rsir.storage import atomic_savefig, atomic_write_json, atomic_write_text
 
 #: What each reported name means; written into eval.json so every number carries its definition.
 DEFINITIONS: dict[str, str] = {
@@ -80,10 +80,7 @@ def _figure() -> Any:
 
 
 def _save(plt: Any, fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    path = atomic_savefig(fig, path)
     plt.close(fig)
     return path
 
