@@ -169,7 +169,7 @@ def main() -> None:
                   "selection_mR": hist.best_score, "train_s": round(train_s, 1),
                   "s_per_epoch": round(train_s / opts.epochs, 2)})
 
-    for b in [int(x) for x in args.bits.split(",")]:
+    for b in [int(x) for x in args.bits.split(",") if x.strip()]:
         duch_run(f"DUCH {b}", replace(base, bits=b))
     if not args.skip_ablations:
         k = args.ablation_bits

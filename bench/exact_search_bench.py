@@ -2,8 +2,9 @@
 IndexBinaryFlat (exact), IndexBinaryIVF and IndexBinaryMultiHash (both approximate: their recall is reported).
 
 Codes: ``learned`` = bench/search_bench.py's learned-like codes (a 19-component Gaussian mixture in 128 dims,
-5% broad background, encoded by rsir's ITQ fitted on 50k of them: clustered, correlated bits); ``uniform`` =
-independent fair bits. Queries are fresh codes of the same kind (not stored items). Everything single-threaded
+5% broad background, encoded by rsir's ITQ fitted on 50k of them: clustered, correlated bits; only ~8% of them
+distinct, so the k nearest are usually exact duplicates); ``clustered`` = 1,000 centre codes with 5% of bits
+flipped plus 5% uniform background (clustered, ~95% distinct); ``uniform`` = independent fair bits. Queries are fresh codes of the same kind (not stored items). Everything single-threaded
 (faiss.omp_set_num_threads(1); the numba kernels are serial). For each method: build time, memory beyond the
 codes, median single-query latency for k in {1, 10, 100, 1000}, batch throughput (k = 10), radius queries
 (radii giving about 10^2, 10^3 and 10^4 hits), with candidates checked per query and MIH bucket occupancy,
@@ -11,7 +12,8 @@ and the ratio of the compiled scan to the memory floor (one XOR pass over the co
 compared with the compiled scan (ids and distances), and the scan's distances with faiss IndexBinaryFlat.
 
 Usage: nice -n 10 .venv/bin/python bench/exact_search_bench.py --sizes 1000000 10000000 --bits 64 \
-           --out bench/results/exact_search.json
+           --out bench/results/exact_search.json   (--codes, --queries, --skip-approx to cut the run;
+       --report-only redraws the table and bench/results/exact_search.png from the JSON)
 """
 
 from __future__ import annotations
@@ -63,11 +65,31 @@ def recall(exact_p: np.ndarray, exact_d: np.ndarray, got_p: np.ndarray, got_d: n
     return {"id_recall": round(float(ids), 4), "tie_aware_recall": round(float(tie), 4)}
 
 
+def clustered_codes(n: int, bits: int, seed: int, centres: int = 1000, flip: float = 0.05,
+                    chunk: int = 1_000_000) -> np.ndarray:
+    """Codes around 1,000 random centre codes (the same centres for every seed), each bit flipped with
+    probability 0.05 (3.2 bits on average at 64 bits), plus 5% uniform background codes: clustered but mostly
+    distinct, unlike the ITQ codes of the mixture, where 19 components collapse onto few distinct codes."""
+    cen = np.random.default_rng(12345).integers(0, 256, (centres, bits // 8), dtype=np.uint8)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, bits // 8), dtype=np.uint8)
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        noise = np.packbits(rng.random((m, bits), dtype=np.float32) < flip, axis=1)
+        block = cen[rng.integers(0, centres, m)] ^ noise
+        bg = rng.random(m) < 0.05
+        block[bg] = rng.integers(0, 256, (int(bg.sum()), bits // 8), dtype=np.uint8)
+        out[s:s + m] = block
+    return out
+
+
 def make_codes(kind: str, n: int, bits: int, nq: int) -> tuple[np.ndarray, np.ndarray]:
     if kind == "uniform":
         rng = np.random.default_rng(5)
         return (rng.integers(0, 256, (n, bits // 8), dtype=np.uint8),
                 rng.integers(0, 256, (nq, bits // 8), dtype=np.uint8))
+    if kind == "clustered":
+        return clustered_codes(n, bits, 7), clustered_codes(nq, bits, 8)
     rng = np.random.default_rng(0)
     centres = (2.0 * rng.standard_normal((COMPONENTS, D))).astype(np.float32)
     itq = ITQ(bits, seed=0).fit(mixture(50_000, 1, centres))
@@ -88,7 +110,7 @@ def radii_for(words: np.ndarray, qw: np.ndarray, bits: int, targets=(100, 1000, 
     return sorted(set(out))
 
 
-def bench(kind: str, n: int, bits: int, nq: int, skip_ivf_above: int) -> dict:
+def bench(kind: str, n: int, bits: int, nq: int, skip_ivf_above: int, skip_approx: bool = False) -> dict:
     codes, queries = make_codes(kind, n, bits, max(nq, 100))
     words, qw = as_words(codes), as_words(queries)
     res: dict = {"codes": kind, "n": n, "bits": bits, "code_bytes": int(codes.nbytes), "nq_single": nq}
@@ -98,6 +120,9 @@ def bench(kind: str, n: int, bits: int, nq: int, skip_ivf_above: int) -> dict:
     res["floor_ms"] = round(floor * 1e3, 3)
     flat_knn(words, qw[:1], 10)
     exact = {k: flat_knn(words, qw[:nq], k) for k in KS}
+    head = codes[:1_000_000]
+    res["distinct_share_first_1e6"] = round(np.unique(head, axis=0).shape[0] / head.shape[0], 4)
+    res["median_kth_distance"] = {k: float(np.median(exact[k][0][:, k - 1])) for k in KS}
     res["scan"] = {f"k{k}_ms": median_ms(lambda i, k=k: flat_knn(words, qw[i:i + 1], k), nq) for k in KS}
     res["scan"]["floor_ratio_k10"] = round(res["scan"]["k10_ms"] / res["floor_ms"], 2)
     res["scan"]["batch100_qps_k10"] = round(100 / timed(lambda: flat_knn(words, qw[:100], 10))[1], 1)
@@ -155,6 +180,8 @@ def bench(kind: str, n: int, bits: int, nq: int, skip_ivf_above: int) -> dict:
         res[name] = out
     del structs, mih
     gc.collect()
+    if skip_approx:
+        return res
     # faiss approximate baselines
     nlist = int(max(1, min(round(np.sqrt(n)), 16384)))
     quant = faiss.IndexBinaryFlat(bits)
@@ -200,6 +227,8 @@ def markdown(rep: dict) -> str:
                          f"{m['k100_ms']} | {m['k1000_ms']} | {m['batch100_qps_k10']} | {m.get('build_s', '-')} | "
                          f"{mem} | {ok} |")
         for name in ("faiss_ivf", "faiss_multihash"):
+            if name not in r:
+                continue
             m = r[name]
             lines.append(f"| {r['codes']} | {r['n']:.0e} | {r['bits']} | {name} | - | {m['k10_ms']} | - | - | - | "
                          f"{m['build_s']} | - | recall@10 {m['id_recall']} |")
@@ -211,21 +240,54 @@ def markdown(rep: dict) -> str:
             def cell(name: str, rad: int = rad, rr: dict = rr) -> str:
                 c = rr.get(name, {}).get(rad) or rr.get(name, {}).get(str(rad))
                 return "-" if not c else f"{c['ms']} ({c['median_candidates']})"
-            lines.append(f"| {r['codes']} | {r['n']:.0e} | {rad} | {rr['scan'][rad]['median_hits']} | "
-                         f"{rr['scan'][rad]['ms']} | {rr['faiss_flat'][rad]['ms']} | {cell('mih')} | "
-                         f"{cell('exact-ivf')} |")
+            sc = rr["scan"].get(rad) or rr["scan"][str(rad)]
+            ff = rr["faiss_flat"].get(rad) or rr["faiss_flat"][str(rad)]
+            lines.append(f"| {r['codes']} | {r['n']:.0e} | {rad} | {sc['median_hits']} | {sc['ms']} | {ff['ms']} | "
+                         f"{cell('mih')} | {cell('exact-ivf')} |")
     return "\n".join(lines)
+
+
+def plot(rep: dict, path: Path) -> None:
+    """Single-query latency against k, one panel per (codes, n), one line per method; faiss flat dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = rep["results"]
+    fig, axes = plt.subplots(1, len(res), figsize=(4.2 * len(res), 3.6), squeeze=False)
+    for ax, r in zip(axes[0], res, strict=True):
+        for name, style in (("faiss_flat", "k--"), ("scan", "o-"), ("mih", "s-"), ("exact-ivf", "^-")):
+            if name in r:
+                ax.plot(KS, [r[name][f"k{k}_ms"] for k in KS], style, label=name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("k")
+        ax.set_title(f"{r['codes']} {r['n']:.0e} x {r['bits']} bits", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("median single-query ms (1 thread)")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     ap.add_argument("--bits", type=int, nargs="+", default=[64])
-    ap.add_argument("--codes", nargs="+", default=["learned", "uniform"])
+    ap.add_argument("--codes", nargs="+", default=["learned", "clustered", "uniform"])
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--skip-ivf-above", type=int, default=10_000_000)
+    ap.add_argument("--skip-approx", action="store_true", help="leave out faiss IVF and MultiHash")
     ap.add_argument("--out", default=str(HERE / "results" / "exact_search.json"))
+    ap.add_argument("--report-only", action="store_true", help="only redraw the table and plot from --out")
     args = ap.parse_args()
+    if args.report_only:
+        rep = json.loads(Path(args.out).read_text())
+        plot(rep, Path(args.out).with_suffix(".png"))
+        print(markdown(rep))
+        return
     faiss.omp_set_num_threads(1)
     rep: dict = {"machine": machine(), "load_average_start": os.getloadavg(), "results": [],
                  "command": " ".join(sys.argv)}
@@ -233,7 +295,7 @@ def main() -> None:
     for n in args.sizes:
         for bits in args.bits:
             for kind in args.codes:
-                r = bench(kind, n, bits, args.queries, args.skip_ivf_above)
+                r = bench(kind, n, bits, args.queries, args.skip_ivf_above, args.skip_approx)
                 r["load_average"] = os.getloadavg()
                 print(json.dumps(r), flush=True)
                 rep["results"].append(r)
@@ -243,6 +305,7 @@ def main() -> None:
     rep["total_s"] = round(time.perf_counter() - t0, 1)
     rep["load_average_end"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(rep, indent=1))
+    plot(rep, Path(args.out).with_suffix(".png"))
     print(markdown(rep))
 
 

@@ -17,6 +17,7 @@ data. torch and BLAS use one thread.
 
 usage: .venv/bin/python bench/scale_bench.py [--ns 10000,100000,1000000] [--milvus-max 100000]
        [--encode-n 1200] [--out bench/results/scale.json]
+       (--ns "" runs only the encoding part)
 """
 
 from __future__ import annotations
@@ -64,9 +65,9 @@ def bench_index(backend: str, n: int, work: Path, queries: np.ndarray, codes: np
         index = make_index("hamming", 64, kind=backend)
         index.add(ids, codes[:n])
     build = time.perf_counter() - t0
-    if backend == "mih":
+    if backend in ("mih", "auto", "scan", "exact-ivf"):
         t1 = time.perf_counter()
-        index.search(queries[:1], 10)  # mih builds its tables on the first search
+        index.search(queries[:1], 10)  # mih builds its tables, auto measures and picks, on the first search
         build += time.perf_counter() - t1
     mem = rss_mb(milvus_pids() if backend == "milvus" else None) - before
     single = []
@@ -90,6 +91,8 @@ def bench_index(backend: str, n: int, work: Path, queries: np.ndarray, codes: np
         row["raw_single_ms_median"] = round(float(np.median(raw)), 3)
         index.drop()
         index.close()
+    if backend == "auto" and hasattr(index, "chosen"):
+        row["chosen"] = str(index.chosen)
     print(json.dumps(row), flush=True)
     return row
 
@@ -156,6 +159,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ns", default="10000,100000,1000000")
     ap.add_argument("--milvus-max", type=int, default=100_000)
+    ap.add_argument("--backends", default="flat,ivf,mih,milvus")
+    ap.add_argument("--no-encode", action="store_true", help="only the index part")
     ap.add_argument("--encode-n", type=int, default=1200)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale.json"))
     args = ap.parse_args()
@@ -166,20 +171,25 @@ def main() -> None:
     except ImportError:
         pass
     work = Path(tempfile.mkdtemp(prefix="rsir-scale-"))
-    ns = [int(x) for x in args.ns.split(",")]
+    ns = [int(x) for x in args.ns.split(",") if x]
     rng = np.random.default_rng(0)
-    codes = rng.integers(0, 256, (max(ns), 8), dtype=np.uint8)
+    codes = rng.integers(0, 256, (max(ns or [1]), 8), dtype=np.uint8)
     queries = rng.integers(0, 256, (100, 8), dtype=np.uint8)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load0 = os.getloadavg()
     rows = []
+    for b in args.backends.split(","):  # compile (numba) and import outside the timings
+        if b != "milvus":
+            w = make_index("hamming", 64, kind=b)
+            w.add(np.arange(64), codes[:64] if len(codes) >= 64 else queries[:64])
+            w.search(queries[:2], 10)
     try:
         for n in ns:
-            for b in ("flat", "ivf", "mih", "milvus"):
+            for b in args.backends.split(","):
                 if b == "milvus" and n > args.milvus_max:
                     continue
                 rows.append(bench_index(b, n, work, queries, codes))
-        enc = bench_encode(args.encode_n, work)
+        enc = [] if args.no_encode else bench_encode(args.encode_n, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)
@@ -191,8 +201,9 @@ def main() -> None:
                        "size 24 px, seed 0 (rsir.data.simulate)"},
               "index": rows, "encode": enc}
     out.write_text(json.dumps(result, indent=2))
-    plot(rows, out.with_suffix(".png"))
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    if rows:
+        plot(rows, out.with_suffix(".png"))
+    print(f"wrote {out}" + (f" and {out.with_suffix('.png')}" if rows else ""))
 
 
 if __name__ == "__main__":

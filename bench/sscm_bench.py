@@ -38,6 +38,23 @@ from train_bench import machine  # noqa: E402
 KEYS = ("mAP@20(A)", "rsim_P@20", "rsim_R@20", "rsim_F1@20")
 DIRS = ("s1->s2", "s2->s1", "s1->s1", "s2->s2")
 WIDTH = 16  # encoder base width of every trained model (--width)
+ASSEMBLE = False  # --assemble: run nothing, collect what earlier (possibly parallel) runs left in --work
+
+
+class Missing(Exception):
+    """--assemble: a command's output is not there (that row is left out and listed as missing)."""
+
+
+class Collector(Runner):
+    """A Runner for --assemble: a command whose output exists is recorded as done, any other is Missing."""
+
+    def __call__(self, *args: str, skip_if: Path | None = None) -> dict[str, Any]:
+        text = "rsir " + " ".join(args)
+        if skip_if is not None and skip_if.exists():
+            rec = {"cmd": text, "seconds": None, "skipped": True}
+            self.commands.append(rec)
+            return rec
+        raise Missing(text)
 
 
 def eval_dirs(path: Path) -> dict[str, dict[str, float]]:
@@ -62,6 +79,17 @@ def sscm_stage(run: Runner, archive: Path, work: Path, variants: list[tuple[str,
                seed: int, batch: int, max_steps: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, extra in variants:
+        try:
+            out.update(_variant(run, archive, work, name, extra, epochs, seed, batch, max_steps))
+        except Missing as e:
+            out.setdefault("_missing", []).append(str(e))
+    return out
+
+
+def _variant(run: Runner, archive: Path, work: Path, name: str, extra: list[str], epochs: int, seed: int,
+             batch: int, max_steps: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if True:
         slug = name.replace(" ", "_")
         model = work / f"model-{slug}"
         ep = ["--epochs", "0"] if name == "random" else ["--epochs", str(epochs), "--patience", str(epochs)]
@@ -88,6 +116,17 @@ def milan_stage(run: Runner, archive: Path, work: Path, cls_epochs: int, milan_e
                 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mod in ("s1", "s2"):
+        try:
+            out.update(_milan(run, archive, work, mod, cls_epochs, milan_epochs, seed))
+        except Missing as e:
+            out.setdefault("_missing", []).append(str(e))
+    return out
+
+
+def _milan(run: Runner, archive: Path, work: Path, mod: str, cls_epochs: int, milan_epochs: int, seed: int
+           ) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if True:
         cls = work / f"milan-{mod}-classifier"
         run("train", str(archive), "--method", "classifier", "--modality", mod, "--epochs", str(cls_epochs),
             "--width", str(WIDTH), "--out", str(cls), "--seed", str(seed), "--workers", "0", "--quiet",
@@ -119,7 +158,8 @@ def throughput_stage(run: Runner, work: Path, n: int, seed: int) -> dict[str, An
     for threads in (1, 2):
         idx = work / f"throughput-index-{threads}"
         os.environ["OMP_NUM_THREADS"] = str(threads)
-        rec = run("index", str(arch), "--model", str(model), "--out", str(idx), "--no-progress")
+        rec = run("index", str(arch), "--model", str(model), "--out", str(idx), "--no-progress",
+                  skip_if=idx / "manifest.json" if ASSEMBLE else None)
         os.environ.pop("OMP_NUM_THREADS")
         m = json.loads((idx / "manifest.json").read_text())
         rows[f"{threads} torch thread(s)"] = {"pairs": n, "build_seconds": m["build_seconds"],
@@ -129,10 +169,14 @@ def throughput_stage(run: Runner, work: Path, n: int, seed: int) -> dict[str, An
     return rows
 
 
-def reben_stage(run: Runner, src: Path, work: Path, epochs: int, seed: int) -> dict[str, Any]:
+def reben_stage(run: Runner, src: Path, work: Path, epochs: int, seed: int, max_steps: int | None
+                ) -> dict[str, Any]:
     archive = work / "reben"
-    run("ingest", str(src), "--format", "reben", "--out", str(archive), "--overwrite", "--quiet")
-    out = sscm_stage(run, archive, work / "reben-runs", [("full-64", []), ("random", [])], epochs, seed, 8)
+    run("ingest", str(src), "--format", "reben", "--out", str(archive), "--overwrite", "--quiet",
+        skip_if=archive / "manifest.json")
+    (work / "reben-runs").mkdir(parents=True, exist_ok=True)
+    out = sscm_stage(run, archive, work / "reben-runs", [("full-64", []), ("random", [])], epochs, seed, 8,
+                     max_steps)
     return {"data": "REAL reBEN sample (BigEarthNet v2.0), S1 2 x 120 x 120 / S2 12 x 120 x 120", "results": out}
 
 
@@ -141,6 +185,8 @@ def table(rows: dict[str, Any]) -> str:
         " | ".join(f"{d} F1@20" for d in DIRS) + " |"
     lines = [head, "|" + "---|" * (2 + 2 * len(DIRS))]
     for name, r in rows.items():
+        if name.startswith("_"):
+            continue
         d = r["directions"]
         tail = name.split()[0].split("-")[-1]
         bits = "float" if r.get("output") == "float" else (tail if tail.isdigit() else "64")
@@ -166,16 +212,19 @@ def main() -> None:
                          "full model as a row of its own")
     ap.add_argument("--work", default="/tmp/sscm-bench")
     ap.add_argument("--reben", default=None, metavar="DIR", help="the reBEN sample (../shared/data/reben-sample)")
-    ap.add_argument("--skip", default="", help="comma list of stages to skip: milan,throughput,ablations")
+    ap.add_argument("--skip", default="", help="comma list of stages to skip: sscm,milan,throughput,ablations "
+                                               "(a second process can run the others beside the first)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sscm.json"))
     ap.add_argument("--width", type=int, default=16, help="encoder base width (ss-cm, classifier, throughput)")
+    ap.add_argument("--assemble", action="store_true",
+                    help="run nothing: write the JSON from what runs with the same settings left in --work")
     args = ap.parse_args()
-    global WIDTH
-    WIDTH = args.width
+    global WIDTH, ASSEMBLE
+    WIDTH, ASSEMBLE = args.width, args.assemble
     skip = set(filter(None, args.skip.split(",")))
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    run = Runner(work / "commands.log")
+    run = Collector(work / "commands.log") if args.assemble else Runner(work / "commands.log")
     t0 = time.time()
     archive = work / f"hard-{args.n}-{args.size}"
     run("simulate", "--n", str(args.n), "--out", str(archive), "--difficulty", "hard", "--size", str(args.size),
@@ -197,21 +246,32 @@ def main() -> None:
                      "max_steps_per_epoch": args.max_steps, "width": args.width, "classifier_epochs": args.cls_epochs,
                      "milan_epochs": args.milan_epochs,
                      "objective_defaults": "tau 0.5, w_de 1, w_intra 1, no quantisation term"},
-        "results": sscm_stage(run, archive, work, variants, args.epochs, args.seed, args.batch, args.max_steps),
+        "results": {} if "sscm" in skip else sscm_stage(run, archive, work, variants, args.epochs, args.seed,
+                                                         args.batch, args.max_steps),
     }
     if "milan" not in skip:
         doc["results"].update(milan_stage(run, archive, work, args.cls_epochs, args.milan_epochs, args.seed))
     if "throughput" not in skip:
-        doc["throughput"] = throughput_stage(run, work, args.throughput_n, args.seed)
+        try:
+            doc["throughput"] = throughput_stage(run, work, args.throughput_n, args.seed)
+        except Missing as e:
+            doc["throughput"] = {"_missing": [str(e)]}
     if args.reben:
-        doc["reben_sample"] = reben_stage(run, Path(args.reben), work, args.epochs, args.seed)
+        try:
+            doc["reben_sample"] = reben_stage(run, Path(args.reben), work, args.epochs, args.seed, args.max_steps)
+        except Missing as e:
+            doc["reben_sample"] = {"results": {"_missing": [str(e)]}}
     doc["commands"] = run.commands
     doc["wall_seconds"] = round(time.time() - t0, 1)
     doc["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
-    print(table(doc["results"]))
+    if doc["results"]:
+        print(table(doc["results"]))
     if args.reben:
         print(table(doc["reben_sample"]["results"]))
+    if args.assemble:
+        doc["assembled"] = ("written by --assemble from runs with these settings (the ss-cm variants, the MiLAN "
+                            "reference and the rest ran as parallel processes); seconds are the models' own")
     print(f"wrote {args.out}")
 
 

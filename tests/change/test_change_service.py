@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from rsir.query.change import ChangeEngine
-from rsir.service.app import create_app
+from rsir.service.app import ServiceLimits, create_app
 from rsir.service.change import difference_image
 
 
@@ -45,7 +45,8 @@ def test_text_search_returns_pairs_with_both_dates_and_the_difference(client, ch
 
 
 def test_bad_change_requests_get_clear_errors(client):
-    assert client.post("/api/change/search/text", json={"text": "x" * 501}).status_code == 422
+    too_long = "x" * (ServiceLimits().max_text_chars + 1)
+    assert client.post("/api/change/search/text", json={"text": too_long}).status_code == 422
     assert client.post("/api/change/search/text", json={"text": "   "}).status_code == 422
     r = client.post("/api/change/search/pair", json={"pair": "nope"})
     assert r.status_code == 404 and "pair 'nope'" in r.json()["detail"]

@@ -16,6 +16,7 @@ def test_rarest_label_by_hand() -> None:
     lab = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 1, 1]], np.uint8)
     # class frequencies 3, 2, 1: item 0 -> class 1, item 1 -> class 0, item 2 unlabelled, item 3 -> class 2
     assert rarest_label(lab).tolist() == [1, 0, -1, 2]
+    assert rarest_label(np.zeros((3, 0), np.uint8)).tolist() == [-1, -1, -1]  # an unlabelled archive
 
 
 def test_pair_distances_equal_brute_force() -> None:

@@ -206,3 +206,19 @@ def test_searches_answer_while_a_round_trains(client: TestClient) -> None:
     st = _wait_round(c)
     assert st["serving_model_version"] == 1
     assert c.post("/api/search/id", json={"id": q, "k": 5}).json()["metric"] == "l2"
+
+
+def test_feedback_search_on_binary_codes_without_annotate(sim_float: tuple[Path, Path]) -> None:
+    arc, idx = sim_float
+    c = TestClient(create_app(arc, idx.with_name("idx-lsh")))
+    assert c.get("/api/annotate/status").status_code == 404  # no annotation mode
+    eng = c.app.state.service.engine  # type: ignore[attr-defined]
+    q = str(eng.table.ids[7])
+    first = c.post("/api/search/id", json={"id": q, "k": 10}).json()["results"]
+    rel, nrel = [first[2]["id"], first[6]["id"]], [first[0]["id"]]
+    got = c.post("/api/feedback/search", json={"id": q, "relevant": rel, "not_relevant": nrel, "k": 10}).json()
+    assert got["metric"] == "hamming" and got["mode"] == "feedback"
+    moved = rocchio(eng.vectors([q])[0], eng.vectors(rel), eng.vectors(nrel), "hamming")
+    assert moved.dtype == np.uint8 and moved.shape == (4,)
+    assert [h["id"] for h in got["results"]] == eng.search_vector(moved, 10, exclude=eng.position(q)).ids
+    assert c.post("/api/feedback/marks", json={"id": q, "relevant": rel}).status_code == 404  # needs --annotate

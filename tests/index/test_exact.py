@@ -138,7 +138,7 @@ def test_mih_prunes_and_falls_back_exactly() -> None:
 
 def test_mih_helpers() -> None:
     assert choose_m(64, 10**7) == 3 and choose_m(64, 10**3) == 6 and choose_m(128, 10**7) == 6
-    assert choose_m(8, 10) == 2 and choose_m(64, 2) == 64 // 1 or choose_m(64, 2) >= 3
+    assert choose_m(8, 10) == 2 and choose_m(64, 2) == 64 and choose_m(64, 10**8) == 3
     rng = np.random.default_rng(0)
     base = rng.integers(0, 2, (4000, 8), dtype=np.uint8)
     bits = np.concatenate([base, base, base, base], axis=1)  # bit b, b+8, b+16, b+24 identical

@@ -80,3 +80,11 @@ def test_cli_montage(setup: tuple[Path, TestClient], tmp_path: Path, capsys: pyt
     img = np.asarray(Image.open(out).convert("RGB"))
     assert img.shape == (8 + 218 + 8, 8 + 5 * 168, 3)
     assert _frame_colours(img, 1, cols=5)[0] == QUERY
+
+
+def test_service_draws_at_most_montage_tiles(setup: tuple[Path, TestClient]) -> None:
+    _, client = setup
+    small = TestClient(create_app(engine=client.app.state.service.engine, limits=ServiceLimits(montage_tiles=3)))
+    r = small.post("/api/search/id", json={"id": "item003", "k": 20, "montage": True}).json()
+    assert len(r["results"]) == 20
+    assert _png(r["montage"]).shape == (8 + 218 + 8, 8 + 4 * 168, 3)  # the query and 3 results, one row

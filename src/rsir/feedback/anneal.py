@@ -445,26 +445,29 @@ def run(x: np.ndarray, items: np.ndarray, oracle: Oracle, cfg: AnnealConfig,
 
 
 def retrieval_map(z: np.ndarray, q_pos: np.ndarray, db_pos: np.ndarray, labels: np.ndarray, k: int = 20,
-                  relevance: str = "shared", block: int = 512) -> float:
+                  relevance: str = "shared", block: int = 128) -> float:
     """mAP@k (variant A) of queries ``q_pos`` over the database ``db_pos`` by Euclidean distance (ties by
-    position; a query in the database is left out of its own ranking)."""
-    from rsir.eval.metrics import average_precision_at_k, relevance_any, relevance_exact
+    position; a query in the database is left out of its own ranking). Memory: ``block`` x database distances;
+    relevance is computed for the top k only."""
+    from rsir.eval.metrics import average_precision_at_k
 
-    rel_fn = relevance_any if relevance == "shared" else relevance_exact
+    if relevance not in ("shared", "exact"):
+        raise FeedbackError(f"relevance {relevance!r}: shared or exact")
+    lab = np.asarray(labels) > 0
     db = z[db_pos]
+    db_sq = (db ** 2).sum(1)
     aps = []
     for s in range(0, q_pos.size, block):
         q = q_pos[s:s + block]
-        d = ((z[q] ** 2).sum(1)[:, None] + (db ** 2).sum(1)[None] - 2.0 * z[q] @ db.T).astype(np.float64)
+        d = ((z[q] ** 2).sum(1)[:, None] + db_sq[None] - 2.0 * z[q] @ db.T).astype(np.float64)
         d[q[:, None] == db_pos[None, :]] = np.inf
         kk = min(k + 1, db.shape[0])
         part = np.argpartition(d, kk - 1, axis=1)[:, :kk]
         # exact order inside the candidates: distance, then database position
-        pd = np.take_along_axis(d, part, axis=1)
-        order = np.lexsort((part, pd), axis=1)[:, :k]
-        top = np.take_along_axis(part, order, axis=1)
-        rel = rel_fn(labels[q], labels[db_pos])
-        rel_top = np.take_along_axis(rel, top, axis=1)
+        order = np.lexsort((part, np.take_along_axis(d, part, axis=1)), axis=1)[:, :k]
+        top = db_pos[np.take_along_axis(part, order, axis=1)]
+        lq, lt = lab[q][:, None, :], lab[top]
+        rel_top = (lq & lt).any(2) if relevance == "shared" else (lq == lt).all(2)
         aps.append(average_precision_at_k(rel_top, k, "A"))
     return float(np.concatenate(aps).mean())
 

@@ -8,7 +8,9 @@ codes are stored once more in list order, and inside a list grouped by their dis
 Search: for a query q, d(q, c) for every centroid c. For a member x of c's list at d(x, c) = v, the triangle
 inequality gives d(q, x) >= |d(q, c) - v|. Lists are visited by ascending d(q, c); a list whose every group
 has |d(q, c) - v| above the current k-th distance (the radius, for a range query) is skipped without touching
-its members, and inside a visited list only the groups with |d(q, c) - v| within the bound are read. No step
+its members, and inside a visited list only the groups with |d(q, c) - v| within the bound are read; a group
+ascends by position, so it is left as soon as the k-th best is within |d(q, c) - v| and the next member's
+position is past the k-th's. No step
 guesses: a skipped member cannot be closer than the bound, so the result is exact (ties by position: a member
 at exactly the bound is still read). Assignment to the nearest centroid only makes the bounds tight; any
 assignment would be exact.
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from rsir.index.kernels import _popcnt, heap_push, heap_sorted, hit_append, order_hits
+from rsir.index.kernels import _popcnt, grow_hits, heap_push, heap_sorted, order_hits
 
 
 def default_nlist(n: int) -> int:
@@ -156,7 +158,10 @@ def ivf_knn(lwords: np.ndarray, lpos: np.ndarray, cents: np.ndarray, group: np.n
                 if size == kk and abs(a - v) > hd[0]:
                     continue
                 g = c * nv + v
+                gap = abs(a - v)
                 for e in range(group[g], group[g + 1]):
+                    if size == kk and hd[0] <= gap and lpos[e] > hp[0]:
+                        break  # a group ascends by position and lies at >= gap: the rest cannot enter
                     d = _dist(lwords, e, q, 0)
                     stats[qi, 0] += 1
                     if size < kk or d < hd[0] or (d == hd[0] and lpos[e] < hp[0]):
@@ -183,11 +188,15 @@ def ivf_radius(lwords: np.ndarray, lpos: np.ndarray, cents: np.ndarray, group: n
         stats[1] += 1
         for v in range(max(vlo[c], a - r), min(vhi[c], a + r) + 1):
             g = c * nv + v
+            if cnt + group[g + 1] - group[g] > rd.shape[0]:
+                rd, rp = grow_hits(rd, rp, cnt, cnt + group[g + 1] - group[g])
             for e in range(group[g], group[g + 1]):
                 d = _dist(lwords, e, q, 0)
                 stats[0] += 1
                 if d <= r:
-                    rd, rp, cnt = hit_append(rd, rp, cnt, d, lpos[e])
+                    rd[cnt] = d  # room was made before the group: no rebinding per member
+                    rp[cnt] = lpos[e]
+                    cnt += 1
     return order_hits(rd[:cnt], rp[:cnt], r)
 
 

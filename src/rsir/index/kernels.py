@@ -194,6 +194,12 @@ def scan_knn(words: np.ndarray, queries: np.ndarray, k: int, out_d: np.ndarray, 
     buf = np.empty(BLOCK, dtype=np.int32)
     for start in range(0, n, BLOCK):
         stop = min(start + BLOCK, n)
+        done = True
+        for qi in range(nq):
+            if sizes[qi] < kk or thr[qi] > 0:
+                done = False
+        if done:
+            break  # every query holds k codes at distance 0: later positions cannot enter
         for qi in range(nq):
             q = queries[qi]
             t = thr[qi]
@@ -211,18 +217,16 @@ def scan_knn(words: np.ndarray, queries: np.ndarray, k: int, out_d: np.ndarray, 
         heap_sorted(hd[qi], hp[qi], sizes[qi], out_d[qi], out_p[qi])
 
 
-@nb.njit(cache=True, inline="always")
-def hit_append(dst: np.ndarray, pos: np.ndarray, cnt: int, d: int, p: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Append (d, p) to growing hit buffers (doubling when full); returns the buffers and the new count."""
-    if cnt == dst.shape[0]:
-        dst2 = np.empty(2 * cnt, dtype=np.int32)
-        pos2 = np.empty(2 * cnt, dtype=np.int64)
-        dst2[:cnt] = dst[:cnt]
-        pos2[:cnt] = pos[:cnt]
-        dst, pos = dst2, pos2
-    dst[cnt] = d
-    pos[cnt] = p
-    return dst, pos, cnt + 1
+@nb.njit(cache=True)
+def grow_hits(dst: np.ndarray, pos: np.ndarray, cnt: int, need: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hit buffers with room for ``need`` hits (at least doubled), the first ``cnt`` kept. Callers make room
+    before a block / bucket / group, because rebinding numba arrays inside a per-code loop costs a lot."""
+    cap = max(2 * dst.shape[0], need)
+    dst2 = np.empty(cap, dtype=np.int32)
+    pos2 = np.empty(cap, dtype=np.int64)
+    dst2[:cnt] = dst[:cnt]
+    pos2[:cnt] = pos[:cnt]
+    return dst2, pos2
 
 
 @nb.njit(cache=True)
@@ -247,12 +251,7 @@ def scan_radius(words: np.ndarray, q: np.ndarray, r: int) -> tuple[np.ndarray, n
                 bp[m] = start + j
                 m += 1
         if cnt + m > dst.shape[0]:
-            cap = max(2 * dst.shape[0], cnt + m)
-            dst2 = np.empty(cap, dtype=np.int32)
-            pos2 = np.empty(cap, dtype=np.int64)
-            dst2[:cnt] = dst[:cnt]
-            pos2[:cnt] = pos[:cnt]
-            dst, pos = dst2, pos2
+            dst, pos = grow_hits(dst, pos, cnt, cnt + m)
         dst[cnt:cnt + m] = bd[:m]
         pos[cnt:cnt + m] = bp[:m]
         cnt += m

@@ -15,7 +15,9 @@ more than s-1, the distance is at least s m + j + 1). So
 - k-NN: stop after the first step r' at which the k-th best candidate found lies within r' (exact stopping
   rule; ties by position are exact too, as every code at distance <= r' has been seen).
 
-A code sits in one bucket per table, so it can be met up to m times. It is counted only at the first step
+Members of a bucket ascend by position and lie at distance >= s, so once the k-th best is within s and the
+next member's position is past it, the rest of the bucket is skipped (archives full of duplicate codes stop
+after k of them). A code sits in one bucket per table, so it can be met up to m times. It is counted only at the first step
 that reaches it, min_j (d_j m + j) where d_j is its substring distance in table j, which the kernel recomputes
 from the code (no per-query visited set, no allocation proportional to n).
 
@@ -36,9 +38,9 @@ import numpy as np
 from rsir.index.kernels import (
     _popcnt,
     as_words,
+    grow_hits,
     heap_push,
     heap_sorted,
-    hit_append,
     order_hits,
     scan_knn,
     scan_radius,
@@ -163,8 +165,12 @@ def _probe_step(words: np.ndarray, q: np.ndarray, step: int, m: int, subs: np.nd
         lo = offsets[base + key]
         hi = offsets[base + key + 1]
         stats[1] += 1
+        if mode == 1 and rcnt + (hi - lo) > rd.shape[0]:
+            rd, rp = grow_hits(rd, rp, rcnt, rcnt + (hi - lo))
         for e in range(lo, hi):
             x = members[e]
+            if mode == 0 and size == k and hd[0] <= s and x > hp[0]:
+                break  # members ascend by position and lie at >= s: none of the rest can enter the heap
             d = 0
             for w in range(q.shape[0]):
                 d += _popcnt(words[x, w] ^ q[w])
@@ -178,7 +184,9 @@ def _probe_step(words: np.ndarray, q: np.ndarray, step: int, m: int, subs: np.nd
             else:
                 if d > limit or _first_step(words, x, q, masks) < step:
                     continue
-                rd, rp, rcnt = hit_append(rd, rp, rcnt, d, x)
+                rd[rcnt] = d  # room was made before the bucket: no rebinding per member
+                rp[rcnt] = x
+                rcnt += 1
         # next combination of s bit positions out of L
         i = s - 1
         while i >= 0 and combo[i] == L - s + i:

@@ -37,6 +37,8 @@ def _points(vectors: np.ndarray, metric: str) -> tuple[np.ndarray, str]:
 def rarest_label(labels: np.ndarray) -> np.ndarray:
     """Per item, the index of its least frequent label in the whole set (-1 for an unlabelled item)."""
     lab = np.asarray(labels).astype(bool)
+    if lab.ndim != 2 or lab.shape[1] == 0:  # an unlabelled archive (nomenclature "none")
+        return np.full(len(lab), -1, dtype=np.int64)
     freq = lab.sum(0).astype(float)
     cost = np.where(lab, freq[None, :], np.inf)
     out = cost.argmin(1)

@@ -115,9 +115,9 @@ def render_montage(query_rgb: np.ndarray | None, query_title: str, query_labels:
 
 def results_montage(engine: SearchEngine, results: Results, query_rgb: np.ndarray | None = None,
                     cols: int = 6, tile: int = 150,
-                    quicklook: Callable[[int], np.ndarray] | None = None) -> bytes:
+                    quicklook: Callable[[int], np.ndarray] | None = None, max_tiles: int | None = None) -> bytes:
     """PNG bytes of the montage of ``results`` (the query's quicklook from the archive for id queries, else
-    ``query_rgb``; a text query shows its sentence)."""
+    ``query_rgb``; a text query shows its sentence); at most ``max_tiles`` results are drawn."""
     ql = quicklook or (lambda p: engine.quicklook(p))
     q = results.query
     text = None
@@ -130,7 +130,7 @@ def results_montage(engine: SearchEngine, results: Results, query_rgb: np.ndarra
     else:
         title = str(q.get("filename") or results.mode)
     tiles = []
-    for h in results.hits:
+    for h in results.hits[:max_tiles]:
         d = h.distance
         dist = ("" if d is None else f"d={d}" if isinstance(d, int) else f"{results.metric}={d:.3f}")
         tiles.append((ql(h.position), f"#{h.rank}  {dist}".strip(), h.id, list(h.labels), h.shares_label))

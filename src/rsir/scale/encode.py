@@ -21,6 +21,7 @@ import numpy as np
 
 from rsir.data.archive import Archive, open_archive
 from rsir.encoding import Encoder
+from rsir.runtime import prefetch
 from rsir.scale.cluster import ClusterError, n_workers
 
 #: worker-side cache of opened archives (a worker runs many partitions of one archive)
@@ -35,7 +36,8 @@ def encode_partition(archive_path: str, start: int, stop: int, encoder: Encoder,
         arch = _ARCHIVES[archive_path] = open_archive(archive_path)
     ids: list[str] = []
     chunks = []
-    for b_ids, x in arch.batches(batch_size, modality=modality, positions=range(start, stop)):
+    # as the local path: reading the next batch overlaps with encoding this one
+    for b_ids, x in prefetch(arch.batches(batch_size, modality=modality, positions=range(start, stop)), depth=2):
         ids += b_ids
         chunks.append(np.asarray(encoder.encode(x)))
     return ids, np.concatenate(chunks) if chunks else np.zeros((0, 0), np.uint8)

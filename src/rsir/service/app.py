@@ -66,6 +66,7 @@ class ServiceLimits:
     quicklook_cache: int = 2048
     codemap_points: int = 1000  # codes in the page's t-SNE map (fitted once, on first use)
     montage_cols: int = 6
+    montage_tiles: int = 60  # results drawn in a montage (k may be larger)
     upload_workers: int = 2  # threads that parse and encode uploads, off the event loop
     upload_queue: int = 8  # uploads accepted at once (running or waiting for a worker); more get 503
     max_connections: int = 64  # concurrent connections uvicorn accepts (rsir serve); more get 503
@@ -185,7 +186,8 @@ class Service:
         """The results' montage as a PNG data URL (rsir.query.montage)."""
         from rsir.query.montage import results_montage
 
-        png = results_montage(self.engine, results, query_rgb, cols=self.limits.montage_cols)
+        png = results_montage(self.engine, results, query_rgb, cols=self.limits.montage_cols,
+                              max_tiles=self.limits.montage_tiles)
         return "data:image/png;base64," + base64.b64encode(png).decode()
 
     def default_modality(self, mods: list[str]) -> str:
