@@ -39,9 +39,27 @@ class Encoder(Protocol):
 ENCODERS: Registry = Registry("encoder type", {
     "classic": "rsir.hashing.encoder:load_feature_hash_encoder",
     "model": "rsir.models.encoder:load_model_encoder",
+    "duch": "rsir.models.duch:load_duch_encoder",
+    "text-itsr": "rsir.methods.text_itsr:load_change_encoder",
+    "codec": "rsir.compression.encoder:load_codec_encoder",
 }, EncoderError)
 
 
 def load_encoder(encoder_type: str, path: str | Path) -> Encoder:
     """Load a saved encoder of a registered type."""
     return ENCODERS.get(encoder_type)(path)  # type: ignore[no-any-return]
+
+
+#: a model directory's config.json "format" -> the encoder type that loads it (others load as "model")
+MODEL_FORMATS = {"rsir-change-model": "text-itsr", "rsir-duch": "duch", "rsir-codec": "codec"}
+
+
+def model_encoder_type(path: str | Path) -> str:
+    """The encoder type of a model directory, from the "format" of its config.json."""
+    import json
+
+    try:
+        fmt = json.loads((Path(path) / "config.json").read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return "model"  # the "model" loader explains what is wrong with the directory
+    return MODEL_FORMATS.get(str(fmt), "model")

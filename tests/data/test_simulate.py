@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import date
 
 import lmdb
@@ -15,6 +16,9 @@ from rsir.data.bands import S2_BANDS
 from rsir.data.nomenclature import BEN19
 from rsir.data.simulate import (
     BLOCK,
+    CHANGE_CAPTIONS,
+    CHANGE_CAPTIONS_HELDOUT,
+    CHANGE_KINDS,
     SimConfig,
     class_shares,
     class_spectrum,
@@ -106,7 +110,8 @@ def test_physical_sanity_of_pixels_and_backscatter():
         assert s[BAND["B04"]] < s[BAND["B05"]] < s[BAND["B06"]] < s[BAND["B07"]] < s[BAND["B8A"]]
     assert co[BAND["B08"]] < bl[BAND["B08"]]
     sand = class_spectrum(C["Beaches, dunes, sands"], 190)
-    assert sand[BAND["B04"]] > 0.2 and sand[BAND["B11"]] > sand[BAND["B04"]]
+    # bright in the red (dry sand 0.15-0.35; 0.19 after the per-band calibration to BigEarthNet's band means)
+    assert sand[BAND["B04"]] > 0.15 and sand[BAND["B11"]] > sand[BAND["B04"]]
     lake = class_spectrum(C["Inland waters"], 190)
     assert lake[BAND["B11"]] < 0.01 and lake[BAND["B08"]] < lake[BAND["B04"]]
     # crops are seasonal: greener NDVI in early summer than in mid-winter
@@ -161,12 +166,13 @@ def test_archive_round_trip(tmp_path):
 
 
 def test_bitemporal_partners_are_consistent():
-    cfg = SimConfig(n=64, seed=6, size=24, bitemporal=0.5)
+    cfg = SimConfig(n=96, seed=6, size=24, bitemporal=0.6)
     items = _items(cfg)
     by_id = {it.id: it for it in items}
     t2 = [it for it in items if it.id.endswith("_t2")]
-    assert len(items) == 64 + len(t2) and 15 <= len(t2) <= 50
+    assert len(items) == 96 + len(t2) and 35 <= len(t2) <= 80
     kinds_changed = 0
+    kinds_seen: set[str] = set()
     for it in t2:
         t1 = by_id[it.id[:-3]]
         assert it.meta["partner_id"] == t1.id and t1.meta["partner_id"] == it.id
@@ -176,15 +182,35 @@ def test_bitemporal_partners_are_consistent():
         assert date.fromisoformat(it.meta["date"]) > date.fromisoformat(t1.meta["date"])
         assert it.meta["change_captions"] and not t1.meta["change_captions"]
         changed = it.class_map != t1.class_map
+        kind = it.meta["change_kind"]
+        assert kind in CHANGE_KINDS and t1.meta["change_kind"] == ""
+        kinds_seen.add(kind)
+        # test pairs are described only with the held-out phrasings, the others never with them
+        bank = CHANGE_CAPTIONS_HELDOUT if it.meta["split"] == "test" else CHANGE_CAPTIONS
+        for cap in it.meta["change_captions"]:
+            assert any(_matches(t, cap) for t in bank[kind]), (kind, cap)
         if changed.any():
             kinds_changed += 1
             new = set(np.unique(it.class_map[changed]).tolist())
-            # the events: clear-cut -> transitional woodland, construction -> urban/industrial, flood -> water
-            assert len(new) == 1 and new <= {C["Transitional woodland, shrub"], C["Urban fabric"],
-                                             C["Industrial or commercial units"], C["Inland waters"]}
+            old = set(np.unique(t1.class_map[changed]).tolist())
+            assert len(new) == 1
+            expected = {"deforestation": {C["Transitional woodland, shrub"]},
+                        "urban growth": {C["Urban fabric"], C["Industrial or commercial units"]},
+                        "flooding": {C["Inland waters"]},
+                        "crop change": {2, 4, 5, 6} - old,
+                        "water loss": {C["Inland wetlands"], C["Natural grassland and sparsely vegetated areas"]},
+                        }[kind]
+            assert new <= expected, (kind, new)
     assert kinds_changed >= len(t2) // 2
+    assert len(kinds_seen) >= 4, kinds_seen
     singles = [it for it in items if not it.id.endswith("_t2") and it.id + "_t2" not in by_id]
     assert all(it.meta["partner_id"] == "" for it in singles)
+
+
+def _matches(template: str, caption: str) -> bool:
+    """Whether a caption was made from a change-caption template ({src}, {dst}, {pct} filled in)."""
+    pattern = re.escape(template).replace(r"\{src\}", ".+").replace(r"\{dst\}", ".+").replace(r"\{pct\}", r"\d+")
+    return re.fullmatch(pattern, caption) is not None
 
 
 def _mean_spectrum_map_at_10(level: str) -> tuple[float, float]:
@@ -223,14 +249,14 @@ def test_captions_describe_content_and_are_deterministic():
     cfg = SimConfig(n=40, seed=9, size=12, bitemporal=0.0)
     a, b = _items(cfg), _items(cfg)
     assert [it.meta["captions"] for it in a] == [it.meta["captions"] for it in b]
-    from rsir.data.simulate import PHRASES
+    from rsir.data.simulate import HELDOUT_PHRASES, PHRASES
 
     for it in a:
         caps = it.meta["captions"]
         assert 3 <= len(caps) <= 5 and len(set(caps)) == len(caps)
         dom = int(np.argmax(it.meta["class_shares"]))
         # the dominant class is named (by one of its synonyms) in at least one caption
-        assert any(p in c for c in caps for p in PHRASES[dom])
+        assert any(p in c for c in caps for p in PHRASES[dom] + HELDOUT_PHRASES[dom])
     phrasing = {c for it in a for c in it.meta["captions"]}
     assert len(phrasing) > 3 * len(a)  # varied, not one sentence per label set
 
@@ -263,3 +289,32 @@ def test_cli(tmp_path, capsys):
     assert cli_main(args + ["--overwrite", "--difficulty", "hard", "--clouds", "0.5"]) == 0
     assert cli_main(["simulate", "--n", "6", "--out", str(tmp_path / "x"), "--size", "10"]) == 2
     assert "multiple of 6" in capsys.readouterr().err
+
+
+def test_heldout_caption_wording_is_used_by_the_test_split_only():
+    from rsir.data.simulate import HELDOUT_PHRASES, HELDOUT_RELATIONS
+
+    items = _items(SimConfig(n=300, seed=4, size=12, bitemporal=0.0), with_maps=False)
+    held = [p for grp in HELDOUT_PHRASES for p in grp] + [f" {r} " for r in HELDOUT_RELATIONS] + [
+        "this image shows", "the scene is entirely", "we can see", "a satellite view of", "% of the ground"]
+    for it in items:
+        uses = [any(h in c for h in held) for c in it.meta["captions"]]
+        if it.meta["split"] == "test":
+            assert sum(uses) >= len(uses) // 2, it.meta["captions"]  # at least half have held-out wording
+        else:
+            assert not any(uses), it.meta["captions"]
+
+
+def test_captions_name_counts_places_seasons_and_directions():
+    from rsir.data.simulate import direction
+
+    cmap = np.zeros((12, 12), np.uint8)
+    cmap[:4, 8:] = 3  # north-east corner
+    cmap[10:, :3] = 5  # south-west corner
+    assert direction(cmap, 3) == "north-east" and direction(cmap, 5) == "south-west"
+    assert direction(cmap, 0) == "centre" and direction(cmap, 7) == "centre"
+    items = _items(SimConfig(n=200, seed=5, size=24, bitemporal=0.0), with_maps=False)
+    text = " | ".join(c for it in items for c in it.meta["captions"])
+    for word in ("kinds of land cover", " in the north", "summer", "winter", " percent of the patch"):
+        assert word in text, word
+    assert any(it.meta["country"] in c for it in items for c in it.meta["captions"])

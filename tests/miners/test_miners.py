@@ -12,6 +12,7 @@ from rsir.miners import (
     MilanPairsBatchSampler,
     MultiLabelDiverseMiner,
     RandomTripletMiner,
+    SemiHardMiner,
 )
 from rsir.miners.base import relevance
 from rsir.miners.multilabel_diverse import farthest_point_order, rank_candidates
@@ -192,3 +193,29 @@ def test_random_miner_draws_uniformly():
     assert set(p0.tolist()) == {1, 2, 3} and set(n0.tolist()) == {4, 5}
     assert all(abs(int((p0 == j).sum()) - 1000) < 150 for j in (1, 2, 3))
     assert all(abs(int((n0 == j).sum()) - 1500) < 150 for j in (4, 5))
+
+
+def test_semi_hard_matches_a_hand_loop():
+    dist = SquaredEuclidean(normalize=True)
+    for seed in range(3):
+        emb, lab = _batch(n=20, c=4, seed=seed)
+        margin = 0.5
+        a, p, n = SemiHardMiner(margin, dist)(emb, lab)
+        d = dist.pairwise(emb).numpy()
+        want = []
+        for i in range(len(lab)):
+            for j in range(len(lab)):
+                if i == j or not _shares(lab, i, j):
+                    continue
+                # FaceNet: the nearest negative with d(a,p) < d(a,n) < d(a,p) + margin, pair dropped if none
+                best, best_d = None, np.inf
+                for k in range(len(lab)):
+                    if not _shares(lab, i, k) and d[i, j] < d[i, k] < d[i, j] + margin and d[i, k] < best_d:
+                        best, best_d = k, d[i, k]
+                if best is not None:
+                    want.append((i, j, best))
+        got = list(zip(a.tolist(), p.tolist(), n.tolist(), strict=True))
+        assert got == want and len(want) > 0
+    # with a margin of 0 no negative lies in the band
+    emb, lab = _batch()
+    assert len(SemiHardMiner(0.0, dist)(emb, lab)[0]) == 0

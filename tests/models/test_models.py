@@ -80,6 +80,18 @@ def test_milan_head_structure():
     assert torch.allclose(h(x), torch.sigmoid(z))
 
 
+def test_milan_head_init_is_tflib_he_over_the_mean_fan():
+    # MHCLN: tflib Conv2D 1x1, he_init -> stdev sqrt(4 / (fan_in + fan_out)), uniform +-sqrt(3) stdev, zero bias
+    torch.manual_seed(0)
+    h = MilanHashHead(2048, 64)
+    for fc, (fi, fo) in zip((h.fc1, h.fc2, h.fc3), [(2048, 1024), (1024, 512), (512, 64)], strict=True):
+        bound = np.sqrt(3) * np.sqrt(4.0 / (fi + fo))  # 2048 -> 1024: 0.0442 (fan_in He would be 0.0541)
+        w = fc.weight.detach().numpy()
+        assert np.abs(w).max() <= bound and np.abs(w).max() > 0.99 * bound
+        assert w.std() == pytest.approx(np.sqrt(4.0 / (fi + fo)), rel=0.02)  # uniform: std = bound / sqrt(3)
+        assert not fc.bias.detach().any()
+
+
 def _net(bits: int = 12, output: str = "hash") -> RetrievalNet:
     torch.manual_seed(0)
     return RetrievalNet(NetConfig(ResNetConfig(4, 8, [1, 1]), n_classes=3, bits=bits, output=output)).eval()

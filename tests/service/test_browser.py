@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -53,20 +54,26 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         b.close()
 
 
-@pytest.fixture
-def page(browser, server):  # type: ignore[no-untyped-def]
+@contextmanager
+def page_on(browser, url: str):  # type: ignore[no-untyped-def]
+    """A fresh page on the server at ``url``, offline apart from it; page errors fail the test."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = ctx.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
     # the page must work with no internet: refuse anything that is not the local server
-    pg.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server[0])
-             else route.abort())
-    pg.goto(server[0] + "/")
+    pg.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort())
+    pg.goto(url + "/")
     pg.wait_for_selector("#browse-grid img")
     yield pg
     assert errors == []
     ctx.close()
+
+
+@pytest.fixture
+def page(browser, server):  # type: ignore[no-untyped-def]
+    with page_on(browser, server[0]) as pg:
+        yield pg
 
 
 def _shot(pg, name: str) -> Path:  # type: ignore[no-untyped-def]
@@ -93,7 +100,7 @@ def test_search_by_example_and_click_through(page, server) -> None:  # type: ign
     assert shown == want
     assert page.inner_text("#query-time").endswith("ms")
     assert page.inner_text("#precision").endswith("%")
-    assert page.locator("#map rect").count() >= 2  # footprints of the query and the results
+    assert page.locator("#map path.fp").count() >= 2  # footprints of the results (Leaflet vectors)
     _shot(page, "by-example")
     # click a result: it becomes the query
     second = page.locator("#results .card").nth(2)
@@ -140,7 +147,7 @@ def test_text_query(page, server) -> None:  # type: ignore[no-untyped-def]
     page.fill("#text-input", "coniferous forest next to a lake")
     page.click("#text-btn")
     page.wait_for_selector("#results .card")
-    assert page.inner_text("#mode") == "text: label-match"
+    assert page.inner_text("#mode") == "text: label matcher (no text-image model)"
     summary = page.inner_text("#summary")
     assert "Coniferous forest" in summary and "Inland waters" in summary
     for card in page.locator("#results .card").all():

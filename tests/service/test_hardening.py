@@ -340,13 +340,14 @@ def test_ids_are_escaped_in_quicklook_urls(engine: SearchEngine) -> None:
     assert c.get(url.split("/quicklook.png")[0]).json()["id"] == odd
 
 
-def test_api_says_added_items_do_not_persist(client: TestClient) -> None:
+def test_api_says_whether_added_items_persist(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    assert "gone after a restart" in spec["info"]["description"]
-    assert "gone after a restart" in spec["paths"]["/api/items"]["post"]["description"]
+    assert "survive a restart" in spec["info"]["description"]
+    assert "journals the add" in spec["paths"]["/api/items"]["post"]["description"]
+    # an app over an engine opened in memory (durable=False) says its adds do not persist
     assert client.get("/api/stats").json()["added_items_persist"] is False
     readme = (ROOT / "README.md").read_text()
-    assert "gone after a restart" in readme and "SECURITY.md" in readme
+    assert "survive a restart" in readme and "SECURITY.md" in readme
 
 
 # -- the worker pool and the event loop ---------------------------------------------------------------------------

@@ -65,11 +65,16 @@ _FORMATS: dict[str, tuple[str, str, str, str]] = {
                  "Major-TOM grid cells tiled into patches (--option patch-size=N), georeferencing kept"),
     "geotiff": ("rsir.data.geotiff", "read_geotiff_folder", "OPTIONS",
                 "a folder of multi-band GeoTIFFs; band names given with --option bands=..."),
+    "stac": ("rsir.data.stac", "read_stac", "OPTIONS",
+             "a local STAC catalog / collection / ItemCollection of Sentinel-2 or Sentinel-1 COG / GeoTIFF assets, "
+             "tiled into patches (--option patch-size=N, 0 keeps items whole)"),
     "captions": ("rsir.data.captions", "read_captions", "OPTIONS",
                  "caption corpora: RSICD / UCM / Sydney / RSITMD dataset JSON or the precomp text layout"),
     "levir-cd": ("rsir.data.bitemporal", "read_levir_cd", "CD_OPTIONS", "bitemporal pairs A/ B/ label/ (LEVIR-CD, DSIFN)"),
     "levir-cc": ("rsir.data.bitemporal", "read_levir_cc", "CC_OPTIONS",
                  "LEVIR-CC change captions (JSON) with image pairs when present"),
+    "rsir-archive": ("rsir.data.rsir_archive", "read_rsir_archive", "OPTIONS",
+                     "another rsir archive, a compressed one (rsir compress) decoded back to raw bands"),
 }
 #: format name -> reader function, imported when the format is used
 FORMATS: Registry = Registry("format", {n: f"{m}:{r}" for n, (m, r, _, _) in _FORMATS.items()}, FormatError,

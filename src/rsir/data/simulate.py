@@ -109,7 +109,13 @@ ENDMEMBERS: dict[str, list[float]] = {
     "shadow": [0.020, 0.015, 0.015, 0.010, 0.012, 0.020, 0.025, 0.030, 0.030, 0.030, 0.020, 0.010],
 }
 EM_NAMES = tuple(ENDMEMBERS)
-EM = np.array([ENDMEMBERS[k] for k in EM_NAMES], dtype=np.float32)  # n_end x 12
+# Per-band radiometric calibration of the endmember table: the ratio of the published BigEarthNet v1 band means
+# (bigearthnet-models training statistics) to the simulator's medium-level means before calibration, measured by
+# bench/radiometry_bench.py (256 items). Without it the simulated visible and SWIR bands were 1.3-1.7x the real
+# ones (BENCHMARKS.md, "Simulator radiometry"); the ratios between endmembers within a band are unchanged.
+RADIOMETRIC_GAIN = np.array([0.696, 0.769, 0.758, 0.764, 0.852, 0.969, 0.907, 0.887, 0.878, 0.896, 0.756, 0.714],
+                            dtype=np.float32)
+EM = np.array([ENDMEMBERS[k] for k in EM_NAMES], dtype=np.float32) * RADIOMETRIC_GAIN  # n_end x 12
 _EMI = {k: i for i, k in enumerate(EM_NAMES)}
 # Optically thick cloud: bright and nearly flat, lower in the SWIR (ice/water absorption)
 CLOUD = np.array([0.45, 0.46, 0.47, 0.48, 0.48, 0.49, 0.49, 0.50, 0.50, 0.45, 0.38, 0.28], dtype=np.float32)
@@ -252,8 +258,8 @@ class _Level:
 
 LEVELS: dict[str, _Level] = {
     "easy": _Level(0.04, 0.0, 0.03, 0.0, 0.002, 8.0, (0.45, 0.35, 0.2, 0.0, 0.0), 0.8, 0.5),
-    "medium": _Level(0.15, 0.25, 0.08, 0.015, 0.003, 20.0, (0.2, 0.3, 0.3, 0.15, 0.05), 0.5, 1.0),
-    "hard": _Level(0.4, 0.85, 0.15, 0.05, 0.005, 35.0, (0.05, 0.2, 0.3, 0.3, 0.15), 0.3, 1.5),
+    "medium": _Level(0.15, 0.25, 0.05, 0.005, 0.003, 20.0, (0.2, 0.3, 0.3, 0.15, 0.05), 0.5, 1.0),
+    "hard": _Level(0.4, 0.85, 0.08, 0.015, 0.005, 35.0, (0.05, 0.2, 0.3, 0.3, 0.15), 0.3, 1.5),
 }
 
 
@@ -635,43 +641,80 @@ def _render(cfg: SimConfig, lvl: _Level, site: _Site, idx: np.ndarray, cmap: np.
 # bitemporal changes
 FORESTS = (8, 9, 10)
 FARMLAND = (2, 4, 5, 6)
+CHANGE_KINDS = ("deforestation", "urban growth", "flooding", "crop change", "water loss", "none")
+# Change captions: TRAIN phrasings describe the training and validation pairs, HELDOUT phrasings (other sentence
+# structures and synonyms) only the test pairs, so text <-> change retrieval is scored on sentences whose wording
+# training never saw. {src}/{dst}: land cover before/after, {pct}: changed share of the patch in percent.
 CHANGE_CAPTIONS: dict[str, tuple[str, ...]] = {
-    "clear-cut": ("part of the {src} has been clear-cut", "a clear-cut now replaces some of the {src}",
-                  "trees were felled: about {pct} percent of the area is now {dst}", "forest loss in the {src}"),
-    "construction": ("new buildings were constructed on former {src}", "{dst} appeared on part of the {src}",
-                     "the built-up area expanded into the {src}", "construction covers about {pct} percent of "
-                     "the patch, where there was {src} before"),
-    "flood": ("the area has been flooded", "water now covers part of the {src}",
-              "flooding: about {pct} percent of the patch is under water", "a flood inundated some of the {src}"),
+    "deforestation": ("part of the {src} has been clear-cut", "a clear-cut now replaces some of the {src}",
+                      "trees were felled: about {pct} percent of the area is now {dst}",
+                      "forest loss in the {src}", "logging removed a block of {src}"),
+    "urban growth": ("new buildings were constructed on former {src}", "{dst} appeared on part of the {src}",
+                     "the built-up area expanded into the {src}",
+                     "construction covers about {pct} percent of the patch, where there was {src} before",
+                     "new houses replaced some of the {src}"),
+    "flooding": ("the area has been flooded", "water now covers part of the {src}",
+                 "flooding: about {pct} percent of the patch is under water",
+                 "a flood inundated some of the {src}", "the river burst its banks over the {src}"),
+    "crop change": ("the {src} was turned into {dst}", "a different crop: {src} became {dst}",
+                    "land use changed from {src} to {dst} on about {pct} percent of the patch",
+                    "fields were converted from {src} to {dst}"),
+    "water loss": ("the {src} has shrunk", "the water level dropped and the shore moved inwards",
+                   "part of the {src} dried out and became {dst}",
+                   "about {pct} percent of the patch was water before and is now {dst}"),
     "none": ("no land-cover change, only seasonal differences", "nothing has changed apart from the season",
              "the two images show the same land cover"),
 }
+CHANGE_CAPTIONS_HELDOUT: dict[str, tuple[str, ...]] = {
+    "deforestation": ("woodland cut down, leaving {dst}", "the {src} was harvested and is gone in places",
+                      "deforestation of roughly {pct} percent"),
+    "urban growth": ("farmland turned into a housing estate", "urban sprawl over the {src}",
+                     "a new settlement was built where {src} used to be"),
+    "flooding": ("inundation of the {src}", "high water submerged the low ground",
+                 "the fields are now covered by floodwater"),
+    "crop change": ("the farmers switched from {src} to {dst}", "{dst} where {src} grew earlier",
+                    "agricultural conversion of some fields"),
+    "water loss": ("a receding lake", "the {src} lost about {pct} percent of its surface",
+                   "drought: the water body retreated"),
+    "none": ("the scene is unchanged", "same landscape at both dates"),
+}
+
+
+CHANGE_WEIGHTS = {"deforestation": 1.0, "urban growth": 1.0, "flooding": 0.4, "crop change": 1.0, "water loss": 2.0}
+
+
+def _region_mask(rng: np.random.Generator, region: np.ndarray, texture: np.ndarray, low: float, high: float
+                 ) -> np.ndarray:
+    """The part of ``region`` where ``texture`` is above a random quantile (a share in [low, high] of it)."""
+    thr = np.quantile(texture[region], 1.0 - rng.uniform(low, high))
+    return region & (texture >= thr)
 
 
 def _change(rng: np.random.Generator, cmap: np.ndarray, smooth: np.ndarray, medium: np.ndarray
             ) -> tuple[np.ndarray, str, int, int]:
-    """A later class map with one land-cover change event: (map, kind, from class, to class)."""
+    """A later class map with one land-cover change event: (map, kind, from class, to class).
+
+    Kinds: deforestation (forest -> transitional woodland), urban growth (farmland -> urban fabric or industry, a
+    rectangle), flooding (low smooth ground -> inland water), crop change (one agricultural class -> another),
+    water loss (part of a lake -> wetland or grassland); "none" when the patch offers none of them."""
     s = cmap.shape[0]
     shares = class_shares(cmap)
-    options = []
-    if any(shares[c] >= 0.1 for c in FORESTS):
-        options.append("clear-cut")
-    if any(shares[c] >= 0.1 for c in FARMLAND):
-        options.append("construction")
     land = ~np.isin(cmap, (17, 18))
-    if land.mean() >= 0.2:
-        options.append("flood")
+    forests = [c for c in FORESTS if shares[c] >= 0.1]
+    farms = [c for c in FARMLAND if shares[c] >= 0.1]
+    options = [k for k, ok in (("deforestation", forests), ("urban growth", farms), ("flooding", land.mean() >= 0.2),
+                               ("crop change", farms), ("water loss", shares[17] >= 0.1)) if ok]
     if not options:
         return cmap.copy(), "none", -1, -1
-    kind = options[int(rng.integers(len(options)))]
+    # flooding is possible on almost every patch: a lower weight keeps the kinds of change balanced
+    w = np.array([CHANGE_WEIGHTS[k] for k in options])
+    kind = options[int(rng.choice(len(options), p=w / w.sum()))]
     new = cmap.copy()
-    if kind == "clear-cut":
-        src = int(rng.choice([c for c in FORESTS if shares[c] >= 0.1]))
-        region = cmap == src
-        thr = np.quantile(medium[region], 1.0 - rng.uniform(0.3, 0.7))
-        mask, dst = region & (medium >= thr), 13
-    elif kind == "construction":
-        src = int(rng.choice([c for c in FARMLAND if shares[c] >= 0.1]))
+    if kind == "deforestation":
+        src = int(rng.choice(forests))
+        mask, dst = _region_mask(rng, cmap == src, medium, 0.3, 0.7), 13
+    elif kind == "urban growth":
+        src = int(rng.choice(farms))
         region = cmap == src
         ys, xs = np.nonzero(region)
         j = int(rng.integers(len(ys)))
@@ -679,6 +722,13 @@ def _change(rng: np.random.Generator, cmap: np.ndarray, smooth: np.ndarray, medi
         yy, xx = np.mgrid[0:s, 0:s]
         rect = (np.abs(yy - ys[j]) <= h // 2) & (np.abs(xx - xs[j]) <= w // 2)
         mask, dst = region & rect, int(rng.choice([0, 1]))
+    elif kind == "crop change":
+        src = int(rng.choice(farms))
+        dst = int(rng.choice([c for c in FARMLAND if c != src]))
+        mask = _region_mask(rng, cmap == src, medium, 0.4, 0.9)
+    elif kind == "water loss":
+        src, dst = 17, int(rng.choice([15, 11]))
+        mask = _region_mask(rng, cmap == 17, smooth, 0.25, 0.6)
     else:
         thr = np.quantile(smooth[land], rng.uniform(0.15, 0.4))
         mask, dst = land & (smooth <= thr), 17
@@ -689,8 +739,45 @@ def _change(rng: np.random.Generator, cmap: np.ndarray, smooth: np.ndarray, medi
 
 # ---------------------------------------------------------------------------------------------------------------
 # captions
-def _phrase(rng: np.random.Generator, c: int, adjective: bool = False) -> str:
-    p = PHRASES[c][int(rng.integers(len(PHRASES[c])))]
+#
+# Train and validation captions use PHRASES, RELATIONS and the _TRAIN templates only. Test captions (split
+# "test") also use HELDOUT_PHRASES, HELDOUT_RELATIONS and the _HELDOUT templates, which nothing else sees: at
+# least half of a test item's captions have a held-out structure, and each class phrase in them is a held-out
+# synonym with probability one half. A model trained on the training captions is thus tested on sentences
+# whose wording it has not seen.
+HELDOUT_PHRASES: tuple[tuple[str, ...], ...] = (
+    ("a village", "dwellings", "a suburb"),
+    ("a factory site", "a logistics park", "a commercial zone"),
+    ("crop fields", "tilled farmland", "cultivated fields"),
+    ("olive groves", "a fruit plantation"),
+    ("grazing meadows", "cattle pasture"),
+    ("a mosaic of small plots", "a patchwork of small mixed plots"),
+    ("farms interspersed with wild vegetation", "cultivated land dotted with natural vegetation"),
+    ("trees scattered over pasture", "a dehesa"),
+    ("an oak forest", "a beech wood"),
+    ("a fir forest", "needle-leaved trees"),
+    ("woods of pine and oak", "a mixed stand of trees"),
+    ("bare rocky ground", "a steppe"),
+    ("heath and scrub", "low shrubby vegetation"),
+    ("young trees regrowing after clearing", "a regenerating clearing"),
+    ("a sandy beach", "dunes along the shore"),
+    ("a peat bog", "a swamp"),
+    ("a saltmarsh", "mudflats"),
+    ("a pond", "a stream", "a freshwater lake"),
+    ("a coastal lagoon", "the ocean"),
+)
+HELDOUT_RELATIONS = ("close to", "along", "around")
+_NUMBERS = ("no", "one", "two", "three", "four", "five", "six")
+_SEASONS = ("winter", "winter", "spring", "spring", "spring", "summer", "summer", "summer", "autumn", "autumn",
+            "autumn", "winter")
+_DIRECTIONS = ("east", "north-east", "north", "north-west", "west", "south-west", "south", "south-east")
+
+
+def _phrase(rng: np.random.Generator, c: int, adjective: bool = False, heldout: bool = False) -> str:
+    pool = PHRASES[c]
+    if heldout and rng.random() < 0.5:
+        pool = HELDOUT_PHRASES[c]
+    p = pool[int(rng.integers(len(pool)))]
     if adjective and c in ADJECTIVES:
         adj = ADJECTIVES[c][int(rng.integers(len(ADJECTIVES[c])))]
         for art in ("a ", "the "):
@@ -712,41 +799,130 @@ def _amount(rng: np.random.Generator, share: float) -> str:
     return str(rng.choice(["scattered", "small patches of", "a little", "a few spots of"]))
 
 
-def make_captions(rng: np.random.Generator, shares: np.ndarray, threshold: float, k: int) -> list[str]:
-    """k distinct descriptive sentences of a patch from its class shares (templates with synonyms)."""
-    present = [int(c) for c in np.argsort(-shares, kind="stable") if shares[c] >= threshold]
+def direction(class_map: np.ndarray, c: int) -> str:
+    """Where class ``c`` lies in a class map (row 0 is north): "centre" or a compass direction of its centroid."""
+    ys, xs = np.nonzero(class_map == c)
+    if not len(ys):
+        return "centre"
+    h, w = class_map.shape
+    dy, dx = 0.5 - (ys.mean() + 0.5) / h, (xs.mean() + 0.5) / w - 0.5  # dy > 0: north
+    if math.hypot(dx, dy) < 0.12:
+        return "centre"
+    return _DIRECTIONS[int(round(math.degrees(math.atan2(dy, dx)) / 45.0)) % 8]
+
+
+@dataclass
+class _CapContext:
+    rng: np.random.Generator
+    shares: np.ndarray
+    present: list[int]
+    heldout: bool
+    class_map: np.ndarray | None
+    season: str
+    country: str
+
+    def ph(self, c: int, adjective: bool = False) -> str:
+        return _phrase(self.rng, c, adjective, self.heldout)
+
+    def rel(self, heldout: bool = False) -> str:
+        return str(self.rng.choice(HELDOUT_RELATIONS if heldout else RELATIONS))
+
+    def where(self, c: int) -> str:
+        return "centre" if self.class_map is None else direction(self.class_map, c)
+
+
+def _train_templates(x: _CapContext) -> list[str]:
+    rng, sh, present = x.rng, x.shares, x.present
     dom, others = present[0], present[1:]
-    dom_big = shares[dom] >= 0.5
+    big = sh[dom] >= 0.5
     water = [c for c in present if c in WATER]
     land = [c for c in present if c not in WATER]
-    cands: list[str] = []
+    out: list[str] = []
     if others:
-        cands.append(f"{_phrase(rng, dom, dom_big)} {rng.choice(RELATIONS)} {_phrase(rng, others[0])}")
-        cands.append(f"{_phrase(rng, dom, dom_big)} with "
-                     + _join([f"{_amount(rng, shares[o])} {_phrase(rng, o)}" for o in others]))
-        cands.append(f"an area of {_join([_phrase(rng, c) for c in present])}")
-        cands.append(f"{len(present)} kinds of land cover, mostly {_phrase(rng, dom)}")
+        o1 = others[0]
+        out.append(f"{x.ph(dom, big)} {x.rel()} {x.ph(o1)}")
+        out.append(f"{x.ph(dom, big)} with " + _join([f"{_amount(rng, sh[o])} {x.ph(o)}" for o in others]))
+        out.append(f"an area of {_join([x.ph(c) for c in present])}")
+        out.append(f"{_NUMBERS[min(len(present), 6)]} kinds of land cover, mostly {x.ph(dom)}")
+        if x.class_map is not None and x.where(dom) != x.where(o1):
+            out.append(f"{x.ph(dom)} in the {x.where(dom)} and {x.ph(o1)} in the {x.where(o1)}")
+        if x.season:
+            out.append(f"{'an' if x.season[0] in 'aeiou' else 'a'} {x.season} scene of {x.ph(dom)} {x.rel()} {x.ph(o1)}")
     else:
-        cands.append(f"{_phrase(rng, dom, True)} covering the whole patch")
-        cands.append(f"nothing but {_phrase(rng, dom)}")
-        cands.append(f"a uniform area of {_phrase(rng, dom)}")
-    pct = int(round(100 * shares[dom] / 5.0) * 5)
-    cands.append(f"about {pct} percent of the patch is {_phrase(rng, dom)}")
+        out.append(f"{x.ph(dom, True)} covering the whole patch")
+        out.append(f"nothing but {x.ph(dom)}")
+        out.append(f"a uniform area of {x.ph(dom)}")
+        if x.season:
+            out.append(f"{x.ph(dom)} in {x.season}")
+    if x.country:
+        out.append(f"{_join([x.ph(c) for c in present[:3]])} in {x.country}")
+    pct = int(round(100 * sh[dom] / 5.0) * 5)
+    out.append(f"about {pct} percent of the patch is {x.ph(dom)}")
     if water and land:
-        cands.append(f"{_phrase(rng, water[0])} {rng.choice(['surrounded by', 'next to', 'beside'])} "
-                     f"{_phrase(rng, land[0])}")
+        out.append(f"{x.ph(water[0])} {rng.choice(['surrounded by', 'next to', 'beside'])} {x.ph(land[0])}")
     elif land:
-        cands.append(f"a dry landscape of {_join([_phrase(rng, c) for c in land[:3]])} without open water")
+        out.append(f"a dry landscape of {_join([x.ph(c) for c in land[:3]])} without open water")
     else:
-        cands.append(f"{_phrase(rng, water[0])} seen from above")
-    order = rng.permutation(len(cands))
-    return [cands[i] for i in order[: min(k, len(cands))]]
+        out.append(f"{x.ph(water[0])} seen from above")
+    return out
 
 
-def _change_captions(rng: np.random.Generator, kind: str, src: int, dst: int, pct: int) -> list[str]:
-    t = CHANGE_CAPTIONS[kind]
-    pick = rng.permutation(len(t))[: min(3, len(t))]
-    names = {"src": PHRASES[src][0] if src >= 0 else "", "dst": PHRASES[dst][0] if dst >= 0 else "", "pct": pct}
+def _heldout_templates(x: _CapContext) -> list[str]:
+    sh, present = x.shares, x.present
+    dom, others = present[0], present[1:]
+    out: list[str] = []
+    if others:
+        o1 = others[0]
+        out.append(f"this image shows {x.ph(dom)} and {x.ph(o1)}")
+        out.append(f"mostly {x.ph(dom)}, with {x.ph(o1)} towards the {x.where(o1)}")
+        out.append(f"we can see {x.ph(dom)} {x.rel(True)} {x.ph(o1)}")
+        out.append(f"a satellite view of {_join([x.ph(c) for c in present])}"
+                   + (f" photographed in {x.season}" if x.season else ""))
+    else:
+        out.append(f"this image shows only {x.ph(dom)}")
+        out.append(f"the scene is entirely {x.ph(dom)}")
+        out.append(f"we can see {x.ph(dom)} everywhere")
+        out.append(f"a satellite view of {x.ph(dom)}" + (f" photographed in {x.season}" if x.season else ""))
+    out.append(f"roughly {int(round(100 * sh[dom] / 10.0) * 10)} % of the ground is {x.ph(dom)}")
+    return out
+
+
+def make_captions(rng: np.random.Generator, shares: np.ndarray, threshold: float, k: int,
+                  class_map: np.ndarray | None = None, split: str = "train", country: str = "",
+                  when: date | None = None) -> list[str]:
+    """k distinct sentences describing a patch: its classes (synonyms), amounts, counts, where they lie
+    (``class_map``), the season (``when``) and the country. Test-split captions use held-out wording (see
+    above)."""
+    present = [int(c) for c in np.argsort(-shares, kind="stable") if shares[c] >= threshold]
+    x = _CapContext(rng, shares, present, split == "test", class_map,
+                    _SEASONS[when.month - 1] if when is not None else "", country)
+    train = list(dict.fromkeys(_train_templates(x)))
+    if not x.heldout:
+        order = rng.permutation(len(train))
+        return [train[i] for i in order[: min(k, len(train))]]
+    held = list(dict.fromkeys(_heldout_templates(x)))
+    n_held = min(len(held), max((k + 1) // 2, k - len(train)))
+    pick = [held[i] for i in rng.permutation(len(held))[:n_held]]
+    rest = [c for c in train if c not in pick]
+    pick += [rest[i] for i in rng.permutation(len(rest))[: max(0, k - n_held)]]
+    return [pick[i] for i in rng.permutation(len(pick))]
+
+
+def _bare(phrase: str) -> str:
+    """A class phrase without its article ("a lake" -> "lake"), for templates that bring their own."""
+    for art in ("a ", "an ", "the "):
+        if phrase.startswith(art):
+            return phrase[len(art):]
+    return phrase
+
+
+def _change_captions(rng: np.random.Generator, kind: str, src: int, dst: int, pct: int, heldout: bool = False,
+                     k: int = 3) -> list[str]:
+    """Up to k distinct change captions of one event, from the held-out phrasings for test pairs."""
+    t = (CHANGE_CAPTIONS_HELDOUT if heldout else CHANGE_CAPTIONS)[kind]
+    pick = rng.permutation(len(t))[: min(k, len(t))]
+    names = {"src": _bare(_phrase(rng, src)) if src >= 0 else "", "dst": _bare(_phrase(rng, dst)) if dst >= 0 else "",
+             "pct": pct}
     return [t[i].format(**names) for i in pick]
 
 
@@ -821,8 +997,8 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
             "bbox": _footprint(float(site.lon[i]), float(site.lat[i]), cfg.size), "crs": f"EPSG:{32600 + zone}",
             "s1_id": s1_id, "source": "simulated", "biome": BIOME_NAMES[site.biome[i]],
             "class_shares": [float(x) for x in sh], "cloud_cover": float(cov),
-            "captions": make_captions(rng, sh, cfg.label_threshold, int(n_caps[i])),
-            "change_captions": change or [], "partner_id": "",
+            "captions": make_captions(rng, sh, cfg.label_threshold, int(n_caps[i]), cmap, split, site.country[i], d),
+            "change_captions": change or [], "change_kind": "", "partner_id": "",
         }
         return SimItem(pid, meta, s2b, {"VV": s1b[0], "VH": s1b[1]}, cmap if with_maps else None)
 
@@ -837,13 +1013,14 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
             j = jpos[i]
             kind, src, dst = changes[j]
             pct = int(round(100 * float((p_maps[j] != site.class_map[i]).mean())))
-            ch = _change_captions(rng, kind, src, dst, pct)
+            ch = _change_captions(rng, kind, src, dst, pct, heldout=it.meta["split"] == "test")
             it2 = build(i, gid, p_dates[j], p_shares[j], {k: v[j] for k, v in s2p.items()}, s1p[j],
                         float(coverp[j]), p_maps[j], "", ch)
             it2.id = f"{it.id}_t2"
             it2.meta["s1_id"] = f"{it2.meta['s1_id']}_t2"
             it2.meta["split"] = it.meta["split"]  # a pair never straddles splits
             it2.meta["partner_id"] = it.id
+            it2.meta["change_kind"] = kind
             it.meta["partner_id"] = it2.id
             items.append(it2)
     return items

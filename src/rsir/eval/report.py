@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rsir.storage import atomic_file, atomic_write_json, atomic_write_text
+from rsir.storage import atomic_savefig, atomic_write_json, atomic_write_text
 
 #: What each reported name means; written into eval.json so every number carries its definition.
 DEFINITIONS: dict[str, str] = {
@@ -22,6 +22,8 @@ DEFINITIONS: dict[str, str] = {
     "mAP@k(C,tie-aware)": "variant C averaged over all orderings of equal Hamming distances (McSherry & "
                           "Najork 2008)",
     "P@k(tie-aware)": "P@k averaged over all orderings of equal Hamming distances",
+    "[exact] / [jac>=0.5]": "the same metric with a stricter relevance: identical label sets, or a Jaccard index "
+                            "|Lq∩Lx|/|Lq∪Lx| >= 0.5 (\"any shared label\" saturates on BigEarthNet)",
     "WAP@k": "(1/R_k) sum_{i<=k} rel_i ACG@i (Zhao et al. 2015)",
     "ACG@k": "(1/k) sum_{i<=k} C_i",
     "NDCG@k(exp)": "gain 2^C - 1, discount 1/log2(i+1), ideal DCG from the best ordering of the archive",
@@ -78,10 +80,7 @@ def _figure() -> Any:
 
 
 def _save(plt: Any, fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    path = atomic_savefig(fig, path)
     plt.close(fig)
     return path
 
@@ -137,7 +136,8 @@ def plot_pk_curve(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str
 
 
 def plot_training(curves: Mapping[str, Sequence[Mapping[str, float]]], path: str | Path,
-                  title: str = "training") -> Path:
+                  title: str = "training", metric: str = "val_map@20",
+                  metric_label: str = "selection mAP@20 (A), held-out train slice") -> Path:
     """Mean training loss and validation mAP@20 (A) per epoch, one line per run (``curves[name]`` = the
     per-epoch records of ``History.epochs``); the best validation epoch of each run is marked."""
     plt = _figure()
@@ -145,7 +145,7 @@ def plot_training(curves: Mapping[str, Sequence[Mapping[str, float]]], path: str
     for name, epochs in curves.items():
         ep = [int(e["epoch"]) for e in epochs]
         ax_l.plot(ep, [e["loss"] for e in epochs], label=name)
-        vals = [(int(e["epoch"]), float(e["val_map@20"])) for e in epochs if e.get("val_map@20") is not None]
+        vals = [(int(e["epoch"]), float(e[metric])) for e in epochs if e.get(metric) is not None]
         if vals:
             line = ax_m.plot([v[0] for v in vals], [v[1] for v in vals], marker=".", label=name)[0]
             best = max(vals, key=lambda v: v[1])
@@ -154,7 +154,7 @@ def plot_training(curves: Mapping[str, Sequence[Mapping[str, float]]], path: str
     ax_l.set_ylabel("mean training loss")
     ax_l.grid(alpha=0.3)
     ax_m.set_xlabel("epoch")
-    ax_m.set_ylabel("validation mAP@20 (A)")
+    ax_m.set_ylabel(metric_label)
     ax_m.grid(alpha=0.3)
     if len(curves) > 1:
         ax_m.legend(fontsize=8)

@@ -305,4 +305,5 @@ BACKENDS: Registry[type[Index]] = Registry("index backend", {
     "hamming": "rsir.index.faiss_binary:HammingIndex",
     "hamming-exact": "rsir.index.exact:ExactHammingIndex",
     "float": "rsir.index.faiss_float:FloatIndex",
+    "milvus": "rsir.index.milvus:MilvusIndex",
 }, IndexFileError)

@@ -12,7 +12,9 @@ Float vectors are always flat (``auto`` means flat for them).
 
 from __future__ import annotations
 
-from rsir.index.base import Index, IndexError_
+from typing import Any
+
+from rsir.index.base import BACKENDS, Index, IndexError_
 
 #: search structures of a Hamming index (``rsir index --kind``)
 HAMMING_KINDS: tuple[str, ...] = ("auto", "flat", "ivf", "mih", "scan", "exact-ivf")
@@ -23,9 +25,18 @@ EXACT_KINDS: tuple[str, ...] = ("auto", "mih", "scan", "exact-ivf")
 METRICS: tuple[str, ...] = ("hamming", "ip", "l2")
 
 
-def make_index(metric: str, dim: int, kind: str = "flat", seed: int = 0) -> Index:
-    """An empty index for vectors of ``metric`` and ``dim`` (bits for hamming): ExactHammingIndex,
-    HammingIndex (faiss) or FloatIndex."""
+def make_index(metric: str, dim: int, kind: str = "flat", seed: int = 0, backend: str | None = None,
+               **options: Any) -> Index:
+    """An empty index for vectors of ``metric`` and ``dim`` (bits for hamming): ExactHammingIndex (auto, mih, scan,
+    exact-ivf), HammingIndex (faiss flat, ivf) or FloatIndex, or
+    the named ``backend`` of ``BACKENDS`` (e.g. ``milvus`` with ``uri=``) built with ``options``."""
+    if backend not in (None, "hamming", "float"):
+        if metric != "hamming":
+            raise IndexError_(f"the {backend} backend holds binary codes (hamming), not {metric} vectors")
+        kind = "flat" if kind == "auto" else kind  # a backend of its own chooses its own structures
+        return BACKENDS.get(backend)(dim, kind=kind, seed=seed, **options)  # type: ignore[call-arg]
+    if options:
+        raise IndexError_(f"options {sorted(options)} are for another backend than {backend or metric}")
     if metric == "hamming":
         if dim <= 0 or dim % 8:
             raise IndexError_(f"binary codes need a positive number of bits divisible by 8, got {dim}")

@@ -11,20 +11,28 @@ from rsir.errors import RsirError
 from rsir.losses.classification import FocalLoss, MultiLabelBCE
 from rsir.losses.milan import MilanLoss
 from rsir.losses.triplet import SquaredEuclidean
-from rsir.miners import BatchHardMiner, FixedTripletMiner, MultiLabelDiverseMiner, RandomTripletMiner
+from rsir.miners import (
+    BatchHardMiner,
+    FixedTripletMiner,
+    MultiLabelDiverseMiner,
+    RandomTripletMiner,
+    SemiHardMiner,
+)
 from rsir.models.heads import MilanHashHead
 from rsir.models.net import NetConfig, RetrievalNet
 
-SAMPLERS = ("random", "batch-hard", "diverse", "milan-pairs")
+SAMPLERS = ("random", "batch-hard", "semi-hard", "diverse", "milan-pairs")
 
 
-def make_miner(name: str, seed: int = 0) -> Any:
+def make_miner(name: str, seed: int = 0, margin: float = 0.2) -> Any:
     """A triplet miner by name; distances are those of the MiLAN triplet term (normalised, squared L2)."""
     dist = SquaredEuclidean(normalize=True)
     if name == "random":
         return RandomTripletMiner(per_anchor=1, seed=seed)
     if name == "batch-hard":
         return BatchHardMiner(dist)
+    if name == "semi-hard":
+        return SemiHardMiner(margin, dist)  # the band of the MiLAN triplet term's own margin
     if name == "diverse":
         return MultiLabelDiverseMiner(anchor_fraction=0.5, n_pos=2, n_neg=2, distance=dist, seed=seed)
     if name == "milan-pairs":
@@ -68,7 +76,7 @@ class _MilanObjective:
     def __init__(self, sampler: str = "random", margin: float = 0.2, beta: float = 0.001, gamma: float = 1.0,
                  seed: int = 0) -> None:
         self.sampler = sampler
-        self.miner = make_miner(sampler, seed)
+        self.miner = make_miner(sampler, seed, margin)
         self.objective = MilanLoss(margin, beta, gamma)
 
     def optimizer(self, lr: float | None) -> torch.optim.Optimizer:

@@ -20,6 +20,7 @@ from rsir.models.net import NetConfig, RetrievalNet
 from rsir.models.resnet import ResNetConfig
 from rsir.train.data import SplitDataset, TensorItems
 from rsir.train.loop import History, TrainConfig, fit, resolve_device, seed_everything
+from rsir.train.selection import Selection, split_for_selection
 
 
 @dataclass
@@ -34,6 +35,7 @@ class MethodOptions:
     features: Path | None = None       # classifier model whose features MiLAN freezes (milan) or starts from (e2e)
     preload: bool | None = None
     augment: bool = True
+    sscm: Any = None                   # rsir.methods.sscm.SSCMOptions for ss-cm (None: built from the fields above)
 
 
 @dataclass
@@ -43,27 +45,55 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _meta(archive: Archive, modality: str, method: str, hist: History, extra: dict[str, Any]) -> ModelMeta:
+def _meta(archive: Archive, modality: str, method: str, hist: History, extra: dict[str, Any],
+          selection: Selection | None) -> ModelMeta:
     spec = archive.spec(modality)
     mean, std = archive.band_stats(modality)
     info = {"method": method, "archive": str(archive.path), "best_epoch": hist.best_epoch,
             "val_map@20_A": hist.best_map if hist.best_map >= 0 else None,
-            "validation": "validation split queries vs train+validation database, query left out",
+            "validation": ("model selection (best epoch, early stopping): the held-out training slice as queries "
+                           "vs the whole training split, query left out; validation and test items are never "
+                           "scored" if selection is not None else
+                           "none: too few training items for a selection slice, the last epoch is kept"),
+            "selection": selection.to_json() if selection is not None else None,
             "history": hist.epochs, **extra}
     return ModelMeta(modality, list(spec.bands), mean, std, spec.grid[0], list(archive.nomenclature.classes), info)
 
 
-def _splits(archive: Archive, modality: str, opts: MethodOptions, seed: int) -> tuple[Dataset, Dataset | None,
-                                                                                      Dataset | None]:
+# fewer training items than this: no selection slice (the last epoch is kept)
+MIN_TRAIN_FOR_SELECTION = 10
+
+
+@dataclass
+class Splits:
+    """Training items (the selection slice removed), the selection queries and database, and its record."""
+
+    train: SplitDataset
+    queries: SplitDataset | None
+    database: Dataset | None
+    selection: Selection | None
+
+
+def _splits(archive: Archive, modality: str, opts: MethodOptions, cfg: TrainConfig) -> Splits:
+    """Train on the training split minus a fixed, seeded slice; select the model on that slice.
+
+    The validation split (the RSiM queries) and the test split (the leave-one-out queries) are never touched,
+    so the best epoch and early stopping cannot adapt to the evaluation queries (rsir.train.selection).
+    """
     has = set(archive.catalog["split"].astype(str))
     train_split = "train" if "train" in has else None
-    train = SplitDataset(archive, modality, train_split, opts.preload, opts.augment, seed)
-    if "validation" not in has or train_split is None:
-        return train, None, None
-    val = SplitDataset(archive, modality, "validation", opts.preload, False, seed)
-    train_plain = SplitDataset(archive, modality, train_split, False, False, seed)
+    pos = archive.split_positions(train_split)
+    seed = cfg.seed
+    if len(pos) < MIN_TRAIN_FOR_SELECTION or cfg.selection_fraction <= 0:
+        return Splits(SplitDataset(archive, modality, train_split, opts.preload, opts.augment, seed, pos),
+                      None, None, None)
+    ids = [archive.ids[int(p)] for p in pos]
+    mask, sel = split_for_selection(ids, train_split, cfg.selection_fraction, cfg.selection_seed)
+    train = SplitDataset(archive, modality, train_split, opts.preload, opts.augment, seed, pos[~mask])
+    queries = SplitDataset(archive, modality, train_split, opts.preload, False, seed, pos[mask])
+    train_plain = SplitDataset(archive, modality, train_split, False, False, seed, pos[~mask])
     train_plain.images = train.images  # share the preloaded tensor; this view is never augmented
-    return train, val, ConcatDataset([train_plain, val])
+    return Splits(train, queries, ConcatDataset([train_plain, queries]), sel)
 
 
 def train_classifier(archive: Archive, modality: str, out: Path, cfg: TrainConfig,
@@ -74,10 +104,11 @@ def train_classifier(archive: Archive, modality: str, out: Path, cfg: TrainConfi
                         n_classes=len(archive.nomenclature), output="features", method="classifier")
     seed_everything(cfg.seed)  # the weight initialisation too: same seed, same model
     recipe = ClassifierRecipe(net_cfg, opts.cls_loss)
-    train, vq, vdb = _splits(archive, modality, opts, cfg.seed)
+    sp = _splits(archive, modality, opts, cfg)
     cfg = replace(cfg, batch_size=cfg.batch_size or recipe.default_batch_size)
-    hist = fit(recipe, train, cfg, vq, vdb)
-    path = save_model(out, recipe.net, _meta(archive, modality, "classifier", hist, {"loss": opts.cls_loss}))
+    hist = fit(recipe, sp.train, cfg, sp.queries, sp.database)
+    path = save_model(out, recipe.net, _meta(archive, modality, "classifier", hist, {"loss": opts.cls_loss},
+                                             sp.selection))
     return TrainResult(path, hist)
 
 
@@ -105,10 +136,10 @@ def train_milan(archive: Archive, modality: str, out: Path, cfg: TrainConfig, op
     """MiLAN: frozen classifier features -> 3-layer hash head trained with the MiLAN objective."""
     device = resolve_device(cfg.device)
     plain = replace(opts, augment=False)  # fixed features, as in the paper (no augmentation of the inputs)
-    train_ds, vq_ds, _ = _splits(archive, modality, plain, cfg.seed)
-    assert isinstance(train_ds, SplitDataset)
+    sp = _splits(archive, modality, plain, cfg)
+    train_ds = sp.train
     train = _features(features_net, train_ds, device)
-    vq = _features(features_net, vq_ds, device) if isinstance(vq_ds, SplitDataset) else None
+    vq = _features(features_net, sp.queries, device) if sp.queries is not None else None
     vdb: Dataset | None = ConcatDataset([train, vq]) if vq is not None else None
     seed_everything(cfg.seed)
     recipe = MilanRecipe(features_net.feature_dim, opts.bits, sampler=opts.sampler, seed=cfg.seed)
@@ -132,12 +163,13 @@ def train_milan(archive: Archive, modality: str, out: Path, cfg: TrainConfig, op
     assert full.hash_head is not None
     full.hash_head.load_state_dict(recipe.net.state_dict())
     head = recipe.net.eval()
+    split_x = torch.cat([train.x, vq.x]) if vq is not None else train.x  # the whole training split
     with torch.inference_mode():
-        distinct = _distinct_codes(head(train.x[s:s + 4096].to(device)) for s in range(0, len(train.x), 4096))
+        distinct = _distinct_codes(head(split_x[s:s + 4096].to(device)) for s in range(0, len(split_x), 4096))
     extra = {"sampler": opts.sampler, "bits": opts.bits, "features": str(opts.features) if opts.features else None,
              "frozen_encoder": True, "distinct_codes_train": distinct}
-    res = TrainResult(save_model(out, full, _meta(archive, modality, "milan", hist, extra)), hist)
-    res.notes += _collapse_notes(distinct, len(train), opts.sampler)
+    res = TrainResult(save_model(out, full, _meta(archive, modality, "milan", hist, extra, sp.selection)), hist)
+    res.notes += _collapse_notes(distinct, len(split_x), opts.sampler)
     return res
 
 
@@ -167,9 +199,9 @@ def train_milan_e2e(archive: Archive, modality: str, out: Path, cfg: TrainConfig
     recipe = MilanE2ERecipe(net_cfg, sampler=opts.sampler, seed=cfg.seed)
     if init is not None:
         recipe.model.encoder.load_state_dict(init.encoder.state_dict())
-    train, vq, vdb = _splits(archive, modality, opts, cfg.seed)
+    sp = _splits(archive, modality, opts, cfg)
     cfg = replace(cfg, batch_size=cfg.batch_size or recipe.default_batch_size)
-    hist = fit(recipe, train, cfg, vq, vdb)
+    hist = fit(recipe, sp.train, cfg, sp.queries, sp.database)
     device = resolve_device(cfg.device)
     fast = recipe.model.eval().to(device).for_inference()
     # the collapse check on (at most) the first 2,000 training items, unaugmented
@@ -180,7 +212,8 @@ def train_milan_e2e(archive: Archive, modality: str, out: Path, cfg: TrainConfig
                                    for _, xb in archive.batches(64, modality=modality, positions=pos.tolist()))
     extra = {"sampler": opts.sampler, "bits": opts.bits, "init": str(opts.features) if opts.features else None,
              "frozen_encoder": False, "distinct_codes_train": distinct, "distinct_codes_checked_items": n}
-    res = TrainResult(save_model(out, recipe.model, _meta(archive, modality, "milan-e2e", hist, extra)), hist)
+    res = TrainResult(save_model(out, recipe.model, _meta(archive, modality, "milan-e2e", hist, extra,
+                                                                 sp.selection)), hist)
     res.notes += _collapse_notes(distinct, n, opts.sampler)
     return res
 
@@ -193,6 +226,20 @@ def train_model(archive: str | Path | Archive, method: str, out: str | Path, cfg
     if method not in METHODS:
         raise RsirError(f"unknown method {method!r} (one of {', '.join(METHODS)})")
     a = archive if isinstance(archive, Archive) else open_archive(archive)
+    if method == "ss-cm":  # self-supervised: no label is read, so no label check either
+        from rsir.methods.sscm import SELECTION_KEY, SSCMOptions, train_sscm
+
+        sopts = opts.sscm or SSCMOptions(bits=opts.bits, width=opts.width, blocks=tuple(opts.blocks),
+                                         preload=opts.preload, augment=opts.augment)
+        path, hist = train_sscm(a, Path(out), cfg, sopts)
+        res = TrainResult(path, hist)
+        if hist.epochs:
+            from rsir.eval.report import plot_training
+
+            plot_training({method: hist.epochs}, path / "training.png",
+                          f"{method}: {path.name} (best epoch {hist.best_epoch})", SELECTION_KEY,
+                          "selection: partner MRR (no labels)")
+        return res
     mod = modality or a.primary_modality
     a.spec(mod)
     if not np.asarray(a.labels).any():

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from rsir.bits import pack_bits
-from rsir.models.io import ModelMeta, load_model, save_model
+from rsir.models.crossmodal import KIND, CrossModalEncoder, load_crossmodal_encoder
+from rsir.models.io import ModelMeta, load_model, model_kind, save_model
 from rsir.models.net import RetrievalNet
 
 
@@ -68,7 +69,10 @@ class ModelEncoder:
         return save_model(path, self.net, self.meta)
 
 
-def load_model_encoder(path: str | Path, device: str | torch.device = "cpu") -> ModelEncoder:
-    """Load a model directory as an encoder (the "model" registry entry)."""
+def load_model_encoder(path: str | Path, device: str | torch.device = "cpu") -> ModelEncoder | CrossModalEncoder:
+    """Load a model directory as an encoder (the "model" registry entry); a cross-modal model (SS-CM) loads as
+    a :class:`~rsir.models.crossmodal.CrossModalEncoder`."""
+    if model_kind(path) == KIND:
+        return load_crossmodal_encoder(path, device)
     net, meta = load_model(path, device)
     return ModelEncoder(net, meta, device=device)

@@ -51,6 +51,15 @@ def save_model(path: str | Path, net: RetrievalNet, meta: ModelMeta) -> Path:
     return path
 
 
+def model_kind(path: str | Path) -> str:
+    """``"cross-modal"`` for an SS-CM model directory, ``"single"`` otherwise (also when unreadable: the loader
+    that follows names the problem)."""
+    try:
+        return str(json.loads((Path(path) / CONFIG).read_text()).get("kind", "single"))
+    except (OSError, ValueError, AttributeError):
+        return "single"
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[RetrievalNet, ModelMeta]:
     """Read a model directory; clear errors when it is missing, partial or of a foreign format."""
     path = Path(path)
@@ -65,6 +74,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Re
         raise RsirError(f"{path}: foreign model format {cfg.get('format')!r}, expected {FORMAT!r}")
     if not (path / WEIGHTS).exists():
         raise RsirError(f"{path}: {WEIGHTS} missing")
+    if cfg.get("kind") == "cross-modal":
+        raise RsirError(f"{path}: a cross-modal model (load it with rsir.models.crossmodal.load_crossmodal)")
     net = RetrievalNet(NetConfig.from_json(cfg["net"]))
     try:
         state = load_file(str(path / WEIGHTS), device=str(device))

@@ -110,9 +110,13 @@ class ResNet(nn.Module):
         self._use_format(torch.channels_last if mode or on_cuda else torch.contiguous_format)
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """N x feature_dim x h x w activations of the last stage, before pooling (tokens for fusion models)."""
         x = x.contiguous(memory_format=self.memory_format)
-        return self.pool(self.stages(self.stem(x))).flatten(1)
+        return self.stages(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.feature_map(x)).flatten(1)
 
 
 def fuse_for_inference(encoder: ResNet) -> ResNet:

@@ -25,10 +25,11 @@ class SplitDataset(torch.utils.data.Dataset):
     """Items of one archive split as {"x": CxHxW float32, "label": multi-hot float32, "index": position}."""
 
     def __init__(self, archive: Archive, modality: str, split: str | None, preload: bool | None = None,
-                 augment: bool = False, seed: int = 0) -> None:
+                 augment: bool = False, seed: int = 0, positions: np.ndarray | None = None) -> None:
         self.archive = archive
         self.modality = modality
-        self.positions = archive.split_positions(split)
+        # ``positions`` narrows the split (e.g. the training items left after the model-selection slice)
+        self.positions = archive.split_positions(split) if positions is None else np.asarray(positions)
         if len(self.positions) == 0:
             raise RsirError(f"archive {archive.path} has no items in split {split!r}")
         self.labels = torch.from_numpy(archive.labels[self.positions].astype(np.float32))

@@ -1,7 +1,8 @@
 """The one training loop of rsir: every method is a recipe (model, optimiser, loss on a batch, embedding for
 validation) run by :func:`fit`. Device-agnostic (CUDA with bf16/fp16 autocast when available), tqdm progress
-with loss and patches/s, per-epoch validation mAP@k (variant A), a checkpoint each epoch, --resume, early
-stopping on the validation mAP, and seeds for reproducibility."""
+with loss and patches/s, per-epoch selection mAP@k (variant A) on the queries the caller gives (the held-out
+training slice of rsir.train.selection, never the evaluation queries), a checkpoint each epoch, --resume, early
+stopping on that mAP, and seeds for reproducibility. The history keeps the historical key ``val_map@k``."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     num_workers: int = 2
-    patience: int = 5                  # epochs without a better validation mAP before stopping
+    patience: int = 5                  # epochs without a better selection mAP before stopping
     eval_k: int = 20
     checkpoint_dir: Path | None = None
     resume: bool = False
@@ -44,11 +45,13 @@ class TrainConfig:
     amp: bool = True                   # mixed precision on CUDA only
     val_max_db: int | None = 20000     # cap on the validation database (first items in archive order)
     schedule: str = "constant"         # "cosine": learning rate annealed to 0 over ``epochs`` (per epoch)
+    selection_fraction: float = 0.1    # share of the training split held out for model selection (0: none)
+    selection_seed: int = 0            # seed of that slice, fixed apart from the training seed (rsir.train.selection)
 
 
 @dataclass
 class History:
-    """What happened per epoch: mean loss, its parts, validation mAP, throughput."""
+    """What happened per epoch: mean loss, its parts, selection mAP (key ``val_map@k``), throughput."""
 
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_map: float = -1.0
@@ -177,7 +180,10 @@ def _non_finite_message(name: str, value: float, epoch: int, step: int, batch: d
 
 def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset | None = None,
         val_database: Dataset | None = None, batch_sampler_factory: Any = None) -> History:
-    """Train ``recipe.net`` on ``train``; keep the weights of the best validation epoch; return the history.
+    """Train ``recipe.net`` on ``train``; keep the weights of the best selection epoch; return the history.
+
+    ``val_queries`` / ``val_database`` are the model-selection queries and database (rsir.train.selection:
+    a held-out slice of the training split against the training split); None keeps the last epoch.
 
     ``batch_sampler_factory(epoch)`` may supply batches of positions (e.g. the MiLAN two-class sampler)
     instead of shuffled batches.
@@ -213,6 +219,8 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
     for epoch in range(start, cfg.epochs):
         if hasattr(train, "set_epoch"):
             train.set_epoch(epoch)
+        if hasattr(recipe, "set_epoch"):  # e.g. loss weights scheduled over the epochs (ss-cm --ramp)
+            recipe.set_epoch(epoch, cfg.epochs)
         sampler = batch_sampler_factory(epoch) if batch_sampler_factory is not None else None
         loader = make_loader(train, cfg.batch_size, True, cfg.seed, epoch, cfg.num_workers, sampler,
                              drop_last=len(train) > cfg.batch_size)  # type: ignore[arg-type]
@@ -260,9 +268,14 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
         rec: dict[str, float] = {"epoch": epoch + 1, "loss": loss_sum / max(n_steps, 1), "seconds": secs,
                                  "patches_per_s": n_seen / max(secs, 1e-9), "lr": opt.param_groups[0]["lr"]}
         rec.update({k: v / max(n_steps, 1) for k, v in parts_sum.items()})
+        selected = None
         if val_queries is not None and val_database is not None:
-            m = evaluate(recipe, val_queries, val_database, cfg, device)
-            rec[f"val_map@{cfg.eval_k}"] = m
+            selected = f"val_map@{cfg.eval_k}", evaluate(recipe, val_queries, val_database, cfg, device)
+        elif hasattr(recipe, "selection_score"):  # a label-free selection score of the recipe's own (ss-cm)
+            selected = recipe.selection_score(device)
+        if selected is not None:
+            key, m = selected
+            rec[key] = m
             if m > hist.best_map:
                 hist.best_map, hist.best_epoch, bad_epochs = m, epoch + 1, 0
                 best_state = {k: v.detach().cpu().clone() for k, v in recipe.net.state_dict().items()}
@@ -274,10 +287,12 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
         hist.epochs.append(rec)
         if cfg.progress:
             print(f"{recipe.name} epoch {epoch + 1}/{cfg.epochs}: loss {rec['loss']:.4f}"
-                  + (f", val mAP@{cfg.eval_k}(A) {rec[f'val_map@{cfg.eval_k}']:.4f}"
+                  + (f", selection mAP@{cfg.eval_k}(A) {rec[f'val_map@{cfg.eval_k}']:.4f}"
                      if f"val_map@{cfg.eval_k}" in rec else "")
+                  + (f", selection {selected[0]} {selected[1]:.4f}" if selected is not None
+                     and selected[0] != f"val_map@{cfg.eval_k}" else "")
                   + f", {rec['patches_per_s']:.0f} patches/s", flush=True)
-        stop = val_queries is not None and bad_epochs >= cfg.patience
+        stop = selected is not None and bad_epochs >= cfg.patience
         if ckpt is not None:
             extra = recipe.extra_state() if hasattr(recipe, "extra_state") else {}
             _save_checkpoint(ckpt, {"epoch": epoch, "net": recipe.net.state_dict(), "optimizer": opt.state_dict(),
@@ -286,7 +301,7 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
         if stop:
             hist.stopped_early = True
             if cfg.progress:
-                print(f"early stop: no better validation mAP for {cfg.patience} epochs")
+                print(f"early stop: no better selection mAP for {cfg.patience} epochs")
             break
     if best_state is not None:
         recipe.net.load_state_dict(best_state)

@@ -1,9 +1,9 @@
 """Per-epoch validation: mAP@k, variant A of DESIGN.md, with any-shared-label relevance.
 
 AP@k = (1/R_k) sum_{i<=k} rel_i P@i, R_k = relevant items in the top k (0 when none): the MHCLN / DeepHash /
-torchmetrics form. Queries are the validation split, the database is train + validation with the query itself
-left out; ranking by Hamming distance of the thresholded codes (hash models) or by descending cosine (feature
-models), ties broken by ascending archive position. The AP itself is rsir.eval.metrics.average_precision_at_k
+torchmetrics form. Queries are the model-selection slice of the training split (rsir.train.selection), the
+database is the whole training split with the query itself left out; ranking by Hamming distance of the
+thresholded codes (hash models) or by descending cosine (feature models), ties broken by ascending archive position. The AP itself is rsir.eval.metrics.average_precision_at_k
 (variant "A"), the metric module every reported number uses.
 """
 
