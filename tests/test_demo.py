@@ -20,7 +20,9 @@ def test_demo_pipeline_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert rc == 0
     # every step ran and was timed, and both tables were printed with a row per method
+    # the real sample first (steps 1-2, the page could serve it from here on), then the simulated archive
     assert [n for n, _, _ in demo.STEPS] == [1, 2, 3, 4, 5, 6]
+    assert out.index("Real reBEN sample (24 pairs)") < out.index("Simulated archive (240 hard pairs")
     assert "Time per step" in out and "demo pipeline finished" in out
     for row in ("LSH 16 bit (hand-crafted)", "KSLSH 16 bit (hand-crafted)", "classifier float features",
                 "MiLAN 16 bit"):
@@ -50,3 +52,32 @@ def _map20_a_by_hand(index_dir: Path) -> float:
     codes = open_index(index_dir / "index").get(np.array(a.ids, dtype=object))
     q, db = a.split_positions("validation"), a.split_positions("test")
     return map_a_and_p_by_hand(codes[q], codes[db], a.labels[q], a.labels[db], 20)[0]
+
+
+@pytest.mark.slow
+def test_demo_serves_the_real_sample_while_the_simulation_is_built(tmp_path: Path, monkeypatch) -> None:
+    """The page answers as soon as the reBEN models exist, before the simulated archive is simulated."""
+    import socket
+    import urllib.request
+
+    reben = shared_path("reben-sample")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    seen: dict[str, object] = {}
+
+    def sim_probe(out: Path, args: object) -> tuple[str, str]:
+        # called where the simulated archive would be built: the page must already answer for the reBEN sample
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/collections", timeout=10) as r:
+            seen["collections"] = json.loads(r.read())
+        seen["sim_exists"] = (out / "sim").exists()
+        raise demo.DemoError("stop here")
+
+    monkeypatch.setattr(demo, "run_sim", sim_probe)
+    demo.STEPS.clear()
+    rc = demo.main(["--out", str(tmp_path / "d"), "--bits", "16", "--reben", str(reben), "--port", str(port)])
+    assert rc == 2 and seen["sim_exists"] is False
+    assert [c["name"] for c in seen["collections"]] == ["reben"]  # type: ignore[union-attr]
+    # the early server was shut down on the error: nothing listens on the port any more
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+        s.connect(("127.0.0.1", port))

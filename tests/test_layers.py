@@ -31,18 +31,20 @@ ALLOWED: dict[str, set[str]] = {
     "miners": GROUND | {"losses"},
     "train": GROUND | {"data", "eval", "models", "losses", "miners"},
     "methods": GROUND | {"data", "eval", "models", "losses", "miners", "train", "text"},
+    "compression": GROUND | {"data", "encoding", "losses"},
     "pipeline": GROUND | {"data", "encoding", "hashing", "index"},
     "query": GROUND | {"data", "encoding", "index", "pipeline"},
-    "api": GROUND | {"data", "pipeline", "query"},
+    "api": GROUND | {"data", "pipeline", "query", "feedback"},
     "text": GROUND,
-    "feedback": GROUND | {"data", "eval", "encoding", "hashing", "index", "pipeline"},
+    "feedback": GROUND | {"data", "eval", "encoding", "hashing", "index", "losses", "pipeline"},
     "service": GROUND | {"data", "query", "feedback"},
+    "scale": GROUND | {"data", "encoding", "eval"},
 }
 #: front ends: may import anything
 FRONT = {"cli", "commands", "demo", "__main__", "__init__"}
 #: packages that must not import torch at module level (the archive, the indexes and the service run without it)
 NO_TORCH = {"errors", "bits", "runtime", "leftovers", "storage", "registry", "data", "index", "encoding", "hashing", "eval",
-            "pipeline", "query", "api", "service", "text", "feedback"}
+            "pipeline", "query", "api", "service", "text", "feedback", "scale"}
 
 
 def _package(path: Path) -> str:

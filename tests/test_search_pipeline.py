@@ -138,7 +138,7 @@ def test_cli_index_and_search(tiny: Path, tmp_path: Path, capsys: pytest.Capture
 
     assert main(["index", str(tiny), "--method", "itq", "--bits", "16", "--out", str(tmp_path / "i"),
                  "--no-progress"]) == 0
-    assert "indexed 30 items (s2, itq, 16 bits, flat)" in capsys.readouterr().out
+    assert "indexed 30 items (s2, itq, 16 bits, auto -> scan (n < 20000: the scan))" in capsys.readouterr().out
     assert main(["search", str(tmp_path / "i"), "--id", "item001", "-k", "3"]) == 0
     text = capsys.readouterr().out
     lines = text.strip().splitlines()

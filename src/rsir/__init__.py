@@ -10,7 +10,8 @@ from typing import Any
 from rsir.errors import RsirError
 
 __version__ = "0.1.0"
-_API = ("Archive", "Filters", "Results", "SearchEngine", "build_index", "load_index", "open_archive")
+_API = ("Archive", "Filters", "Results", "SearchEngine", "build_index", "load_index", "open_annotation",
+        "open_archive")
 __all__ = ["RsirError", "__version__", *_API]
 
 

@@ -11,6 +11,12 @@
     index.search(image={"B02": b02, ...}, k=10)       # by raw band arrays
     index.search(archive.ids[0], filters={"labels": ["Arable land"]})
 
+    # learning from answers (ANNEAL; the index must hold the standardised features: rsir index --method float)
+    session = rsir.open_annotation("indexes/reben-float")
+    session.run_round("anneal-mgue", budget=20)      # retrain on the answers so far, queue 20 pairs
+    for q in session.store.pending(20):
+        session.store.answer(q["id"], similar=True, who="me")
+
 Everything here is the code the CLI and the web service run (:class:`rsir.query.SearchEngine`), so the same
 query gives the same results everywhere.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsir.data.archive import Archive, open_archive
+from rsir.feedback.session import AnnotationSession
 from rsir.pipeline import build_index
 from rsir.query import Filters, Results, SearchEngine
 
@@ -31,4 +38,12 @@ def load_index(index_dir: str | Path, archive: Archive | str | Path | None = Non
     return SearchEngine.open(index_dir, archive=archive, model=model)
 
 
-__all__ = ["Archive", "Filters", "Results", "SearchEngine", "build_index", "load_index", "open_archive"]
+def open_annotation(index_dir: str | Path, archive: Archive | str | Path | None = None,
+                    db: str | Path | None = None, model: str | Path | None = None) -> AnnotationSession:
+    """The ANNEAL annotation session of a float INDEX directory: its store (``db``, default beside the index),
+    its retrained head (``model``, default beside the index), rounds and answers."""
+    return AnnotationSession.open(index_dir, archive, db=db, model_dir=model)
+
+
+__all__ = ["AnnotationSession", "Archive", "Filters", "Results", "SearchEngine", "build_index", "load_index",
+           "open_annotation", "open_archive"]

@@ -41,6 +41,7 @@ ENCODERS: Registry = Registry("encoder type", {
     "model": "rsir.models.encoder:load_model_encoder",
     "duch": "rsir.models.duch:load_duch_encoder",
     "text-itsr": "rsir.methods.text_itsr:load_change_encoder",
+    "codec": "rsir.compression.encoder:load_codec_encoder",
 }, EncoderError)
 
 
@@ -50,7 +51,7 @@ def load_encoder(encoder_type: str, path: str | Path) -> Encoder:
 
 
 #: a model directory's config.json "format" -> the encoder type that loads it (others load as "model")
-MODEL_FORMATS = {"rsir-change-model": "text-itsr", "rsir-duch": "duch"}
+MODEL_FORMATS = {"rsir-change-model": "text-itsr", "rsir-duch": "duch", "rsir-codec": "codec"}
 
 
 def model_encoder_type(path: str | Path) -> str:

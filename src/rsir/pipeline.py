@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,14 +134,73 @@ class IndexDir:
         return open_archive(recorded) if recorded and Path(recorded).is_dir() else None
 
 
+def encode_locally(arch: Archive, encoder: Encoder, modality: str, batch_size: int, progress: bool
+                   ) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(ids, vectors) of every archive item in archive order, in batches, encoded in this process."""
+    # reading the next batch (LMDB, decoding, resampling) overlaps with encoding this one
+    for ids, x in prefetch(arch.batches(batch_size, modality=modality, progress=progress), depth=2):
+        yield ids, np.asarray(encoder.encode(x))
+
+
+def index_attributes(labels: np.ndarray, split: Sequence[Any], country: Sequence[Any], date: Sequence[Any],
+                     lon: Sequence[Any], lat: Sequence[Any], bbox: Sequence[Any]) -> dict[str, list[Any]]:
+    """The scalar fields a filtering backend stores per row, with the query engine's filter semantics: label
+    indices, split, country (lower case), date (first 10 characters) as hex of their UTF-8 bytes, centre and
+    footprint with has_* flags."""
+    out: dict[str, list[Any]] = {k: [] for k in ("labels", "split", "country", "date", "lon", "lat", "has_loc",
+                                                 "min_lon", "min_lat", "max_lon", "max_lat", "has_bbox")}
+    for i in range(len(split)):
+        x, y = _finite(lon[i]), _finite(lat[i])
+        b = bbox[i]
+        box = [float(v) for v in b] if b is not None and len(b) == 4 else [np.nan] * 4
+        has_box = bool(np.isfinite(box).all())
+        out["labels"].append(np.flatnonzero(np.asarray(labels[i])).tolist())
+        # text as the hex of its UTF-8 bytes (rsir.query.items.hex_text): filter literals need no escaping
+        out["split"].append(("" if split[i] is None else str(split[i])).encode().hex())
+        out["country"].append(("" if country[i] is None else str(country[i])).lower().encode().hex())
+        out["date"].append(("" if date[i] is None else str(date[i]))[:10].encode().hex())
+        out["has_loc"].append(bool(np.isfinite(x) and np.isfinite(y)))
+        out["lon"].append(x if np.isfinite(x) else 0.0)
+        out["lat"].append(y if np.isfinite(y) else 0.0)
+        out["has_bbox"].append(has_box)
+        for k, v in zip(("min_lon", "min_lat", "max_lon", "max_lat"), box, strict=True):
+            out[k].append(v if has_box else 0.0)
+    return out
+
+
+def _finite(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+    return f if np.isfinite(f) else float("nan")
+
+
+def archive_attributes(arch: Archive, ids: list[str]) -> dict[str, list[Any]]:
+    """:func:`index_attributes` of archive items (by id) from the catalog."""
+    pos = [arch.position(i) for i in ids]
+    cat = arch.catalog.iloc[pos]
+    return index_attributes(arch.labels[pos], cat["split"].tolist(), cat["country"].tolist(), cat["date"].tolist(),
+                            cat["lon"].tolist(), cat["lat"].tolist(), cat["bbox"].tolist())
+
+
+#: how the items are encoded: (archive, encoder, modality, batch_size, progress) -> (ids, vectors) in archive order
+EncodeBatches = Callable[[Archive, Encoder, str, int, bool], Iterable[tuple[list[str], np.ndarray]]]
+
+
 def build_index(archive: Archive | str | Path, out: str | Path, method: str = "lsh", bits: int | None = None,
                 modality: str | None = None, kind: str = "flat", seed: int = 0, encoder: Encoder | None = None,
-                progress: bool = True, batch_size: int = 64, fit_sample: int | None = None) -> Path:
+                progress: bool = True, batch_size: int = 64, fit_sample: int | None = None,
+                encode_batches: EncodeBatches | None = None, backend_options: dict[str, Any] | None = None
+                ) -> Path:
     """Fit a classic encoder (unless ``encoder`` is given), encode every archive item, index the codes and write
     an INDEX directory at ``out``.
 
     ``bits`` is the code length of a classic hasher (default 64); with a given encoder it may only repeat the
     encoder's own length. ``fit_sample`` caps the training items a classic method is fitted on.
+    ``encode_batches`` replaces the local encoding loop (``rsir.scale`` encodes on a Dask cluster); the vectors
+    arrive in archive order and are indexed together when the last one is in. ``backend_options`` go to ``make_index`` (e.g. the
+    Milvus URI).
     """
     t0 = time.perf_counter()
     arch = archive if isinstance(archive, Archive) else open_archive(archive)
@@ -162,30 +222,46 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
         if m not in arch.modalities:
             raise PipelineError(f"the model encodes {', '.join(mods)}, but archive {arch.path} has no {m} data "
                                 f"(it has {', '.join(arch.modalities)})")
-    index = make_index(encoder.metric, encoder.dim, kind, seed=seed)
+    if cross and encode_batches is not None:
+        raise PipelineError("a cross-modal model is encoded in this process (--dask handles single-modality models)")
+    index = make_index(encoder.metric, encoder.dim, kind, seed=seed, **(backend_options or {}))
     all_ids: list[str] = []
     chunks: list[np.ndarray] = []
     counts: dict[str, int] = {}
     tune_allocator()
+    reads_stored = getattr(encoder, "reads_stored", None)
+    from_stream = bool(reads_stored is not None and not cross and reads_stored(arch, mod))
     for m in mods:
         enc = encoder.view(m) if cross else encoder  # type: ignore[attr-defined]
+        n0 = len(all_ids)
         if cross:
             have = arch.catalog["modalities"].to_numpy()
             pos = [p for p in range(len(arch)) if m in list(have[p])]
+            # reading the next batch (LMDB, decoding, resampling) overlaps with encoding this one
+            for ids, x in prefetch(arch.batches(batch_size, modality=m, positions=pos, progress=progress), depth=2):
+                all_ids += [f"{m}/{i}" for i in ids]
+                chunks.append(enc.encode(x))
+        elif from_stream:
+            # a compressed archive of this codec: codes from the bitstreams, no pixels are reconstructed
+            for ids, streams in prefetch(arch.stored_batches(batch_size, modality=m), depth=2):
+                all_ids += ids
+                chunks.append(encoder.encode_stored(ids, streams))  # type: ignore[attr-defined]
         else:
-            pos = None
-        n0 = len(all_ids)
-        # reading the next batch (LMDB, decoding, resampling) overlaps with encoding this one
-        for ids, x in prefetch(arch.batches(batch_size, modality=m, positions=pos, progress=progress), depth=2):
-            all_ids += [f"{m}/{i}" for i in ids] if cross else ids
-            chunks.append(enc.encode(x))
+            for ids, vecs in (encode_batches or encode_locally)(arch, enc, m, batch_size, progress):
+                all_ids += ids
+                chunks.append(vecs)
         counts[m] = len(all_ids) - n0
+    # one add at the end: IVF trains on its first add, and each add checks the new ids against all stored ones
     if chunks:
-        index.add(np.array(all_ids, dtype=object), np.concatenate(chunks))
+        ids_arr, vecs = np.array(all_ids, dtype=object), np.concatenate(chunks)
+        if hasattr(index, "add_with_attributes") and not cross:  # a backend that filters inside its search
+            index.add_with_attributes(ids_arr, vecs, archive_attributes(arch, all_ids))
+        else:
+            index.add(ids_arr, vecs)
     text = caption_codes(arch, encoder, kind, seed, progress) if hasattr(encoder, "encode_text") else None
     with atomic_dir(out) as tmp:
         encoder.save(tmp / "encoder")
-        index.save(tmp / "index")
+        index.save(tmp / "index")  # an auto index chooses its structure here
         if text is not None:
             text[0].save(tmp / "text" / "index")
             (tmp / "text" / "captions.json").write_text(json.dumps(text[1]), encoding="utf-8")
@@ -195,11 +271,15 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
             "modality": mod, **({"modalities": mods, "modality_counts": counts} if cross else {}),
             "method": encoder.method, "encoder_type": encoder.encoder_type,
             "metric": encoder.metric, "dim": encoder.dim, "kind": kind, "count": len(index),
-            "archive_items": len(arch), "seed": seed, "fit_items": getattr(encoder, "fit_items", None),
+            "backend": index.backend,
+            "structure": index.describe() if hasattr(index, "describe") else kind,
+            "archive_items": len(arch), "from_stream": from_stream, "seed": seed, "fit_items": getattr(encoder, "fit_items", None),
             "build_seconds": round(time.perf_counter() - t0, 3), "created": utc_stamp(),
             "text": {"captions": len(text[1]), "items_with_captions": len({r[1] for r in text[1]})}
             if text is not None else None,
         })
+    if hasattr(index, "close"):  # a Milvus Lite file can be opened by one process at a time: let go of it
+        index.close()
     return Path(out)
 
 

@@ -93,6 +93,15 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2))
 
 
+def atomic_savefig(fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG atomically (parents created); the caller closes the figure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    return path
+
+
 def replace_dir(tmp: Path, path: Path) -> None:
     """Rename the finished directory ``tmp`` to ``path``, moving an existing ``path`` aside first."""
     old = None

@@ -86,3 +86,20 @@ def test_real_levir_cc(tmp_path):
     b = items["train_000016_B"]
     assert len(b.meta["captions"]) == 5 and b.meta["split"] == "train"
     assert b.load()["rgb"]["R"].shape == (256, 256)
+
+
+def test_levir_cd_mask_captions_describe_the_changed_share(tmp_path):
+    from rsir.data.pairs import bitemporal_pairs
+
+    root = write_levir_cd(tmp_path / "cd", ["train_1_0000_0000.png", "test_2_0000_0256.png"], size=32)
+    rep = ingest(root, "levir-cd", tmp_path / "a", {"size": "32", "captions": "mask", "what": "buildings"},
+                 progress=False)
+    a = open_archive(rep.path)
+    pairs = {p.pair_id: p for p in bitemporal_pairs(a)}
+    # the fixture's label marks the top quarter: 25 % changed, a "large" change of buildings
+    caps = pairs["train_1_0000_0000"].captions
+    assert caps[0] == "large changes in the buildings" and "about 25 percent" in caps[1]
+    assert len(a.item("train_1_0000_0000_A")["captions"]) == 0  # the change is described on the later item
+    assert a.manifest["info"]["captions"] == "derived from the change masks (not human)"
+    with pytest.raises(FormatError, match="captions=human"):
+        open_source(root, "levir-cd", {"captions": "human"})

@@ -117,3 +117,29 @@ def test_clear_errors(stac_dir: Path, tmp_path: Path) -> None:
     rep = ingest(stac_dir / "missing.json", "stac", tmp_path / "m", {"patch-size": "0"}, progress=False,
                  skip_bad=True)
     assert rep.n_items == 3 and rep.skipped[0][0] == "P2"
+
+
+def test_real_majortom_cell_through_stac_equals_the_majortom_reader(tmp_path: Path) -> None:
+    """A STAC item written over a real Major-TOM cell (../shared/data) tiles into the same patches, pixels and
+    footprints as the Major-TOM reader."""
+    from tests.conftest import shared_path
+
+    cell = shared_path("rico-hdl-tiffs", "Major-TOM-Core", "S2L2A", "0U", "0U_199R")
+    product = next(p for p in cell.iterdir() if p.is_dir())
+    assets = {b: {"href": str(product / f"{b}.tif"), "type": "image/tiff; application=geotiff", "roles": ["data"],
+                  "eo:bands": [{"name": b}]} for b, *_ in fx.S2}
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": "cell", "geometry": None, "links": [],
+            "properties": {"datetime": "2022-07-06T08:56:11Z"}, "assets": assets}
+    (tmp_path / "item.json").write_text(json.dumps(item))
+    stac = open_source(tmp_path / "item.json", "stac", {"patch-size": "120"})
+    mt = open_source(product, "majortom", {"patch-size": "120", "cloud": "false"})
+    s_items, m_items = list(stac.items), list(mt.items)
+    assert len(s_items) == len(m_items) == 64
+    for k in (0, 9, 63):
+        s, m = s_items[k], m_items[k]
+        assert s.id.split("_", 1)[1] == m.id.rsplit("_", 2)[1] + "_" + m.id.rsplit("_", 2)[2]
+        assert s.meta["transform"] == m.meta["transform"] and s.meta["crs"] == m.meta["crs"]
+        assert np.allclose(s.meta["bbox"], m.meta["bbox"]) and s.meta["lon"] == pytest.approx(m.meta["lon"])
+        sa, ma = s.load()["s2"], m.load()["s2"]
+        for b in ma:
+            np.testing.assert_array_equal(sa[b], ma[b], err_msg=f"{s.id} {b}")

@@ -286,3 +286,43 @@ def test_per_query_metrics_keys_and_exclusion():
     rel = M.ranked(M.relevance_any(labels, labels), order)
     np.testing.assert_allclose(out["R@3"], M.recall_at_k(rel, 3))
     assert out["radius_R"][:, -1][rel.any(1)].min() == 1.0
+
+
+def _ap_loop(rel: list[bool], k: int, variant: str) -> float:
+    hits, s = 0, 0.0
+    for i, r in enumerate(rel[:k], start=1):
+        if r:
+            hits += 1
+            s += hits / i
+    denom = hits if variant == "A" else min(k, sum(rel))
+    return s / denom if denom else 0.0
+
+
+def test_strict_relevances_against_loops():
+    rng = np.random.default_rng(3)
+    n, k = 14, 5
+    codes = rng.integers(0, 4, (n, 3))  # few distinct distances: many ties
+    labels = (rng.random((n, 4)) < 0.45).astype(np.uint8)
+    labels[np.arange(n), rng.integers(0, 4, n)] = 1
+    labels[1] = labels[0]  # at least one identical pair
+    dist = np.abs(codes[:, None, :] - codes[None, :, :]).sum(-1).astype(np.int64)
+    out = M.per_query_metrics(dist, labels, labels, ks=(k,), exclude=np.arange(n), hamming_bits=9)
+    sets = [set(np.flatnonzero(r).tolist()) for r in labels]
+    for q in range(n):
+        # ranking by hand: ascending distance, ties by position, the query itself left out
+        order = sorted((j for j in range(n) if j != q), key=lambda j: (dist[q, j], j))
+        exact = [sets[j] == sets[q] for j in order]
+        jac = [len(sets[j] & sets[q]) / len(sets[j] | sets[q]) >= 0.5 for j in order]
+        for name, rel in (("exact", exact), ("jac>=0.5", jac)):
+            assert out[f"P@{k}[{name}]"][q] == pytest.approx(sum(rel[:k]) / k)
+            assert out[f"mAP@{k}(A)[{name}]"][q] == pytest.approx(_ap_loop(rel, k, "A"))
+            assert out[f"mAP@{k}(C)[{name}]"][q] == pytest.approx(_ap_loop(rel, k, "C"))
+            # tie-aware: the (enumeration-tested) expected AP of the same relevance over the kept items
+            kept = np.array([[dist[q, j] for j in order]])
+            want = M.tie_aware_average_precision(kept, np.array([rel]), k, bits=9)[0]
+            assert out[f"mAP@{k}(C,tie-aware)[{name}]"][q] == pytest.approx(want)
+    assert out[f"P@{k}[exact]"].sum() > 0
+    # identical label sets are a subset of Jaccard >= 0.5, which is a subset of "any shared label"
+    e = M.relevance_exact(labels, labels)
+    j = M.relevance_jaccard(labels, labels)
+    assert (~e | j).all() and (~j | M.relevance_any(labels, labels)).all()

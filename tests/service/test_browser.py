@@ -100,7 +100,7 @@ def test_search_by_example_and_click_through(page, server) -> None:  # type: ign
     assert shown == want
     assert page.inner_text("#query-time").endswith("ms")
     assert page.inner_text("#precision").endswith("%")
-    assert page.locator("#map rect").count() >= 2  # footprints of the query and the results
+    assert page.locator("#map path.fp").count() >= 2  # footprints of the results (Leaflet vectors)
     _shot(page, "by-example")
     # click a result: it becomes the query
     second = page.locator("#results .card").nth(2)

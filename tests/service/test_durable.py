@@ -203,7 +203,7 @@ def _multipart(fields: dict[str, str], file_bytes: bytes) -> tuple[bytes, str]:
 
 
 def _request(url: str, method: str = "GET", body: bytes | None = None, ctype: str | None = None,
-             timeout: float = 10) -> tuple[int, dict]:
+             timeout: float = 60) -> tuple[int, dict]:
     req = urllib.request.Request(url, data=body, method=method)
     req.add_header("Authorization", f"Bearer {TOKEN}")
     if ctype:
@@ -219,7 +219,7 @@ def _start(arch: Path, idx: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     p = subprocess.Popen([sys.executable, "-m", "rsir", "serve", str(arch), "--index", str(idx), "--port", str(port),
                           "--token", TOKEN], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
+    deadline = time.time() + 180
     while time.time() < deadline:
         if p.poll() is not None:
             raise AssertionError(f"rsir serve exited: {p.stderr.read().decode()[-2000:] if p.stderr else ''}")
@@ -266,14 +266,14 @@ def test_server_killed_mid_stream_keeps_every_acknowledged_write(built: tuple[Pa
 
     th = threading.Thread(target=stream)
     th.start()
-    deadline = time.time() + 240
-    while len(acked) < 12 and time.time() < deadline and th.is_alive():
+    deadline = time.time() + 240  # generous: the machine may be loaded
+    while (len(acked) < 8 or not deleted) and time.time() < deadline and th.is_alive():
         time.sleep(0.02)
     os.kill(server.pid, signal.SIGKILL)  # while the stream is still sending
     server.wait()
     stop.set()
     th.join(30)
-    assert len(acked) >= 12 and deleted
+    assert len(acked) >= 8 and deleted, (len(acked), deleted)
     sent = list(images)
     server = _start(arch, idx, port)
     try:
@@ -296,3 +296,28 @@ def test_server_killed_mid_stream_keeps_every_acknowledged_write(built: tuple[Pa
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(20)
+
+
+@pytest.mark.slow
+def test_rsir_add_offline_journals_like_the_service(tmp_path: Path) -> None:
+    from rsir.data.formats import ingest
+
+    fixture = ROOT / "tests" / "data" / "fixtures" / "reben-mini"
+    ingest(fixture, "reben", tmp_path / "arch", options={"size": "12"}, progress=False, limit=2)
+    build_index(open_archive(tmp_path / "arch"), tmp_path / "index", method="lsh", bits=32, progress=False)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "rsir", "add", str(tmp_path / "arch"), str(tmp_path / "index"), str(fixture),
+           "--format", "reben", "--option", "size=12"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and "already in the archive" in r.stderr  # the first 2 are archive items
+    r = subprocess.run(cmd + ["--skip-bad"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    eng = SearchEngine.open(tmp_path / "index", archive=tmp_path / "arch")
+    full = open_archive(tmp_path / "arch")
+    added = sorted(eng.table.added)
+    assert len(added) == 2 and len(eng.index) == len(full) + len(added) == 4
+    # an added item's journaled code is the code the encoder makes of its bands: it finds itself at distance 0
+    for item in added:
+        res = eng.search_id(item, k=1, include_query=True)
+        assert res.hits[0].distance == 0 and res.hits[0].item["added"]
+        assert res.hits[0].labels and res.hits[0].item["split"]

@@ -17,11 +17,12 @@ from rsir.methods.sscm import SSCMOptions, train_sscm
 from rsir.models.crossmodal import load_crossmodal_encoder
 from rsir.pipeline import IndexDir
 from rsir.train.loop import TrainConfig
-from rsir.train.pairs import PairDataset, partner_mrr, selection_slice
+from rsir.train.pairs import PairDataset, partner_mrr
+from rsir.train.selection import ids_digest, selection_slice
 from tests.data.archive_helpers import write_tiny_archive
 
-CFG = TrainConfig(epochs=1, batch_size=6, progress=False, num_workers=0)
-OPTS = SSCMOptions(bits=8, width=8, blocks=(1, 1), hidden=16, selection_items=4)
+CFG = TrainConfig(epochs=1, batch_size=6, progress=False, num_workers=0, selection_fraction=0.3)
+OPTS = SSCMOptions(bits=8, width=8, blocks=(1, 1), hidden=16)
 
 
 @pytest.fixture(scope="module")
@@ -42,28 +43,27 @@ def test_labels_never_reach_training(apath, tmp_path, monkeypatch):
     assert info["labels_used"] is False and len(hist.epochs) == 1
 
 
-def test_selection_slice_is_seeded_held_out_and_recorded(apath, tmp_path):
+def test_selection_is_the_shared_held_out_training_slice_and_recorded(apath, tmp_path):
     a = open_archive(apath)
-    train = a.split_positions("train")
-    t1, s1 = selection_slice(train, 4, seed=3)
-    t2, s2 = selection_slice(train, 4, seed=3)
-    assert s1.tolist() == s2.tolist() and len(s1) == 2  # capped at a fifth of the 10 training pairs
-    assert not set(s1) & set(t1) and set(s1) | set(t1) == set(train)
+    train_ids = [a.ids[p] for p in a.split_positions("train")]
+    want = [i for i, m in zip(train_ids, selection_slice(train_ids, 0.3, 0), strict=True) if m]
     path, _ = train_sscm(a, tmp_path / "m", CFG, OPTS)
-    sel = json.loads((path / "config.json").read_text())["info"]["selection"]
-    _, want = selection_slice(train, 4, seed=0)
-    assert sel["items"] == len(want) and sel["ids_first"] == [a.ids[p] for p in want]
-    assert all(a.catalog["split"].iat[p] == "train" for p in want)  # never validation or test (query) items
+    info = json.loads((path / "config.json").read_text())["info"]
+    sel = info["selection"]
+    # the slice every rsir method holds out (rsir.train.selection), only training items, never query items
+    assert sel["n_selection"] == len(want) == 3 and sel["selection_ids_sha256_16"] == ids_digest(want)
+    assert sel["scored"] and info["train_pairs"] == len(train_ids) - 3
+    assert info["history"][0]["sel_partner_mrr"] > 0
 
 
 def test_partner_mrr_by_hand():
     h1 = np.array([[1, 1, 1], [-1, -1, -1], [1, -1, 1]], np.float32)
-    # s1 -> s2: item 0 finds itself first (rank 1); item 1 ties with nothing (rank 1); item 2: partner at
-    # distance 0 -> rank 1; identical codes both ways -> MRR 1
+    # identical codes in both modalities: every partner is at distance 0 and nothing else is -> MRR 1
     assert partner_mrr(h1, h1) == 1.0
     h2 = np.array([[-1, -1, -1], [1, 1, 1], [1, -1, 1]], np.float32)
-    # s1->s2 distances to the partner: item0 3 (others 0, 1 closer: rank 3), item1 3 (rank 3), item2 0 (rank 1)
-    # and symmetric for s2->s1: MRR = (1/3 + 1/3 + 1) / 3
+    # s1 -> s2 Hamming distances (rows: s1 items 111, 000, 101; columns: s2 items 000, 111, 101):
+    #   item 0: [3, 0, 1], partner at 3 -> rank 3 (two closer); item 1: [0, 3, 2] -> rank 3; item 2: [2, 1, 0]
+    #   -> rank 1; s2 -> s1 is the transpose and gives the same ranks: MRR = (1/3 + 1/3 + 1) / 3
     assert partner_mrr(h1, h2) == pytest.approx((1 / 3 + 1 / 3 + 1) / 3)
 
 
@@ -83,7 +83,7 @@ def test_codes_are_signs_of_the_float_embeddings(apath, tmp_path):
 def test_cli_train_resume_index_both_modalities(apath, tmp_path, capsys):
     out = tmp_path / "m"
     args = ["train", str(apath), "--method", "ss-cm", "--bits", "8", "--epochs", "1", "--out", str(out),
-            "--batch-size", "6", "--width", "8", "--workers", "0", "--selection-items", "4"]
+            "--batch-size", "6", "--width", "8", "--workers", "0", "--selection-fraction", "0.3"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "selection sel_partner_mrr" in printed and (out / "training.png").read_bytes()[:4] == b"\x89PNG"
@@ -116,3 +116,15 @@ def test_untrained_pair_with_epochs_0(apath, tmp_path):
                  str(tmp_path / "r"), "--width", "8", "--quiet"]) == 0
     assert load_crossmodal_encoder(tmp_path / "r").dim == 8
     assert main(["train", str(apath), "--method", "milan", "--epochs", "0", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_train_takes_split_lists(apath, tmp_path, capsys):
+    names = open_archive(apath).ids[:12]  # 12 listed training pairs, whatever their split in the archive
+    lst = tmp_path / "train.csv"
+    lst.write_text("".join(f"{n},S1_{n}\n" for n in names))
+    out = tmp_path / "m"
+    assert main(["train", str(apath), "--method", "ss-cm", "--bits", "8", "--epochs", "1", "--out", str(out),
+                 "--batch-size", "6", "--width", "8", "--workers", "0", "--quiet", "--split-list", str(lst)]) == 0
+    assert "split lists: train 12, validation 0, test 0" in capsys.readouterr().out
+    info = json.loads((out / "config.json").read_text())["info"]
+    assert info["train_pairs"] + info["selection"]["n_selection"] == 12

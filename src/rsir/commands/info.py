@@ -28,6 +28,10 @@ def format_summary(s: dict) -> str:
                      f"grid {d['grid'][0]}x{d['grid'][1]}")
         for shape, bands in shapes.items():
             lines.append(f"            {shape}: {' '.join(bands)}")
+        comp = s.get("compressed", {}).get(m)
+        if comp:
+            lines.append(f"            stored as {comp['method']} bitstreams ({comp['bits']}-bit codes from the "
+                         f"latent; codec in {comp['dir']}/)")
     lines.append(f"labels    {s['nomenclature']} ({s['n_classes']} classes); items with labels: "
                  f"{s['items_with_labels']}")
     for lab, c in sorted(s["label_counts"].items(), key=lambda kv: -kv[1]):

@@ -18,17 +18,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--also", action="append", default=[], metavar="NAME=ARCHIVE,INDEX[,MODEL]",
                    help="another collection to serve beside the first, at /c/NAME/ (repeatable); the page "
                         "switches between them")
+    p.add_argument("--change", default=None, metavar="CHANGE_INDEX",
+                   help="a change index over the same archive (rsir index ARCHIVE --model TEXT_ITSR_MODEL): the page "
+                        "gets a Change tab, search for before/after pairs by sentence")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--token", default=os.environ.get("RSIR_TOKEN"),
                    help="bearer token that allows POST /api/items and DELETE /api/items/ID; default $RSIR_TOKEN; "
                         "without one, writing is disabled. With one, adds and deletes are journaled beside the "
                         "index (fsynced before the answer) and replayed at every start")
+    p.add_argument("--annotate", action="store_true",
+                   help="annotation mode (ANNEAL rounds, pair answers) and relevance feedback for the first "
+                        "collection; its index must be built with --method float; answers go to "
+                        "INDEX.annotations.sqlite beside the index; writes need --token")
 
 
 def run(args: argparse.Namespace) -> int:
     from rsir.service.app import CollectionSpec, serve
 
     also = [CollectionSpec.parse(a) for a in args.also]
-    serve(args.archive, args.index, host=args.host, port=args.port, model=args.model, token=args.token, also=also)
+    serve(args.archive, args.index, host=args.host, port=args.port, model=args.model, token=args.token, also=also,
+          change=args.change, annotate=args.annotate)
     return 0

@@ -42,8 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="triplet sampling for milan: multi-label random (default; MiLAN's own sampler is random), "
                         "batch-hard, FaceNet semi-hard (every positive pair, the nearest negative beyond the "
                         "positive within the margin), Sumbul et al. diverse, or the original two-class MiLAN sampler (single-label "
-                        "archives only). On the hard simulated archive batch-hard and diverse collapse the frozen-"
-                        "feature hash head to one code (bench/results/milan.json, ablation)")
+                        "archives only). On the simulator batch-hard and diverse degrade after their first epochs "
+                        "(BENCHMARKS.md, samplers re-run; bench/results/samplers_*.json)")
     p.add_argument("--loss", default="bce", choices=["bce", "focal"], help="classifier loss")
     p.add_argument("--features", default=None, metavar="MODEL_DIR",
                    help="classifier model whose features milan freezes (milan-e2e: starts from its encoder); "
@@ -61,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preload", choices=["auto", "yes", "no"], default="auto",
                    help="load the splits into memory (auto: when they fit in 2 GiB)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers for lazily read data")
+    p.add_argument("--split-list", action="append", default=[], metavar="[SPLIT=]FILE",
+                   help="patch-name list (CSV, first column the S2 name) replacing the archive's splits, e.g. "
+                        "train=train.csv validation=val.csv (the BigEarthNet-MM 'Serbia summer' lists)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None, help="at most N batches per epoch")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
@@ -74,9 +77,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     x.add_argument("--w-intra", type=float, default=1.0, help="weight of the intra-modal term")
     x.add_argument("--w-quant", type=float, default=0.0,
                    help="weight of a quantisation term (rsir's addition, not in the paper; default 0)")
+    x.add_argument("--ramp", action="store_true",
+                   help="raise the discrepancy and intra-modal weights geometrically from 1e-4x to 1x over the "
+                        "epochs, as the public RSiM port (DA4DTE) does")
     x.add_argument("--pair", default="s1,s2", help="the two modalities of a pair (default s1,s2)")
-    x.add_argument("--selection-items", type=int, default=512,
-                   help="training pairs held out (seeded) for label-free model selection (partner MRR)")
+
     c = p.add_argument_group("text-itsr (text <-> bitemporal pairs, self-supervised)")
     c.add_argument("--fusion", default="gff", choices=["gff", "tff", "later"],
                    help="gff: global features of both dates fused by --operator; tff: a transformer over both "
@@ -84,6 +89,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--operator", default="concat", choices=["concat", "diff", "absdiff", "sum", "product"],
                    help="GFF operator (default concat)")
     c.add_argument("--temperature", type=float, default=0.07, help="InfoNCE temperature (default 0.07)")
+    c.add_argument("--train-split", default="train",
+                   help="split whose pairs train the model (default train; 'all' for small real sets)")
     c.add_argument("--quant-weight", type=float, default=0.1,
                    help="weight of rsir's quantisation term (not in the paper; 0 turns it off)")
 
@@ -117,12 +124,21 @@ def run(args: argparse.Namespace) -> int:
                          augment=not args.no_augment)
     if args.method == "ss-cm":
         opts.sscm = _sscm_options(args, opts)
-    res = train_model(args.archive, args.method, out, cfg, opts, args.modality)
+    archive: object = args.archive
+    if args.split_list:
+        from rsir.data.archive import open_archive
+        from rsir.data.splitlists import apply_split_lists
+
+        archive = open_archive(args.archive)
+        rep = apply_split_lists(archive, args.split_list)
+        print("split lists: " + ", ".join(f"{s} {n}" for s, n in rep["counts"].items()), flush=True)
+    res = train_model(archive, args.method, out, cfg, opts, args.modality)  # type: ignore[arg-type]
     best = res.history.best_map
     what = ("label-free selection score (partner MRR)" if args.method == "ss-cm" else "selection mAP@20(A)")
     print(f"wrote {args.method} model to {res.path}"
           + (f" (best {what} {best:.4f} at epoch {res.history.best_epoch}, on the held-out training slice)"
              if best >= 0 else " (untrained: --epochs 0)" if args.epochs == 0 else
+             " (fewer than 10 training pairs, no selection slice: last epoch kept)" if args.method == "ss-cm" else
              " (no selection slice: last epoch kept)"))
     if (res.path / "training.png").exists():
         print(f"loss and selection score per epoch: {res.path / 'training.png'}")
@@ -176,20 +192,22 @@ def _sscm_options(args: argparse.Namespace, opts: object) -> object:
     if args.tau <= 0:
         raise RsirError(f"--tau {args.tau}: must be positive")
     w = SSCMWeights(tau=args.tau, w_de=args.w_de, w_intra=args.w_intra, w_quant=args.w_quant,
-                    terms=args.objectives)
+                    terms=args.objectives, ramp=args.ramp)
     preload = {"auto": None, "yes": True, "no": False}[args.preload]
     return SSCMOptions(bits=args.bits, modalities=(pair[0], pair[1]), width=args.width, weights=w,
-                       selection_items=args.selection_items, preload=preload, augment=not args.no_augment)
+                       preload=preload, augment=not args.no_augment)
 
 
 def _train_text_itsr(args: argparse.Namespace, cfg: Any) -> int:
     from rsir.methods.text_itsr import ChangeOptions, train_text_itsr
 
     opts = ChangeOptions(fusion=args.fusion, operator=args.operator, bits=args.bits, width=args.width,
-                         quant_weight=args.quant_weight, temperature=args.temperature, augment=not args.no_augment)
+                         quant_weight=args.quant_weight, temperature=args.temperature, augment=not args.no_augment,
+                         train_split=args.train_split)
     res = train_text_itsr(args.archive, args.out, cfg, opts, args.modality)
     h = res.history
-    print(f"wrote {res.path.name} ({h.epochs[-1].get('method', '') or 'text-itsr'}) to {res.path}"
+    print(f"wrote text-itsr model ({opts.fusion}{'-' + opts.operator if opts.fusion == 'gff' else ''}, "
+          f"{opts.bits} bits) to {res.path}"
           + (f" (best mR {h.best_map:.4f} at epoch {h.best_epoch} on the held-out training pairs)"
              if h.best_map >= 0 else ""))
     print(f"loss and selection mR per epoch: {res.path / 'training.png'}")

@@ -17,6 +17,7 @@ complete, so an interrupted ingest never leaves a directory that looks like a fi
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
@@ -224,7 +225,8 @@ class ArchiveWriter:
 
     def __init__(self, path: str | Path, modalities: Sequence[ModalitySpec], nomenclature: Nomenclature,
                  source_format: str, overwrite: bool = False, commit_every: int = 256,
-                 info: Mapping[str, Any] | None = None) -> None:
+                 info: Mapping[str, Any] | None = None, stats: Mapping[str, Any] | None = None,
+                 compressed: Mapping[str, Any] | None = None) -> None:
         self.path = check_output(path, overwrite)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,6 +243,9 @@ class ArchiveWriter:
         self.source_format = source_format
         self.overwrite = overwrite
         self.info = dict(info or {})
+        # a compressed archive (rsir compress) carries its source's statistics and names its codec
+        self.stats_override = dict(stats) if stats is not None else None
+        self.compressed = dict(compressed or {})
         self.rows: list[dict[str, Any]] = []
         self.ids: set[str] = set()
         self.skipped: list[SkippedItem] = []
@@ -300,6 +305,27 @@ class ArchiveWriter:
             self._txn = self._env.begin(write=True)
             self._pending = 0
 
+    def add_stored(self, row: Mapping[str, Any], values: Mapping[str, bytes]) -> None:
+        """Add one item as already-encoded store values per modality (``rsir compress``: bitstreams, or another
+        archive's values copied as they are) with its complete catalog row; bands are not decoded or checked."""
+        if self._closed:
+            raise ArchiveError("writer is closed")
+        item_id = str(row["id"])
+        if item_id in self.ids:
+            raise ItemError(item_id, "duplicate id")
+        unknown = set(values) - set(self.specs)
+        if unknown:
+            raise ItemError(item_id, f"unknown modalities {sorted(unknown)} (archive has {sorted(self.specs)})")
+        for m, v in values.items():
+            self._txn.put(f"{m}/{item_id}".encode(), bytes(v))
+        self.rows.append(dict(row))
+        self.ids.add(item_id)
+        self._pending += 1
+        if self._pending >= self.commit_every:
+            self._txn.commit()
+            self._txn = self._env.begin(write=True)
+            self._pending = 0
+
     def conversions(self) -> list[dict[str, Any]]:
         """Bands stored in another dtype than the source's: modality, band, from, to, rule, items, first_items."""
         return [{"modality": c.modality, "band": c.band, "from": c.source_dtype, "to": c.target_dtype,
@@ -347,13 +373,16 @@ class ArchiveWriter:
             "nomenclature": self.nomenclature.to_json(),
             "modalities": {m: s.to_json() for m, s in self.specs.items()},
             "stats_split": "train" if has_train else "all",
-            "stats": {m: stats_src[m].result() for m in self.specs},
+            "stats": (self.stats_override if self.stats_override is not None
+                      else {m: stats_src[m].result() for m in self.specs}),
             "resampling": "bilinear",
             "skipped": [{"item": s.item, "problem": s.problem} for s in self.skipped],
             # bands stored in another dtype than the source's, and by which rule (rsir.data.coerce)
             "conversions": self.conversions(),
             "info": self.info,
         }
+        if self.compressed:
+            manifest["compressed"] = self.compressed
         atomic_write_json(self.tmp / MANIFEST, manifest)
         replace_dir(self.tmp, self.path)
         return self.path
@@ -415,6 +444,7 @@ class Archive:
         self._env: lmdb.Environment | None = None
         self._env_pid = -1
         self._labels: np.ndarray | None = None
+        self._codecs: dict[str, Any] = {}
 
     # -- basics ---------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -484,23 +514,86 @@ class Archive:
         return np.flatnonzero(self.catalog["split"].to_numpy() == split)
 
     # -- tensor store ---------------------------------------------------------------------------------------
-    def _store(self) -> lmdb.Environment:
+    def _store(self, position: int = 0) -> lmdb.Environment:
+        # a sharded archive (rsir.data.shards) keeps its items in several LMDB files by position range
+        shards = self.manifest.get("shards")
+        if shards:
+            i = bisect.bisect_right(self._shard_starts(), position) - 1
+            return _open_shared_store(self.path / str(shards[i]["store"]))
         # LMDB handles must not cross fork(): reopen in each DataLoader worker
         if self._env is None or self._env_pid != os.getpid():
             self._env = _open_shared_store(self.path / STORE)
             self._env_pid = os.getpid()
         return self._env
 
-    def get(self, item: str | int, modality: str | None = None) -> dict[str, np.ndarray]:
-        """Native-resolution bands {band: array} of one item and modality."""
+    def _shard_starts(self) -> list[int]:
+        return [int(sh["start"]) for sh in self.manifest["shards"]]
+
+    def stored(self, item: str | int, modality: str | None = None) -> bytes:
+        """The stored value of one item and modality as it is (safetensors bytes, or a compressed bitstream)."""
         m = self.spec(modality).name
-        item_id = self.ids[self.position(item)]
-        key = f"{m}/{item_id}"
-        with self._store().begin(buffers=False) as txn:
-            data = txn.get(key.encode())
+        pos = self.position(item)
+        item_id = self.ids[pos]
+        with self._store(pos).begin(buffers=False) as txn:
+            data = txn.get(f"{m}/{item_id}".encode())
         if data is None:
             raise NotFoundError(f"item {item_id!r} has no {m} data in {self.path}")
-        return decode_value(data, key)
+        return bytes(data)
+
+    def compressed(self, modality: str | None = None) -> dict[str, Any] | None:
+        """The codec entry of a compressed modality (method, codec dir, checksum), None for raw bands."""
+        entry = self.manifest.get("compressed", {}).get(self.spec(modality).name)
+        return dict(entry) if entry else None
+
+    def codec(self, modality: str | None = None) -> Any:
+        """The codec of a compressed modality, loaded on first use (torch is imported then)."""
+        m = self.spec(modality).name
+        if m not in self._codecs:
+            entry = self.compressed(m)
+            if entry is None:
+                raise ArchiveError(f"{self.path}: modality {m} is stored as raw bands, not compressed")
+            from rsir.data.codecs import load_archive_codec
+
+            self._codecs[m] = load_archive_codec(self.path, entry)
+        return self._codecs[m]
+
+    def _decode(self, data: bytes, key: str, modality: str) -> dict[str, np.ndarray]:
+        if self.compressed(modality) is None:
+            return decode_value(data, key)
+        try:
+            return self.codec(modality).decode(data)  # type: ignore[no-any-return]
+        except ValueError as e:  # BitstreamError
+            raise ItemError(key, f"compressed bitstream cannot be decoded: {e}") from None
+
+    def get(self, item: str | int, modality: str | None = None) -> dict[str, np.ndarray]:
+        """Native-resolution bands {band: array} of one item and modality (decoded when compressed)."""
+        m = self.spec(modality).name
+        item_id = self.ids[self.position(item)]
+        return self._decode(self.stored(item_id, m), f"{m}/{item_id}", m)
+
+    def _get_many(self, positions: Sequence[int], modality: str) -> list[dict[str, np.ndarray]]:
+        """Bands of several items; a compressed modality is entropy-decoded item by item (errors name the item)
+        and synthesised as one batch."""
+        if self.compressed(modality) is None:
+            return [self.get(p, modality) for p in positions]
+        codec = self.codec(modality)
+        latents = []
+        for p in positions:
+            key = f"{modality}/{self.ids[p]}"
+            try:
+                latents.append(codec.latents([self.stored(p, modality)])[0])
+            except ValueError as e:  # BitstreamError
+                raise ItemError(key, f"compressed bitstream cannot be decoded: {e}") from None
+        return codec.decode_latents(np.stack(latents)) if latents else []  # type: ignore[no-any-return]
+
+    def stored_batches(self, batch_size: int = 256, modality: str | None = None,
+                       positions: Sequence[int] | None = None) -> Iterator[tuple[list[str], list[bytes]]]:
+        """Yield (ids, stored values) batches in archive order, without decoding anything."""
+        pos = np.asarray(positions) if positions is not None else np.arange(len(self))
+        m = self.spec(modality).name
+        for s in range(0, len(pos), batch_size):
+            chunk = [int(p) for p in pos[s:s + batch_size]]
+            yield [self.ids[p] for p in chunk], [self.stored(p, m) for p in chunk]
 
     def image(self, item: str | int, modality: str | None = None, bands: Sequence[str] | None = None,
               normalized: bool = True) -> np.ndarray:
@@ -529,7 +622,8 @@ class Archive:
         mean, std = self.band_stats(spec.name, order) if normalized else (None, None)
         for s in it:
             chunk = pos[s:s + batch_size]
-            x = to_grid_batch([self.get(int(p), spec.name) for p in chunk], order, spec.grid, mean=mean, std=std)
+            x = to_grid_batch(self._get_many([int(p) for p in chunk], spec.name), order, spec.grid, mean=mean,
+                              std=std)
             yield [self.ids[p] for p in chunk], x
 
     # -- summaries ------------------------------------------------------------------------------------------
@@ -561,6 +655,7 @@ class Archive:
             "stats": self.stats,
             "skipped": self.manifest.get("skipped", []),
             "conversions": self.manifest.get("conversions", []),
+            "compressed": self.manifest.get("compressed", {}),
         }
 
 

@@ -55,7 +55,22 @@ def _read_list(path: Path) -> list[str]:
 
 
 _SIZE = ReaderOption("size", "int", "picture size in pixels (resized bilinear, masks nearest)", 256, minimum=1)
-CD_OPTIONS = (_SIZE, ReaderOption("list", "str", "keep only the pairs named in list/NAME.txt"))
+CD_OPTIONS = (_SIZE, ReaderOption("list", "str", "keep only the pairs named in list/NAME.txt"),
+              ReaderOption("captions", "str", "mask: describe each pair's change in sentences derived from its "
+                           "change mask (how much changed), for text <-> pair search without human captions"),
+              ReaderOption("what", "str", "what changes, for captions=mask (e.g. buildings for LEVIR-CD)"))
+
+
+def mask_captions(fraction: float, what: str = "") -> list[str]:
+    """Sentences derived from a change mask's changed share (NOT human captions; ``--option captions=mask``)."""
+    pct = int(round(100 * fraction))
+    thing = what.strip() or "land cover"
+    if fraction <= 0.0:
+        return ["no change between the two images", "the two images show the same scene",
+                f"the {thing} did not change"]
+    size = "small" if fraction < 0.05 else ("large" if fraction >= 0.25 else "moderate")
+    return [f"{size} changes in the {thing}", f"the {thing} changed on about {pct} percent of the image",
+            f"{'a few' if size == 'small' else 'many'} changed areas, about {pct} percent of the image"]
 CC_OPTIONS = (_SIZE, ReaderOption("images", "dir", "folder with the pictures (A/ and B/, or <split>/A/ ...); "
                                   "default: images/ or example_pair/ beside the captions"))
 
@@ -65,7 +80,8 @@ def _size(options: dict[str, Any]) -> int:
 
 
 def _pair_items(name: str, split: str, a: Path | None, b: Path | None, label: Path | None, size: int,
-                extra: dict[str, Any], captions: list[str] | None = None) -> Iterator[SourceItem]:
+                extra: dict[str, Any], captions: list[str] | None = None, mask_what: str | None = None
+                ) -> Iterator[SourceItem]:
     """The A and B items of one pair; pixels (and the mask) are read when the B item loads."""
     stem = Path(name).stem
     ida, idb = f"{stem}_A", f"{stem}_B"
@@ -101,6 +117,8 @@ def _pair_items(name: str, split: str, a: Path | None, b: Path | None, label: Pa
         m["native_height"], m["native_width"] = st[f"native_{epoch}"]
         if st["mask"] is not None:
             m["change_fraction"] = float(st["mask"].mean())
+            if mask_what is not None and epoch == "B":
+                m["captions"] = mask_captions(m["change_fraction"], mask_what)
 
     def load_a() -> Arrays:
         if not images:
@@ -149,6 +167,12 @@ def read_levir_cd(root: Path, options: dict[str, Any]) -> Source:
     if not names:
         raise FormatError(f"{root}: no pictures in A/ or B/")
 
+    cap = options.get("captions")
+    if cap not in (None, "", "mask"):
+        raise FormatError(f"--option captions={cap}: the only caption source of a change-detection folder is "
+                          "'mask' (sentences derived from the change masks)")
+    mask_what = str(options.get("what") or "") if cap == "mask" else None
+
     def split(n: str) -> str:
         if n in split_of:
             return split_of[n]
@@ -157,11 +181,13 @@ def read_levir_cd(root: Path, options: dict[str, Any]) -> Source:
 
     def items() -> Iterator[SourceItem]:
         for n in names:
-            yield from _pair_items(n, split(n), a_imgs.get(n), b_imgs.get(n), labels.get(n), size, {})
+            yield from _pair_items(n, split(n), a_imgs.get(n), b_imgs.get(n), labels.get(n), size, {},
+                                   mask_what=mask_what)
 
     specs = [rgb_spec(size, description="bitemporal picture"), mask_spec(size)]
     return Source("levir-cd", specs, UNLABELLED, items(), 2 * len(names),
                   info={"image_size": size, "pairs": len(names), "change_stored_on": "B item",
+                        "captions": "derived from the change masks (not human)" if mask_what is not None else "none",
                         "with_label": sum(1 for n in names if n in labels)})
 
 

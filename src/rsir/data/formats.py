@@ -73,6 +73,8 @@ _FORMATS: dict[str, tuple[str, str, str, str]] = {
     "levir-cd": ("rsir.data.bitemporal", "read_levir_cd", "CD_OPTIONS", "bitemporal pairs A/ B/ label/ (LEVIR-CD, DSIFN)"),
     "levir-cc": ("rsir.data.bitemporal", "read_levir_cc", "CC_OPTIONS",
                  "LEVIR-CC change captions (JSON) with image pairs when present"),
+    "rsir-archive": ("rsir.data.rsir_archive", "read_rsir_archive", "OPTIONS",
+                     "another rsir archive, a compressed one (rsir compress) decoded back to raw bands"),
 }
 #: format name -> reader function, imported when the format is used
 FORMATS: Registry = Registry("format", {n: f"{m}:{r}" for n, (m, r, _, _) in _FORMATS.items()}, FormatError,

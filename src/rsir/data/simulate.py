@@ -109,7 +109,13 @@ ENDMEMBERS: dict[str, list[float]] = {
     "shadow": [0.020, 0.015, 0.015, 0.010, 0.012, 0.020, 0.025, 0.030, 0.030, 0.030, 0.020, 0.010],
 }
 EM_NAMES = tuple(ENDMEMBERS)
-EM = np.array([ENDMEMBERS[k] for k in EM_NAMES], dtype=np.float32)  # n_end x 12
+# Per-band radiometric calibration of the endmember table: the ratio of the published BigEarthNet v1 band means
+# (bigearthnet-models training statistics) to the simulator's medium-level means before calibration, measured by
+# bench/radiometry_bench.py (256 items). Without it the simulated visible and SWIR bands were 1.3-1.7x the real
+# ones (BENCHMARKS.md, "Simulator radiometry"); the ratios between endmembers within a band are unchanged.
+RADIOMETRIC_GAIN = np.array([0.696, 0.769, 0.758, 0.764, 0.852, 0.969, 0.907, 0.887, 0.878, 0.896, 0.756, 0.714],
+                            dtype=np.float32)
+EM = np.array([ENDMEMBERS[k] for k in EM_NAMES], dtype=np.float32) * RADIOMETRIC_GAIN  # n_end x 12
 _EMI = {k: i for i, k in enumerate(EM_NAMES)}
 # Optically thick cloud: bright and nearly flat, lower in the SWIR (ice/water absorption)
 CLOUD = np.array([0.45, 0.46, 0.47, 0.48, 0.48, 0.49, 0.49, 0.50, 0.50, 0.45, 0.38, 0.28], dtype=np.float32)
@@ -252,8 +258,8 @@ class _Level:
 
 LEVELS: dict[str, _Level] = {
     "easy": _Level(0.04, 0.0, 0.03, 0.0, 0.002, 8.0, (0.45, 0.35, 0.2, 0.0, 0.0), 0.8, 0.5),
-    "medium": _Level(0.15, 0.25, 0.08, 0.015, 0.003, 20.0, (0.2, 0.3, 0.3, 0.15, 0.05), 0.5, 1.0),
-    "hard": _Level(0.4, 0.85, 0.15, 0.05, 0.005, 35.0, (0.05, 0.2, 0.3, 0.3, 0.15), 0.3, 1.5),
+    "medium": _Level(0.15, 0.25, 0.05, 0.005, 0.003, 20.0, (0.2, 0.3, 0.3, 0.15, 0.05), 0.5, 1.0),
+    "hard": _Level(0.4, 0.85, 0.08, 0.015, 0.005, 35.0, (0.05, 0.2, 0.3, 0.3, 0.15), 0.3, 1.5),
 }
 
 

@@ -327,6 +327,19 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
+def _check_unit(bands: Mapping[str, np.ndarray], spec: ModalitySpec) -> None:
+    """Backscatter in dB has negative values (VH of any land cover, VV of water and fields); a patch whose every
+    value is >= 0 is linear power (sigma0) and would encode as nonsense."""
+    if spec.unit != "dB":
+        return
+    lows = [float(np.min(bands[b])) for b in spec.bands if b in bands and bands[b].size]
+    if lows and min(lows) >= 0.0:
+        med = float(np.median(np.concatenate([np.ravel(bands[b]) for b in spec.bands if b in bands])))
+        raise UploadError(f"{spec.name} bands {', '.join(b for b in spec.bands if b in bands)} hold no negative "
+                          f"value (median {med:.4g}): this looks like linear power, the index expects backscatter "
+                          "in dB; convert with 10 * log10(value)")
+
+
 def parse_upload(filename: str, data: bytes, spec: ModalitySpec, max_bytes: int) -> ParsedUpload:
     """Parse and validate an uploaded query for an encoder of modality ``spec`` (raw values, on its grid).
 
@@ -347,5 +360,6 @@ def parse_upload(filename: str, data: bytes, spec: ModalitySpec, max_bytes: int)
                           "or a PNG/JPEG for RGB models (the type is recognised from the file's content)", 415)
     bands = {b: _check_array(b, np.asarray(a)) for b, a in bands.items()}
     _check_shapes(bands, spec)
+    _check_unit(bands, spec)
     image = to_grid({b: a.astype(np.float32) for b, a in bands.items()}, spec.bands, spec.grid)
     return ParsedUpload(image=image, bands=bands, source_format=fmt)

@@ -70,6 +70,28 @@ def relevance_exact(q_labels: np.ndarray, db_labels: np.ndarray) -> np.ndarray:
     return (c == q.sum(1)[:, None]) & (c == x.sum(1)[None, :])
 
 
+def relevance_jaccard(q_labels: np.ndarray, db_labels: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Binary relevance (nq, n): Jaccard index |Lq ∩ Lx| / |Lq ∪ Lx| of the label sets >= ``threshold``."""
+    q = np.asarray(q_labels) > 0
+    x = np.asarray(db_labels) > 0
+    c = overlap(q, x)
+    union = q.sum(1)[:, None] + x.sum(1)[None, :] - c
+    return (union > 0) & (c >= threshold * union)
+
+
+#: Stricter relevances reported beside "any shared label" (which saturates on BigEarthNet), by name suffix.
+STRICT_RELEVANCES = {"exact": "identical label sets", "jac>=0.5": "Jaccard index of the label sets >= 0.5"}
+
+
+def strict_relevance(name: str, q_labels: np.ndarray, db_labels: np.ndarray) -> np.ndarray:
+    """The binary relevance matrix of one of :data:`STRICT_RELEVANCES`."""
+    if name == "exact":
+        return relevance_exact(q_labels, db_labels)
+    if name == "jac>=0.5":
+        return relevance_jaccard(q_labels, db_labels, 0.5)
+    raise ValueError(f"unknown relevance {name!r} (one of {', '.join(STRICT_RELEVANCES)})")
+
+
 def ranked(values: np.ndarray, order: np.ndarray) -> np.ndarray:
     """Per-query values (nq, n) of the archive items in the order given by ``rank``."""
     return np.take_along_axis(np.asarray(values), order, axis=1)
@@ -353,9 +375,11 @@ def per_query_metrics(dist: np.ndarray, q_labels: np.ndarray, db_labels: np.ndar
                       pk_curve: Sequence[int] = ()) -> dict[str, np.ndarray]:
     """All metrics of one block of queries, one value per query, under their reported names.
 
-    Relevance is "shares at least one label"; graded relevance is the number of shared labels. With
-    ``hamming_bits`` (integer distances) the tie-aware values and the radius curves are added
-    ("radius_P", "radius_R" of shape (nq, bits+1)); ``pk_curve`` adds "pk_curve" (nq, len(pk_curve)).
+    Relevance is "shares at least one label"; graded relevance is the number of shared labels. The stricter
+    relevances of :data:`STRICT_RELEVANCES` add P@k and mAP@k (A) and (C) under a ``[name]`` suffix, e.g.
+    "mAP@20(C)[exact]". With ``hamming_bits`` (integer distances) the tie-aware values (also for the strict
+    relevances) and the radius curves are added ("radius_P", "radius_R" of shape (nq, bits+1)); ``pk_curve``
+    adds "pk_curve" (nq, len(pk_curve)).
     """
     dist = np.asarray(dist)
     order = rank(dist, exclude)
@@ -378,6 +402,13 @@ def per_query_metrics(dist: np.ndarray, q_labels: np.ndarray, db_labels: np.ndar
         p, r = rsim_precision_recall_at_k(c, q_counts, r_counts, k)
         out[f"rsim_P@{k}"] = p
         out[f"rsim_R@{k}"] = r
+    strict = {name: strict_relevance(name, q_labels, db_labels) for name in STRICT_RELEVANCES}
+    for name, s_all in strict.items():
+        s_rel = ranked(s_all, order)
+        for k in ks:
+            out[f"P@{k}[{name}]"] = precision_at_k(s_rel, k)
+            out[f"mAP@{k}(A)[{name}]"] = average_precision_at_k(s_rel, k, "A")
+            out[f"mAP@{k}(C)[{name}]"] = average_precision_at_k(s_rel, k, "C")
     if hamming_bits is not None:
         kept = dist if exclude is None else ranked(dist, order)
         kept_rel = (c_all > 0) if exclude is None else rel
@@ -386,6 +417,10 @@ def per_query_metrics(dist: np.ndarray, q_labels: np.ndarray, db_labels: np.ndar
             out[f"P@{k}(tie-aware)"] = _tie_pk(g, r, k)
             out[f"mAP@{k}(C,tie-aware)"] = _tie_ap(g, r, n, k)
         out["radius_P"], out["radius_R"] = _radius_pr(np.cumsum(g, axis=1), np.cumsum(r, axis=1))
+        for name, s_all in strict.items():
+            sg, sr, sn = _tie_histograms(kept, s_all if exclude is None else ranked(s_all, order), hamming_bits)
+            for k in ks:
+                out[f"mAP@{k}(C,tie-aware)[{name}]"] = _tie_ap(sg, sr, sn, k)
     if len(pk_curve):
         out["pk_curve"] = precision_curve(rel, pk_curve)
     return out

@@ -17,7 +17,7 @@ memory stays bounded (10k queries x 100k items works) while every number is exac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,11 +146,12 @@ class EvalResult:
 def evaluate_full(query_vecs: np.ndarray, db_vecs: np.ndarray, metric: str, q_labels: np.ndarray,
                   db_labels: np.ndarray, ks: Sequence[int] = (10, 20, 100), exclude: np.ndarray | None = None,
                   pk_curve: Sequence[int] = DEFAULT_PK_CURVE, bits: int | None = None,
-                  block_size: int | None = None) -> EvalResult:
+                  block_size: int | None = None, run_blocks: RunBlocks | None = None) -> EvalResult:
     """Every metric averaged over all queries, plus PR-over-radius and P@k curves (hamming only for radius).
 
     ``bits`` is the code length for hamming (default: 8 x bytes). ``exclude`` gives per query the database
-    row to drop (leave-one-out). Queries are processed in blocks so the (block, n) working arrays stay small.
+    row to drop (leave-one-out). Queries are processed in blocks so the (block, n) working arrays stay small;
+    ``run_blocks`` runs the blocks elsewhere (``rsir.scale.evaluate`` on a Dask cluster).
     """
     if metric not in METRICS:
         raise ProtocolError(f"unknown metric {metric!r} (one of {', '.join(METRICS)})")
@@ -175,15 +176,13 @@ def evaluate_full(query_vecs: np.ndarray, db_vecs: np.ndarray, metric: str, q_la
     else:
         bits = None
     bq = block_size or max(1, min(1024, _BLOCK_ELEMENTS // n))
+    starts = list(range(0, nq, bq))
+    shared = {"dv": dv, "dl": dl, "metric": metric, "ks": ks, "bits": bits, "curve_ks": curve_ks}
+    blocks = [{"qv": qv[s:s + bq], "ql": ql[s:s + bq], "ex": None if ex is None else ex[s:s + bq]} for s in starts]
     sums: dict[str, np.ndarray | float] = {}
-    for s in range(0, nq, bq):
-        d = distances(qv[s:s + bq], dv, metric)
-        if metric == "hamming":
-            d = d.astype(np.uint16 if (bits or 0) < 65536 else np.int32)  # small ints: numpy's stable sort is radix
-        block = M.per_query_metrics(d, ql[s:s + bq], dl, ks, None if ex is None else ex[s:s + bq],
-                                    hamming_bits=bits, pk_curve=curve_ks)
-        for key, v in block.items():
-            tot = v.sum(0)
+    # the block sums are added in block order whoever computed them, so a cluster's result is the local one
+    for block in (run_blocks or _run_here)(block_sums, shared, blocks):
+        for key, tot in block.items():
             sums[key] = tot if key not in sums else sums[key] + tot
     out: dict[str, float] = {}
     curves: dict[str, list[float]] = {}
@@ -202,11 +201,36 @@ def evaluate_full(query_vecs: np.ndarray, db_vecs: np.ndarray, metric: str, q_la
     return EvalResult(_ordered(out, ks), curves, nq, n, metric, bits)
 
 
+def block_sums(qv: np.ndarray, ql: np.ndarray, ex: np.ndarray | None, dv: np.ndarray, dl: np.ndarray, metric: str,
+               ks: Sequence[int], bits: int | None, curve_ks: Sequence[int]) -> dict[str, Any]:
+    """Per-metric sums over one block of queries ranked against the whole database (a unit of work that
+    :mod:`rsir.scale` can run on a cluster)."""
+    d = distances(qv, dv, metric)
+    if metric == "hamming":
+        d = d.astype(np.uint16 if (bits or 0) < 65536 else np.int32)  # small ints: numpy's stable sort is radix
+    block = M.per_query_metrics(d, ql, dl, ks, ex, hamming_bits=bits, pk_curve=curve_ks)
+    return {key: v.sum(0) for key, v in block.items()}
+
+
+#: runs ``fn(**shared, **block)`` for every block and yields the results in block order
+RunBlocks = Callable[[Callable[..., dict[str, Any]], dict[str, Any], list[dict[str, Any]]],
+                     Iterable[dict[str, Any]]]
+
+
+def _run_here(fn: Callable[..., dict[str, Any]], shared: dict[str, Any], blocks: list[dict[str, Any]]
+              ) -> Iterator[dict[str, Any]]:
+    for b in blocks:
+        yield fn(**shared, **b)
+
+
 def _ordered(m: dict[str, float], ks: Sequence[int]) -> dict[str, float]:
     """Metrics grouped by k in a fixed reading order."""
     names = ["mAP@{k}(A)", "mAP@{k}(B)", "mAP@{k}(C)", "mAP@{k}(C,tie-aware)", "P@{k}", "P@{k}(tie-aware)",
              "R@{k}", "WAP@{k}", "ACG@{k}", "NDCG@{k}(exp)", "NDCG@{k}(lin)", "rsim_P@{k}", "rsim_R@{k}",
              "rsim_F1@{k}"]
+    strict = [f"{n}[{r}]" for r in M.STRICT_RELEVANCES
+              for n in ("mAP@{k}(A)", "mAP@{k}(C)", "mAP@{k}(C,tie-aware)", "P@{k}")]
+    names = names + strict
     out = {name.format(k=k): m[name.format(k=k)] for k in ks for name in names if name.format(k=k) in m}
     out.update({key: v for key, v in m.items() if key not in out})
     return out

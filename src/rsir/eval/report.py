@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rsir.storage import atomic_file, atomic_write_json, atomic_write_text
+from rsir.storage import atomic_savefig, atomic_write_json, atomic_write_text
 
 #: What each reported name means; written into eval.json so every number carries its definition.
 DEFINITIONS: dict[str, str] = {
@@ -22,6 +22,8 @@ DEFINITIONS: dict[str, str] = {
     "mAP@k(C,tie-aware)": "variant C averaged over all orderings of equal Hamming distances (McSherry & "
                           "Najork 2008)",
     "P@k(tie-aware)": "P@k averaged over all orderings of equal Hamming distances",
+    "[exact] / [jac>=0.5]": "the same metric with a stricter relevance: identical label sets, or a Jaccard index "
+                            "|Lq∩Lx|/|Lq∪Lx| >= 0.5 (\"any shared label\" saturates on BigEarthNet)",
     "WAP@k": "(1/R_k) sum_{i<=k} rel_i ACG@i (Zhao et al. 2015)",
     "ACG@k": "(1/k) sum_{i<=k} C_i",
     "NDCG@k(exp)": "gain 2^C - 1, discount 1/log2(i+1), ideal DCG from the best ordering of the archive",
@@ -78,10 +80,7 @@ def _figure() -> Any:
 
 
 def _save(plt: Any, fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    path = atomic_savefig(fig, path)
     plt.close(fig)
     return path
 

@@ -303,5 +303,7 @@ def open_index(path: str | Path) -> Index:
 #: backend name -> "module:Class" of an Index implementation, imported when an index of it is opened.
 BACKENDS: Registry[type[Index]] = Registry("index backend", {
     "hamming": "rsir.index.faiss_binary:HammingIndex",
+    "hamming-exact": "rsir.index.exact:ExactHammingIndex",
     "float": "rsir.index.faiss_float:FloatIndex",
+    "milvus": "rsir.index.milvus:MilvusIndex",
 }, IndexFileError)

@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 
 from rsir.index.base import Index, IndexError_, IndexFileError, load_npy, sort_ties
-from rsir.index.factory import HAMMING_KINDS as KINDS
+from rsir.index.factory import FAISS_KINDS as KINDS
 from rsir.index.mih import MultiIndexHashing
 
 

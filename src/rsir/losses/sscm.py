@@ -13,7 +13,8 @@ places, all measured by cosine similarity:
   similarity is *increased*, as the paper states. The public RSiM port (DA4DTE ``duch.py``) adds +MSP instead,
   which decreases it; rsir follows the paper (../shared/METHODS.md section 4).
 
-Total: L = L_MIM - w_de * M - w_intra * 0.5 (s_1 + s_2) [+ w_q * quantisation]. The quantisation term
+Total: L = L_MIM - w_de * M - w_intra * 0.5 (s_1 + s_2) [+ w_q * quantisation]. The paper's weights are not
+public; the DA4DTE port ramps w_de and w_intra geometrically from 1e-4 to 1 over training (``ramp=True``). The quantisation term
 (mean (|h| - 1)^2 of the tanh outputs, pulling them towards the binary codes sign(h)) is rsir's addition, not part
 of the published objective; its weight is 0 by default.
 
@@ -73,6 +74,15 @@ class SSCMWeights:
     w_intra: float = 1.0
     w_quant: float = 0.0    # rsir's addition, off by default
     terms: str = "all"
+    ramp: bool = False      # w_de and w_intra rise geometrically from 1e-4 x to 1 x over the epochs (DA4DTE port)
+
+
+def ramp_factor(epoch: int, epochs: int, start: float = 1e-4) -> float:
+    """The DA4DTE schedule of the discrepancy and intra-modal weights: geometric from ``start`` (epoch 0) to 1
+    (the last epoch), i.e. np.logspace over ln as in the port."""
+    if epochs <= 1:
+        return 1.0
+    return float(start ** (1.0 - epoch / (epochs - 1)))
 
 
 class SSCMLoss(nn.Module):
@@ -84,6 +94,11 @@ class SSCMLoss(nn.Module):
         if self.w.terms not in TERM_SETS:
             raise ValueError(f"unknown objective set {self.w.terms!r} (one of {', '.join(TERM_SETS)})")
         self.terms = TERM_SETS[self.w.terms]
+        self.scale = 1.0  # the ramp factor of the current epoch (1 without a ramp)
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        """Apply the weight ramp (when configured) for ``epoch`` of ``epochs``."""
+        self.scale = ramp_factor(epoch, epochs) if self.w.ramp else 1.0
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         if len(z1) < 2 or z1.shape != z2.shape:
@@ -94,11 +109,11 @@ class SSCMLoss(nn.Module):
         parts = {"mim": float(mim.detach())}
         if "de" in self.terms:
             m = inter_modal_discrepancy(z1, z2)
-            total = total - self.w.w_de * m
+            total = total - self.scale * self.w.w_de * m
             parts["de"] = float(m.detach())
         if "intra" in self.terms:
             s = 0.5 * (most_similar_cosine(z1) + most_similar_cosine(z2))
-            total = total - self.w.w_intra * s  # the paper's sign: similarity increased (the port adds it)
+            total = total - self.scale * self.w.w_intra * s  # the paper's sign: similarity increased (the port adds it)
             parts["intra"] = float(s.detach())
         if self.w.w_quant:
             q = 0.5 * (quantisation(z1) + quantisation(z2))

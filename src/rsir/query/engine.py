@@ -32,12 +32,12 @@ import numpy as np
 
 from rsir.data.archive import Archive
 from rsir.data.bands import ModalitySpec, normalize, to_grid
-from rsir.data.uploads import ParsedUpload, UploadError, parse_upload
+from rsir.data.uploads import ParsedUpload, UploadError, describe_spec, parse_upload
 from rsir.encoding import Encoder
 from rsir.errors import NotFoundError, RsirError
 from rsir.index import Index
-from rsir.pipeline import IndexDir
-from rsir.query.items import ConflictError, Filters, ItemTable, QueryError
+from rsir.pipeline import IndexDir, index_attributes
+from rsir.query.items import ConflictError, Filters, ItemTable, QueryError, finite_or_nan, pushdown_filter
 from rsir.query.journal import Journal, Record, live_records, read_records
 from rsir.query.text import TextMatch, TextMatcher
 
@@ -54,6 +54,7 @@ class QueryLimits:
 
     max_k: int = 100_000
     max_offset: int = 1_000_000
+    max_radius_hits: int = 100_000  # a radius query returns every hit up to this many (``within`` counts all)
 
 
 class RWLock:
@@ -124,6 +125,9 @@ class Results:
     matching: int  # items passing the filters (all items without filters)
     query_ms: float
     query: dict[str, Any] = field(default_factory=dict)
+    direction: str = ""  # "s1->s2" etc. for a cross-modal index (query modality -> result modality)
+    radius: int | None = None  # set for "all within Hamming distance r" queries
+    within: int | None = None  # radius queries: items within r passing the filters (every one is ranked)
 
     @property
     def precision(self) -> float | None:
@@ -137,9 +141,13 @@ class Results:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape every front end answers with."""
-        return {"mode": self.mode, "query": self.query, "results": [h.to_json() for h in self.hits],
-                "precision": self.precision, "k": self.k, "offset": self.offset, "metric": self.metric,
-                "query_ms": self.query_ms, "matching": self.matching}
+        out = {"mode": self.mode, "query": self.query, "results": [h.to_json() for h in self.hits],
+               "precision": self.precision, "k": self.k, "offset": self.offset, "metric": self.metric,
+               "query_ms": self.query_ms, "matching": self.matching,
+               **({"radius": self.radius, "within": self.within} if self.radius is not None else {})}
+        if self.direction:
+            out["direction"] = self.direction
+        return out
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per hit: rank, id, distance, labels, shares_label and the item's metadata."""
@@ -160,6 +168,10 @@ class SearchEngine:
         self.archive = archive
         self.limits = limits or QueryLimits()
         self.modality: str = self.encoder.modality
+        #: modalities whose codes the index holds; with two or more (ss-cm) the index keys are "<modality>/<id>"
+        #: and every query has a ``from`` (query) and a ``target`` (result) modality
+        self.modalities: list[str] = index_dir.modalities
+        self.cross = len(self.modalities) > 1
         self.metric: str = self.index.metric
         self.lock = RWLock()
         self.table = ItemTable(archive)
@@ -184,17 +196,24 @@ class SearchEngine:
                             "(--archive) to search it")
         arch.spec(idx.encoder.modality)
         eng = cls(idx, arch, limits)
+        index = eng.index
         if durable:
             journal, records = Journal.open_writer(idx.path)
             try:
-                eng._replay(records)
+                # compact first, then replay: a reader replaying the journal later sees the same record order
                 live = live_records(records, set(map(str, eng._base_ids)))
                 if len(live) < len(records):
                     journal.compact(live)
+                if hasattr(index, "reconcile"):  # an external store (Milvus): drop rows of earlier runs, re-add
+                    index.reconcile()
+                eng._replay(live)
             except BaseException:
                 journal.close()
                 raise
             eng.journal = journal
+        elif hasattr(index, "bookkeeping_only"):  # the writer has applied them to the external store already
+            with index.bookkeeping_only():
+                eng._replay(read_records(idx.path))
         else:
             eng._replay(read_records(idx.path))
         return eng
@@ -213,24 +232,55 @@ class SearchEngine:
             assert rec.vector is not None
             if rec.id in self.table.pos:  # replaying over an index that already holds it (should not happen)
                 raise RsirError(f"journal adds {rec.id!r}, which the index already holds")
-            self.index.add([rec.id], rec.vector[None])
+            key = self.key(rec.id, self.modality)
+            if hasattr(self.index, "add_with_attributes"):  # a filtering backend stores the fields as well
+                lon, lat = rec.meta.get("lon", ""), rec.meta.get("lat", "")
+                attrs = index_attributes(self.nomenclature.encode(rec.labels)[None], [rec.meta.get("split", "")],
+                                         [rec.meta.get("country", "")], [rec.meta.get("date", "")],
+                                         [finite_or_nan(lon)], [finite_or_nan(lat)], [None])
+                self.index.add_with_attributes([key], rec.vector[None], attrs)
+            else:
+                self.index.add([key], rec.vector[None])
             self.table.append(rec.id, self.nomenclature.encode(rec.labels), self.modality,
                               {**rec.meta, "_bands": rec.bands or {}})
         else:
-            self.index.remove([rec.id])
+            # an archive item of a cross-modal index has a code per modality (absent keys are ignored)
+            self.index.remove([self.key(rec.id, m) for m in self.modalities] if self.cross else [rec.id])
             self.table.delete(rec.id)
 
     def close(self) -> None:
-        """Release the journal (a durable engine's lock); searching still works, writing does not."""
+        """Release the journal (a durable engine's lock) and a backend's connection; searching still works,
+        writing does not."""
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+        if hasattr(self.index, "close"):  # a Milvus connection (reconnects if searched again)
+            self.index.close()
 
     # -- items --------------------------------------------------------------------------------------------------
     @property
     def spec(self) -> ModalitySpec:
         """The indexed modality's bands, shapes and grid."""
         return self.archive.spec(self.modality)
+
+    def check_modality(self, modality: str | None, role: str = "from") -> str:
+        """A modality of this index (default: its own); QueryError naming what the index holds otherwise."""
+        m = (modality or self.modality).lower()
+        if m not in self.modalities:
+            held = ", ".join(self.modalities)
+            hint = "" if self.cross else " (a cross-modal query needs an index built with a cross-modal model: " \
+                                         "rsir train --method ss-cm, then rsir index --model)"
+            raise QueryError(f"--{role} {m}: this index holds {held} codes only{hint}")
+        return m
+
+    def directions(self, from_: str | None, target: str | None) -> tuple[str, str]:
+        """(query modality, result modality): ``target`` defaults to ``from_``, which defaults to the index's."""
+        f = self.check_modality(from_, "from")
+        return f, self.check_modality(target or f, "target")
+
+    def key(self, item_id: str, modality: str) -> str:
+        """The index key of an item's code in ``modality``."""
+        return f"{modality}/{item_id}" if self.cross else str(item_id)
 
     def position(self, item_id: str) -> int:
         """Row of an item id; NotFoundError names it when absent."""
@@ -249,6 +299,16 @@ class SearchEngine:
                 "lon": lon if np.isfinite(lon) else None, "lat": lat if np.isfinite(lat) else None,
                 "bbox": [float(x) for x in bbox] if np.isfinite(bbox).all() else None,
                 "modalities": list(t.modalities[p]), "added": p >= t.n_archive}
+
+    def quicklook(self, p: int, modality: str | None = None) -> np.ndarray:
+        """H x W x 3 uint8 quicklook of the item at row ``p`` (an added item's from its uploaded bands)."""
+        from rsir.data.bands import quicklook
+
+        if p >= self.table.n_archive:
+            return quicklook(self.table.added[self.table.ids[p]]["_bands"])
+        mods = self.table.modalities[p]
+        m = modality or (self.modality if self.modality in mods else (mods[0] if mods else None))
+        return self.archive.quicklook(p, m)
 
     def captions(self, p: int) -> list[str]:
         """Captions stored with an archive item (none for added items)."""
@@ -271,20 +331,27 @@ class SearchEngine:
             return None if self.table.alive.all() else self.table.alive.copy()
         return self.table.filter_mask(filters, self._classes, self.nomenclature.name)
 
-    def knn(self, vec: np.ndarray, need: int, mask: np.ndarray | None, exclude: int | None
-            ) -> list[tuple[int, float]]:
-        """The ``need`` nearest items passing ``mask`` (and not ``exclude``), best first, as (row, distance)."""
+    def knn(self, vec: np.ndarray, need: int, mask: np.ndarray | None, exclude: int | None,
+            target: str | None = None) -> list[tuple[int, float]]:
+        """The ``need`` nearest items passing ``mask`` (and not ``exclude``), best first, as (row, distance); in
+        a cross-modal index only the codes of ``target`` are ranked."""
         n = len(self.index)
         if n == 0:
             return []
         extra = 1 if exclude is not None else 0
-        kk = min(n, need + extra if mask is None else max(4 * (need + extra), 64))
+        prefix = f"{target or self.modality}/" if self.cross else ""
+        spread = len(self.modalities) if self.cross else 1  # the other modalities' codes are skipped
+        kk = min(n, spread * (need + extra) if mask is None else max(4 * spread * (need + extra), 64))
         while True:
             dist, ids = self.index.search(vec[None], kk)
             out: list[tuple[int, float]] = []
             for d, i in zip(dist[0].tolist(), ids[0].tolist(), strict=True):
                 if i is None or (isinstance(i, int) and i < 0):
                     continue
+                if prefix:
+                    if not str(i).startswith(prefix):
+                        continue
+                    i = str(i)[len(prefix):]
                 p = self.table.pos.get(str(i))
                 if p is None or p == exclude or (mask is not None and not mask[p]):
                     continue
@@ -294,6 +361,29 @@ class SearchEngine:
             if kk >= n:
                 return out
             kk = min(n, kk * 4)
+
+    def within(self, vec: np.ndarray, radius: int, mask: np.ndarray | None, exclude: int | None
+               ) -> tuple[list[tuple[int, float]], int]:
+        """Every item within Hamming distance ``radius`` passing ``mask`` (not ``exclude``), best first (ties in
+        index order), as (row, distance), at most ``limits.max_radius_hits`` of them; and how many there are."""
+        if self.metric != "hamming":
+            raise QueryError("radius queries need a Hamming index (binary codes)")
+        if not 0 <= radius <= self.index.dim:
+            raise QueryError(f"radius must be between 0 and {self.index.dim} bits, got {radius}")
+        if len(self.index) == 0:
+            return [], 0
+        dist, ids = self.index.range_search(vec[None], radius)[0]
+        out: list[tuple[int, float]] = []
+        total = 0
+        cap = self.limits.max_radius_hits
+        for d, i in zip(dist.tolist(), ids.tolist(), strict=True):
+            p = self.table.pos.get(str(i))
+            if p is None or p == exclude or (mask is not None and not mask[p]):
+                continue
+            total += 1
+            if total <= cap:
+                out.append((p, d))
+        return out, total
 
     def _page(self, mode: str, ranked: Sequence[tuple[int, float | None]], k: int, offset: int,
               query_labels: np.ndarray | None, mask: np.ndarray | None, t0: float, query: dict[str, Any]
@@ -311,69 +401,146 @@ class SearchEngine:
 
     def search_vector(self, vec: np.ndarray, k: int = 10, offset: int = 0, filters: Filters | None = None,
                       query_labels: np.ndarray | None = None, exclude: int | None = None, mode: str = "vector",
-                      query: dict[str, Any] | None = None, t0: float | None = None) -> Results:
-        """Results for a code (packed uint8) or float vector as the encoder produces it."""
+                      query: dict[str, Any] | None = None, t0: float | None = None, from_: str | None = None,
+                      target: str | None = None, radius: int | None = None) -> Results:
+        """Results for a code (packed uint8) or float vector as the encoder produces it; in a cross-modal index
+        the vector is taken as one of ``from_`` and the codes of ``target`` are ranked. With ``radius``, the page
+        ``offset:offset + k`` of every item within that Hamming distance (``Results.within`` counts them)."""
         t0 = time.perf_counter() if t0 is None else t0
         self.check_page(k, offset)
+        f, t = self.directions(from_, target)
         v = np.asarray(vec)
         if v.ndim == 2 and v.shape[0] == 1:
             v = v[0]
         with self.lock.read():
             mask = self.filter_mask(filters)
-            ranked = self.knn(v, offset + k, mask, exclude)
-            return self._page(mode, ranked, k, offset, query_labels, mask, t0, query or {})
+            if radius is not None:
+                if self.cross:
+                    raise QueryError("radius queries are for single-modality indexes")
+                ranked, total = self.within(v, int(radius), mask, exclude)
+                res = self._page(mode, ranked, k, offset, query_labels, mask, t0, query or {})
+                res.radius, res.within = int(radius), total
+                return res
+            if (filters is not None and mask is not None and hasattr(self.index, "filtered_search")
+                    and not self.cross and not (filters.near or filters.season or filters.months)):
+                ranked = self.knn_pushed(v, offset + k, filters, exclude)
+            else:
+                ranked = self.knn(v, offset + k, mask, exclude, t)
+            res = self._page(mode, ranked, k, offset, query_labels, mask, t0, query or {})
+        if self.cross:
+            res.direction = f"{f}->{t}"
+        return res
+
+    def knn_pushed(self, vec: np.ndarray, need: int, filters: Filters, exclude: int | None
+                   ) -> list[tuple[int, float]]:
+        """``knn`` with the filters applied inside the backend's search (Milvus): the same ranking, without
+        asking for more neighbours until enough pass."""
+        where = pushdown_filter(filters, self._classes, self.nomenclature.name)
+        kk = min(len(self.index), need + (1 if exclude is not None else 0))
+        if kk < 1:
+            return []
+        dist, ids = self.index.filtered_search(vec[None], kk, where)  # type: ignore[attr-defined]
+        out: list[tuple[int, float]] = []
+        for d, i in zip(dist[0].tolist(), ids[0].tolist(), strict=True):
+            p = None if i is None or (isinstance(i, int) and i < 0) else self.table.pos.get(str(i))
+            if p is not None and p != exclude:
+                out.append((p, d))
+        return out[:need]
 
     def search_id(self, item_id: str, k: int = 10, offset: int = 0, filters: Filters | None = None,
-                  include_query: bool = False) -> Results:
+                  include_query: bool = False, from_: str | None = None, target: str | None = None,
+                  radius: int | None = None) -> Results:
         """Results for an indexed item (its stored code is the query); the item itself is left out unless
-        ``include_query``."""
+        ``include_query``. Across modalities (``from_`` != ``target``) the item's own partner in ``target`` is a
+        different image and stays in the ranking."""
         t0 = time.perf_counter()
+        f, t = self.directions(from_, target)
         with self.lock.read():
             p = self.position(item_id)
-            vec = self.index.get([str(item_id)])[0]
+            try:
+                vec = self.index.get([self.key(item_id, f)])[0]
+            except NotFoundError:
+                raise NotFoundError(f"id {item_id!r} has no {f} code in this index") from None
             labels = self.table.labels[p]
             query = self.item_record(p)
-        return self.search_vector(vec, k, offset, filters, labels, None if include_query else p, "id", query, t0)
+        exclude = None if include_query or f != t else p
+        return self.search_vector(vec, k, offset, filters, labels, exclude, "id", query, t0, f, t, radius)
 
     # -- images ---------------------------------------------------------------------------------------------
-    def encode_raw(self, image: np.ndarray) -> np.ndarray:
+    def encode_raw(self, image: np.ndarray, modality: str | None = None) -> np.ndarray:
         """Index vector of one raw (not normalised) C x H x W image on the modality's grid."""
-        mean, std = self.archive.band_stats(self.modality)
+        m = self.check_modality(modality)
+        mean, std = self.archive.band_stats(m)
         x = normalize(np.asarray(image, dtype=np.float32), mean, std)
+        if self.cross:
+            return np.asarray(self.encoder.encode(x[None], m))[0]  # type: ignore[call-arg]
         return np.asarray(self.encoder.encode(x[None]))[0]
 
-    def encode_bands(self, bands: Mapping[str, np.ndarray]) -> np.ndarray:
+    def encode_bands(self, bands: Mapping[str, np.ndarray], modality: str | None = None) -> np.ndarray:
         """Index vector of one image given as raw band arrays (resampled to the grid, then normalised)."""
-        spec = self.spec
+        spec = self.archive.spec(self.check_modality(modality))
         missing = [b for b in spec.bands if b not in bands]
         if missing:
             raise UploadError(f"modality {spec.name} needs bands {', '.join(spec.bands)}; missing "
                               f"{', '.join(missing)}")
-        return self.encode_raw(to_grid({b: np.asarray(bands[b]) for b in spec.bands}, spec.bands, spec.grid))
+        return self.encode_raw(to_grid({b: np.asarray(bands[b]) for b in spec.bands}, spec.bands, spec.grid),
+                               spec.name)
 
     def search_bands(self, bands: Mapping[str, np.ndarray], k: int = 10, offset: int = 0,
-                     filters: Filters | None = None) -> Results:
-        """Results for an image that need not be in the archive, as raw band arrays."""
+                     filters: Filters | None = None, from_: str | None = None, target: str | None = None
+                     ) -> Results:
+        """Results for an image that need not be in the archive, as raw band arrays of ``from_``."""
         t0 = time.perf_counter()
-        return self.search_vector(self.encode_bands(bands), k, offset, filters, mode="image", t0=t0)
+        f, t = self.directions(from_, target)
+        return self.search_vector(self.encode_bands(bands, f), k, offset, filters, mode="image", t0=t0,
+                                  from_=f, target=t)
 
-    def parse(self, filename: str, data: bytes, max_bytes: int = LOCAL_FILE_LIMIT) -> ParsedUpload:
-        """Parse an image file's bytes for this index's modality (rsir.data.uploads)."""
-        return parse_upload(filename, data, self.spec, max_bytes)
+    def parse(self, filename: str, data: bytes, max_bytes: int = LOCAL_FILE_LIMIT,
+              modality: str | None = None) -> ParsedUpload:
+        """Parse an image file's bytes for a modality of this index (rsir.data.uploads)."""
+        return parse_upload(filename, data, self.archive.spec(self.check_modality(modality)), max_bytes)
+
+    def upload_modality(self, filename: str, data: bytes, max_bytes: int = LOCAL_FILE_LIMIT
+                        ) -> tuple[str, ParsedUpload]:
+        """(modality, parsed upload) of a file for a cross-modal index queried without ``from``: the modality
+        whose bands the file holds (e.g. 2 bands VV, VH: s1). The error of the closest modality otherwise."""
+        errors: list[tuple[str, UploadError]] = []
+        for m in self.modalities:
+            try:
+                return m, self.parse(filename, data, max_bytes, m)
+            except UploadError as e:
+                errors.append((m, e))
+        # a band-count mismatch says little; an error about the content (units, pixels) names the real problem
+        for _m, err in errors:
+            if "bands, the index's encoder expects" not in str(err):
+                raise err
+        raise UploadError(f"{errors[0][1]} (this cross-modal index takes "
+                          + " or ".join(describe_spec(self.archive.spec(m)) for m in self.modalities) + ")",
+                          errors[0][1].status)
 
     def search_upload(self, filename: str, data: bytes, k: int = 10, offset: int = 0,
-                      filters: Filters | None = None, max_bytes: int = LOCAL_FILE_LIMIT
-                      ) -> tuple[Results, ParsedUpload]:
-        """Results for an image file's bytes, with the parsed upload (for its quicklook)."""
+                      filters: Filters | None = None, max_bytes: int = LOCAL_FILE_LIMIT,
+                      from_: str | None = None, target: str | None = None) -> tuple[Results, ParsedUpload]:
+        """Results for an image file's bytes, with the parsed upload (for its quicklook). In a cross-modal
+        index without ``from_`` the file's bands say which modality it is."""
         t0 = time.perf_counter()
         self.check_page(k, offset)
-        parsed = self.parse(filename, data, max_bytes)
-        vec = self.encode_raw(parsed.image)
+        if self.cross and from_ is None:
+            self.directions(None, target)  # a bad target is named before the file is parsed
+            from_, parsed = self.upload_modality(filename, data, max_bytes)
+        else:
+            from_ = self.check_modality(from_)
+            parsed = self.parse(filename, data, max_bytes, from_)
+        f, t = self.directions(from_, target)
+        vec = self.encode_raw(parsed.image, f)
         query = {"filename": filename, "format": parsed.source_format, "labels": []}
-        return self.search_vector(vec, k, offset, filters, mode="upload", query=query, t0=t0), parsed
+        if self.cross:
+            query["modality"] = f
+        return self.search_vector(vec, k, offset, filters, mode="upload", query=query, t0=t0, from_=f,
+                                  target=t), parsed
 
-    def search_file(self, path: str | Path, k: int = 10, offset: int = 0, filters: Filters | None = None
-                    ) -> Results:
+    def search_file(self, path: str | Path, k: int = 10, offset: int = 0, filters: Filters | None = None,
+                    from_: str | None = None, target: str | None = None) -> Results:
         """Results for a local image file (GeoTIFF, .npz of band arrays, PNG/JPEG for RGB models)."""
         path = Path(path)
         try:
@@ -381,7 +548,7 @@ class SearchEngine:
         except OSError as e:
             raise UploadError(f"{path}: cannot read ({e.strerror or e})") from None
         try:
-            res, _ = self.search_upload(path.name, data, k, offset, filters)
+            res, _ = self.search_upload(path.name, data, k, offset, filters, from_=from_, target=target)
         except UploadError as e:
             raise UploadError(f"{path}: {e}", e.status) from None
         res.mode = "file"
@@ -458,41 +625,53 @@ class SearchEngine:
     # -- one entry point for the Python API ----------------------------------------------------------------
     def search(self, id: str | None = None, *, image: Mapping[str, np.ndarray] | None = None,
                file: str | Path | None = None, vector: np.ndarray | None = None, text: str | None = None,
-               k: int = 10, offset: int = 0, filters: Filters | dict[str, Any] | None = None) -> Results:
+               k: int = 10, offset: int = 0, filters: Filters | dict[str, Any] | None = None,
+               from_: str | None = None, target: str | None = None) -> Results:
         """Search by exactly one of: an archive ``id``, raw band arrays ``image``, an image ``file``, a code or
-        float ``vector``, or a sentence ``text``."""
+        float ``vector``, or a sentence ``text``; ``from_`` / ``target`` pick the query and result modalities of
+        a cross-modal index."""
         given = [n for n, v in (("id", id), ("image", image), ("file", file), ("vector", vector), ("text", text))
                  if v is not None]
         if len(given) != 1:
             raise QueryError(f"give exactly one of id, image, file, vector or text (got {', '.join(given) or 'none'})")
         flt = filters if isinstance(filters, Filters) or filters is None else Filters.from_json(filters)
         if id is not None:
-            return self.search_id(id, k, offset, flt)
+            return self.search_id(id, k, offset, flt, from_=from_, target=target)
         if image is not None:
-            return self.search_bands(image, k, offset, flt)
+            return self.search_bands(image, k, offset, flt, from_, target)
         if file is not None:
-            return self.search_file(file, k, offset, flt)
+            return self.search_file(file, k, offset, flt, from_, target)
         if text is not None:
             return self.search_text(text, k, offset, flt)[0]
-        return self.search_vector(np.asarray(vector), k, offset, flt)
+        return self.search_vector(np.asarray(vector), k, offset, flt, from_=from_, target=target)
 
-    def vectors(self, ids: list[str]) -> np.ndarray:
-        """Stored codes / vectors of indexed items, in the order given."""
-        return self.index_dir.vectors(ids)
+    def vectors(self, ids: list[str], modality: str | None = None) -> np.ndarray:
+        """Stored codes / vectors of indexed items, in the order given (of ``modality`` in a cross-modal index)."""
+        if self.index is not self.index_dir.index:  # a swapped-in model: its own vectors
+            with self.lock.read():
+                return np.asarray(self.index.get(np.array([str(i) for i in ids], dtype=object)))
+        return self.index_dir.vectors(ids, modality or self.modality)
+
+    def swap(self, index: Index, encoder: Encoder) -> None:
+        """Replace the index and encoder at once (a retrained model); searches running now finish on the old
+        ones, later ones use the new. Items added at run time are not in the new index (no raw images kept)."""
+        with self.lock.write():
+            self.index = index
+            self.encoder = encoder
+            self.metric = index.metric
 
     # -- adding items ---------------------------------------------------------------------------------------
     def add_item(self, item_id: str, parsed: ParsedUpload, labels: list[str], meta: dict[str, Any]) -> int:
         """Add a parsed image under a new id; returns its row. A durable engine has journaled it (fsynced) when
         this returns; otherwise it lives in memory only."""
-        for lab in labels:
-            if lab not in self._classes:
-                raise QueryError(f"unknown label {lab!r} (not in the {self.nomenclature.name} nomenclature)")
+        self._check_labels(labels)
         vec = np.asarray(self.encode_raw(parsed.image))
         return self.add_vector(item_id, vec, labels, meta, parsed.bands)
 
     def add_vector(self, item_id: str, vec: np.ndarray, labels: list[str], meta: dict[str, Any],
                    bands: Mapping[str, np.ndarray] | None = None) -> int:
         """Add an encoded item (its index vector) under a new id, journaled first when durable; returns its row."""
+        self._check_labels(labels)
         rec = Record("add", str(item_id), np.asarray(vec), list(labels),
                      {k: v for k, v in meta.items() if not k.startswith("_")}, dict(bands) if bands else None)
         with self._writer:
@@ -503,6 +682,11 @@ class SearchEngine:
             with self.lock.write():
                 self._apply(rec)
                 return self.table.pos[rec.id]
+
+    def _check_labels(self, labels: list[str]) -> None:
+        for lab in labels:
+            if lab not in self._classes:
+                raise QueryError(f"unknown label {lab!r} (not in the {self.nomenclature.name} nomenclature)")
 
     def delete_item(self, item_id: str) -> None:
         """Remove an item (archive or added) from search results, journaled first when durable."""

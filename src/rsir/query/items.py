@@ -35,7 +35,10 @@ class Filters:
     country: str | None = None
     date_from: str | None = None  # ISO date, inclusive
     date_to: str | None = None  # ISO date, inclusive
-    bbox: list[float] | None = None  # [min_lon, min_lat, max_lon, max_lat]
+    bbox: list[float] | None = None  # [min_lon, min_lat, max_lon, max_lat]; min_lon > max_lon crosses 180
+    near: list[float] | None = None  # [lon, lat, radius_km]: item centres within radius_km (great circle)
+    season: str | None = None  # winter / spring / summer / autumn (meteorological, by hemisphere)
+    months: list[int] | None = None  # acquisition months 1-12
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Filters:
@@ -45,6 +48,19 @@ class Filters:
         if unknown:
             raise QueryError(f"unknown filter {sorted(unknown)[0]!r} (known: {', '.join(cls.__dataclass_fields__)})")
         return cls(**data)
+
+
+#: meteorological seasons of the northern hemisphere; south of the equator the months shift by six
+SEASONS = {"winter": (12, 1, 2), "spring": (3, 4, 5), "summer": (6, 7, 8), "autumn": (9, 10, 11)}
+EARTH_RADIUS_KM = 6371.0088
+
+
+def haversine_km(lon: np.ndarray, lat: np.ndarray, lon0: float, lat0: float) -> np.ndarray:
+    """Great-circle distance in km from (lon0, lat0) to each (lon, lat), mean Earth radius (NaN stays NaN)."""
+    la, lo = np.radians(lat), np.radians(lon)
+    la0, lo0 = math.radians(lat0), math.radians(lon0)
+    h = np.sin((la - la0) / 2) ** 2 + np.cos(la) * math.cos(la0) * np.sin((lo - lo0) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 def finite_or_nan(v: Any) -> float:
@@ -68,6 +84,7 @@ class ItemTable:
         self.split = cat["split"].fillna("").astype(str).to_numpy(dtype=object)
         self.country = cat["country"].fillna("").astype(str).to_numpy(dtype=object)
         self.date = cat["date"].fillna("").astype(str).str.slice(0, 10).to_numpy(dtype=object)
+        self.month = _months(self.date)
         self.lon = cat["lon"].astype(float).to_numpy()
         self.lat = cat["lat"].astype(float).to_numpy()
         self.bbox = np.full((n, 4), np.nan)
@@ -76,6 +93,9 @@ class ItemTable:
                 self.bbox[p] = np.asarray(b, dtype=float)
         self.modalities: list[list[str]] = [[str(m) for m in mods] for mods in cat["modalities"]]
         self.captions = cat["captions"]
+        # GeoJSON text of each item's footprint when the source had one (STAC), else ""
+        self.geometry: list[str] = ([str(g) if isinstance(g, str) else "" for g in cat["geometry"]]
+                                    if "geometry" in cat.columns else [""] * n)
         self.n_archive = n
         self.added: dict[str, dict[str, Any]] = {}
         self.alive = np.ones(n, dtype=bool)  # False for deleted rows (rows are never reused: positions stay)
@@ -89,11 +109,13 @@ class ItemTable:
         self.split = np.append(self.split, str(meta.get("split", "")))
         self.country = np.append(self.country, str(meta.get("country", "")))
         self.date = np.append(self.date, str(meta.get("date", ""))[:10])
+        self.month = np.append(self.month, _months(self.date[-1:]))
         self.lon = np.append(self.lon, finite_or_nan(meta.get("lon")))
         self.lat = np.append(self.lat, finite_or_nan(meta.get("lat")))
         self.bbox = np.concatenate([self.bbox, np.full((1, 4), np.nan)])
         self.modalities.append([modality])
         self.alive = np.append(self.alive, True)
+        self.geometry.append("")
         self.pos[item_id] = len(self.ids)
         self.ids.append(item_id)
         self.added[item_id] = meta
@@ -140,10 +162,109 @@ class ItemTable:
             if len(f.bbox) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in f.bbox):
                 raise QueryError("bbox must be 4 finite numbers [min_lon, min_lat, max_lon, max_lat]")
             x0, y0, x1, y1 = f.bbox
-            b = self.bbox
-            has_box = np.isfinite(b).all(1)
-            inter = has_box & (b[:, 0] <= x1) & (b[:, 2] >= x0) & (b[:, 1] <= y1) & (b[:, 3] >= y0)
-            centre = ~has_box & (self.lon >= x0) & (self.lon <= x1) & (self.lat >= y0) & (self.lat <= y1)
-            mask &= inter | centre
+            if y0 > y1:
+                raise QueryError("bbox: min_lat is larger than max_lat")
+            if x0 > x1:  # a box across the antimeridian: two boxes
+                mask &= self._in_box(x0, y0, 180.0, y1) | self._in_box(-180.0, y0, x1, y1)
+            else:
+                mask &= self._in_box(x0, y0, x1, y1)
+            used = True
+        if f.near is not None:
+            if len(f.near) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in f.near):
+                raise QueryError("near must be 3 finite numbers [lon, lat, radius_km]")
+            lon0, lat0, km = f.near
+            if not (-180 <= lon0 <= 180 and -90 <= lat0 <= 90 and km > 0):
+                raise QueryError("near: lon within +-180, lat within +-90 and a positive radius in km")
+            lon, lat = self.centres()
+            d = haversine_km(lon, lat, lon0, lat0)
+            mask &= np.isfinite(d) & (d <= km)
+            used = True
+        if f.season or f.months:
+            mask &= self.month_mask(f.season, f.months)
             used = True
         return mask if used else None
+
+    def centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each item's centre: lon/lat, or the middle of its bbox when only that is known."""
+        bx = (self.bbox[:, 0] + self.bbox[:, 2]) / 2
+        by = (self.bbox[:, 1] + self.bbox[:, 3]) / 2
+        has = np.isfinite(self.lon) & np.isfinite(self.lat)
+        return np.where(has, self.lon, bx), np.where(has, self.lat, by)
+
+    def _in_box(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+        """Items whose bbox intersects the box, or (without a bbox) whose centre lies in it."""
+        b = self.bbox
+        has_box = np.isfinite(b).all(1)
+        inter = has_box & (b[:, 0] <= x1) & (b[:, 2] >= x0) & (b[:, 1] <= y1) & (b[:, 3] >= y0)
+        centre = ~has_box & (self.lon >= x0) & (self.lon <= x1) & (self.lat >= y0) & (self.lat <= y1)
+        return inter | centre
+
+    def month_mask(self, season: str | None, months: list[int] | None) -> np.ndarray:
+        """Items acquired in one of ``months`` and in ``season`` (by hemisphere: its months shift by six
+        south of the equator); items without a date fail."""
+        ok = self.month > 0
+        if months:
+            bad = [m for m in months if not (isinstance(m, int) and 1 <= m <= 12)]
+            if bad:
+                raise QueryError(f"months must be integers 1-12, got {bad[0]!r}")
+            ok &= np.isin(self.month, months)
+        if season:
+            s = season.strip().lower()
+            if s not in SEASONS:
+                raise QueryError(f"unknown season {season!r} (known: {', '.join(SEASONS)})")
+            north = np.array(SEASONS[s])
+            south = (north + 5) % 12 + 1
+            _, lat = self.centres()
+            ok &= np.where(lat < 0, np.isin(self.month, south), np.isin(self.month, north))
+        return ok
+
+
+def _months(dates: np.ndarray) -> np.ndarray:
+    """The month (1-12) of ISO dates, 0 where the date is missing or malformed."""
+    out = np.zeros(len(dates), dtype=np.int8)
+    for i, d in enumerate(dates):
+        d = str(d)
+        if len(d) >= 7 and d[4] == "-" and d[5:7].isdigit() and 1 <= int(d[5:7]) <= 12:
+            out[i] = int(d[5:7])
+    return out
+
+
+
+def hex_text(text: str) -> str:
+    """A string as the hex of its UTF-8 bytes: how a filtering backend stores text fields, so that a value from a
+    request becomes a literal of [0-9a-f] only (nothing to escape, nothing to inject) and byte order is kept
+    (dates compare the same)."""
+    return text.encode("utf-8").hex()
+
+
+def pushdown_filter(f: Filters, classes: list[str], nomenclature: str = "") -> str:
+    """The filters as an expression over the scalar fields of a filtering backend (Milvus; fields as
+    ``rsir.pipeline.index_attributes`` writes them), with the same semantics as :meth:`ItemTable.filter_mask`.
+    Values enter only as numbers or hex literals (:func:`hex_text`), never as request text."""
+    parts: list[str] = []
+    if f.labels:
+        idx = []
+        for lab in dict.fromkeys(f.labels):
+            if lab not in classes:
+                raise QueryError(f"unknown label {lab!r} (not in the {nomenclature} nomenclature)")
+            idx.append(int(classes.index(lab)))
+        parts.append(f"array_contains_{'all' if f.labels_mode == 'all' else 'any'}(labels, {idx})")
+    if f.split:
+        parts.append(f'split == "{hex_text(f.split)}"')
+    if f.country:
+        parts.append(f'country == "{hex_text(f.country.lower())}"')
+    if f.date_from or f.date_to:
+        parts.append('date != ""')
+        if f.date_from:
+            parts.append(f'date >= "{hex_text(f.date_from[:10])}"')
+        if f.date_to:
+            parts.append(f'date <= "{hex_text(f.date_to[:10])}"')
+    if f.bbox is not None:
+        if len(f.bbox) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in f.bbox):
+            raise QueryError("bbox must be 4 finite numbers [min_lon, min_lat, max_lon, max_lat]")
+        x0, y0, x1, y1 = (repr(float(v)) for v in f.bbox)
+        # bool fields are compared with == (Milvus Lite 2.5 rejects a bare field or 'not' as a predicate)
+        parts.append(f"((has_bbox == true and min_lon <= {x1} and max_lon >= {x0} and min_lat <= {y1} and "
+                     f"max_lat >= {y0}) or (has_bbox == false and has_loc == true and lon >= {x0} and lon <= {x1} "
+                     f"and lat >= {y0} and lat <= {y1}))")
+    return " and ".join(parts)

@@ -34,7 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from rsir.data.bands import png_bytes, quicklook
 from rsir.data.uploads import UploadError, describe_spec
 from rsir.errors import NotFoundError, RsirError
+from rsir.feedback import AnnotationConflict, UnknownPair
 from rsir.query import Filters, QueryError, QueryLimits, SearchEngine
+from rsir.query.geojson import GEOJSON_MEDIA_TYPE, item_collection
 from rsir.query.items import ConflictError
 from rsir.service.guard import GuardRules, RequestGuard, WorkerPool, auth_problem, token_setting
 
@@ -62,6 +64,9 @@ class ServiceLimits:
     max_browse: int = 200
     max_text_chars: int = 512
     quicklook_cache: int = 2048
+    codemap_points: int = 1000  # codes in the page's t-SNE map (fitted once, on first use)
+    montage_cols: int = 6
+    montage_tiles: int = 60  # results drawn in a montage (k may be larger)
     upload_workers: int = 2  # threads that parse and encode uploads, off the event loop
     upload_queue: int = 8  # uploads accepted at once (running or waiting for a worker); more get 503
     max_connections: int = 64  # concurrent connections uvicorn accepts (rsir serve); more get 503
@@ -95,7 +100,15 @@ class FilterBody(BaseModel):
     date_from: Name | None = Field(default=None, description="ISO date, inclusive")
     date_to: Name | None = Field(default=None, description="ISO date, inclusive")
     bbox: list[FiniteFloat] | None = Field(default=None, min_length=4, max_length=4,
-                                           description="[min_lon, min_lat, max_lon, max_lat]")
+                                           description="[min_lon, min_lat, max_lon, max_lat] (min_lon > max_lon "
+                                                       "crosses the antimeridian)")
+    near: list[FiniteFloat] | None = Field(default=None, min_length=3, max_length=3,
+                                           description="[lon, lat, radius_km]: item centres within radius_km")
+    season: Literal["winter", "spring", "summer", "autumn"] | None = Field(
+        default=None, description="meteorological season of the acquisition (months shift by six south of "
+                                  "the equator)")
+    months: list[Annotated[int, Field(ge=1, le=12)]] | None = Field(default=None, max_length=12,
+                                                                    description="acquisition months 1-12")
 
     @field_validator("labels")
     @classmethod
@@ -111,8 +124,13 @@ class IdQuery(BaseModel):
     k: int = 20
     offset: int = 0
     filters: FilterBody = Field(default_factory=FilterBody)
-    target_modality: str | None = None
+    target_modality: Name | None = None
+    from_modality: Name | None = Field(default=None, description="cross-modal index: the query's modality "
+                                       "(default: the index's own); target_modality: the results'")
     include_query: bool = False
+    radius: int | None = None  # every item within this Hamming distance, paged by k / offset
+    montage: bool = Field(default=False, description="add a PNG montage of the query and its results (data URL)")
+    codemap: bool = Field(default=False, description="add the query's place on the code map (query.codemap)")
 
 
 class TextQuery(BaseModel):
@@ -120,6 +138,7 @@ class TextQuery(BaseModel):
     k: int = 20
     offset: int = 0
     filters: FilterBody = Field(default_factory=FilterBody)
+    montage: bool = Field(default=False, description="add a PNG montage of the query and its results (data URL)")
 
 
 class Service:
@@ -134,6 +153,42 @@ class Service:
         self.prefix = prefix  # URL path this app is mounted under ("" at the root)
         self._ql: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._ql_lock = threading.Lock()
+        self._codemap: Any = None
+        self._codemap_lock = threading.Lock()
+
+    def codemap(self) -> Any:
+        """The t-SNE map of (a seeded sample of) the archive's codes, fitted on first use (rsir.query.codemap)."""
+        from rsir.query.codemap import fit_codemap
+
+        with self._codemap_lock:
+            if self._codemap is None:
+                eng = self.engine
+                n = eng.table.n_archive
+                rng = np.random.default_rng(0)
+                pos = np.sort(rng.choice(n, size=min(n, self.limits.codemap_points), replace=False))
+                vecs = eng.vectors([eng.table.ids[int(p)] for p in pos])
+                self._codemap = fit_codemap(vecs, eng.metric, eng.table.labels[:n], positions=pos)
+            return self._codemap
+
+    def place(self, vec: np.ndarray, p: int | None = None) -> list[float] | None:
+        """The query's coordinates on the code map (its own point when it is on the map); None before the map
+        exists."""
+        cm = self._codemap
+        if cm is None:
+            return None
+        if p is not None:
+            hit = np.flatnonzero(cm.positions == p)
+            if len(hit):
+                return [float(v) for v in cm.xy[hit[0]]]
+        return [float(v) for v in cm.place(np.asarray(vec)[None])[0]]
+
+    def montage_url(self, results: Any, query_rgb: np.ndarray | None = None) -> str:
+        """The results' montage as a PNG data URL (rsir.query.montage)."""
+        from rsir.query.montage import results_montage
+
+        png = results_montage(self.engine, results, query_rgb, cols=self.limits.montage_cols,
+                              max_tiles=self.limits.montage_tiles)
+        return "data:image/png;base64," + base64.b64encode(png).decode()
 
     def default_modality(self, mods: list[str]) -> str:
         """Quicklook modality when none is asked for: the indexed one, else the first the item has."""
@@ -157,6 +212,17 @@ class Service:
         out = results.to_json()
         out["results"] = [self.with_quicklook(r, modality) for r in out["results"]]
         return out
+
+    def wants_geojson(self, request: Request) -> bool:
+        """Whether the client asked for a STAC ItemCollection (``Accept: application/geo+json``)."""
+        return GEOJSON_MEDIA_TYPE in request.headers.get("accept", "")
+
+    def geojson(self, request: Request, results: Any) -> JSONResponse:
+        """The results as a STAC ItemCollection, thumbnails as absolute URLs."""
+        base = str(request.base_url).rstrip("/")
+        ic = item_collection(results, self.engine,
+                             thumbnail=lambda rec: base + self.with_quicklook(dict(rec))["quicklook"])
+        return JSONResponse(ic, media_type=GEOJSON_MEDIA_TYPE)
 
     def quicklook_png(self, item_id: str, modality: str | None) -> bytes:
         table = self.engine.table
@@ -235,8 +301,12 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 def create_app(archive_path: str | Path | None = None, index_path: str | Path | None = None,
                model: str | Path | None = None, token: str | None = None,
                limits: ServiceLimits | None = None, engine: SearchEngine | None = None, prefix: str = "",
-               collections: list[dict[str, Any]] | None = None) -> FastAPI:
+               collections: list[dict[str, Any]] | None = None, change_index: str | Path | None = None,
+               annotate: bool = False, annotation_db: str | Path | None = None) -> FastAPI:
     """The FastAPI app serving search over an archive and its index (or over a ready ``engine``).
+
+    ``annotate``: the annotation mode and relevance feedback (:mod:`rsir.service.annotate`; the index must hold
+    float features), answers in ``annotation_db`` (default: beside the index).
 
     ``prefix`` is the URL path the app is mounted under (see :func:`create_multi_app`) and ``collections`` the list
     of all collections served beside it, for the page's collection switcher.
@@ -263,14 +333,28 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
     app.state.guard_rules = rules
     app.add_middleware(RequestGuard, rules=rules)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    if change_index is not None:  # text <-> bitemporal pair search beside the collection's own index
+        from rsir.query.change import ChangeEngine
+        from rsir.service.change import add_change_routes
+
+        add_change_routes(app, ChangeEngine.open(change_index, archive=engine.archive, limits=qlimits), prefix,
+                          limits.max_text_chars, page_limit=limits.max_browse)
+    from rsir.service.annotate import add_feedback_search
+
+    add_feedback_search(app, svc)
+    if annotate:
+        from rsir.feedback.session import AnnotationSession
+        from rsir.service.annotate import add_annotation_routes
+
+        add_annotation_routes(app, svc, AnnotationSession(engine.index_dir, engine.archive, db=annotation_db), rules)
 
     @app.exception_handler(RsirError)
     async def _rsir_error(request: Request, exc: RsirError) -> JSONResponse:
         if isinstance(exc, UploadError):
             status = exc.status
-        elif isinstance(exc, NotFoundError):
+        elif isinstance(exc, NotFoundError | UnknownPair):
             status = 404
-        elif isinstance(exc, ConflictError):
+        elif isinstance(exc, ConflictError | AnnotationConflict):
             status = 409
         else:
             status = 422
@@ -278,7 +362,9 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
 
     def index_info() -> dict[str, Any]:
         return {"metric": eng.metric, "dim": eng.index.dim, "size": len(eng.index), "modality": eng.modality,
-                "expects": describe_spec(eng.spec), "kind": eng.index_dir.kind, "method": eng.index_dir.method}
+                "modalities": eng.modalities, "cross_modal": eng.cross,
+                "expects": " or ".join(describe_spec(svc.archive.spec(m)) for m in eng.modalities),
+                "kind": eng.index_dir.kind, "method": eng.index_dir.method}
 
     @app.get("/api/collections")
     def list_collections() -> list[dict[str, Any]]:
@@ -307,11 +393,20 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
                 "countries": sorted(c for c in set(t.country.tolist()) if c),
                 "labels": [{"name": c, "count": int(n)} for c, n in zip(eng.nomenclature.classes, counts, strict=True)],
                 "nomenclature": eng.nomenclature.name, "modalities": list(svc.archive.modalities),
-                "target_modalities": [eng.modality], "index": index_info(),
+                "target_modalities": eng.modalities, "from_modalities": eng.modalities, "index": index_info(),
                 "date_range": [dates[0], dates[-1]] if dates else None, "extent": extent,
                 "text_mode": eng.text_model or "label-match", "limits": limits.__dict__,
                 "adding_items": svc.token is not None, "added_items_persist": eng.journal is not None,
+                "change": change_index is not None,
             }
+
+    @app.get("/api/codemap")
+    def codemap() -> dict[str, Any]:
+        """A 2-D t-SNE map (openTSNE) of a seeded sample of the indexed codes, each point coloured by its item's
+        rarest label; fitted once, on the first request (seconds to a minute), then cached. Searches with
+        "codemap": true place their query on it."""
+        cm = svc.codemap()
+        return cm.to_json(eng.table.ids, eng.nomenclature.classes)
 
     @app.get("/api/items")
     def items(offset: int = Query(0, ge=0), limit: int = Query(24, ge=1), split: str | None = None,
@@ -372,26 +467,47 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
             p = eng.position(item_id)
             return {**svc.item_json(p), "captions": eng.captions(p)}
 
-    def check_target(target: str | None) -> None:
-        if target and target != eng.modality:
-            raise HTTPException(422, f"target modality {target!r} is not indexed: this index holds "
-                                     f"{eng.modality} codes")
+    def check_modality(m: str | None, role: str) -> str | None:
+        if m and m.lower() not in eng.modalities:
+            raise HTTPException(422, f"{role} modality {m[:40]!r} is not indexed: this index holds "
+                                     f"{', '.join(eng.modalities)} codes")
+        return m.lower() if m else None
 
-    @app.post("/api/search/id")
-    def search_id(q: IdQuery) -> dict[str, Any]:
-        """Search by an archive item: its stored code is the query."""
-        check_target(q.target_modality)
-        res = eng.search_id(q.id, q.k, q.offset, q.filters.to_filters(), q.include_query)
-        out = svc.answer(res, q.target_modality)
-        out["query"] = svc.with_quicklook(out["query"])
+    geo_note = (" Send 'Accept: application/geo+json' for a STAC ItemCollection (GeoJSON FeatureCollection with "
+                "rsir:distance and rsir:labels as properties).")
+
+    @app.post("/api/search/id", description="Search by an archive item: its stored code is the query. A "
+              "cross-modal index answers any direction (from_modality -> target_modality, e.g. s1 -> s2); the "
+              "answer's direction says which. radius: every item within that Hamming distance." + geo_note)
+    def search_id(q: IdQuery, request: Request) -> Any:
+        target = check_modality(q.target_modality, "target")
+        src = check_modality(q.from_modality, "from")
+        res = eng.search_id(q.id, q.k, q.offset, q.filters.to_filters(), q.include_query, from_=src,
+                            target=target, radius=q.radius)
+        if svc.wants_geojson(request):
+            return svc.geojson(request, res)
+        f, t = eng.directions(src, target)
+        out = svc.answer(res, t if eng.cross else q.target_modality)
+        out["query"] = svc.with_quicklook(out["query"], f if eng.cross else None)
+        if q.montage:
+            out["montage"] = svc.montage_url(res)
+        if q.codemap and not eng.cross:
+            p = eng.position(q.id)
+            out["query"]["codemap"] = svc.place(eng.vectors([q.id])[0], p if p < eng.table.n_archive else None)
         return out
 
-    @app.post("/api/search/upload")
-    async def search_upload(file: UploadFile = File(...), k: int = Form(20), offset: int = Form(0),
-                            filters: str = Form("{}")) -> dict[str, Any]:
-        """Search by an uploaded image: GeoTIFF, .npz of band arrays, or PNG/JPEG for RGB models (recognised by
-        content). Parsing and encoding run in a bounded worker pool (503 when it is full)."""
+    @app.post("/api/search/upload", description="Search by an uploaded image: GeoTIFF, .npz of band arrays, or "
+              "PNG/JPEG for RGB models (recognised by content). A cross-modal index takes a patch of any of its "
+              "modalities (e.g. a Sentinel-1 GeoTIFF with VV, VH in dB; without from_modality the file's bands say "
+              "which) and answers in target_modality. Parsing and encoding run in a bounded worker pool (503 when "
+              "it is full)." + geo_note)
+    async def search_upload(request: Request, file: UploadFile = File(...), k: int = Form(20),
+                            offset: int = Form(0), filters: str = Form("{}"), from_modality: str = Form(""),
+                            target_modality: str = Form(""), montage: bool = Form(False),
+                            codemap: bool = Form(False)) -> Any:
         eng.check_page(k, offset)
+        src = check_modality(from_modality[:MAX_NAME] or None, "from")
+        target = check_modality(target_modality[:MAX_NAME] or None, "target")
         try:
             flt = FilterBody.model_validate_json(filters or "{}").to_filters()
         except ValueError as e:
@@ -399,30 +515,42 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
         data = await _read_limited(file, limits.max_upload_bytes)
         name = file.filename or ""
 
-        def work() -> dict[str, Any]:
-            res, parsed = eng.search_upload(name, data, k, offset, flt, limits.max_upload_bytes)
-            out = svc.answer(res)
-            ql = base64.b64encode(png_bytes(quicklook(parsed.bands))).decode()
-            out["query"]["quicklook"] = f"data:image/png;base64,{ql}"
+        geo = svc.wants_geojson(request)
+
+        def work() -> Any:
+            res, parsed = eng.search_upload(name, data, k, offset, flt, limits.max_upload_bytes, from_=src,
+                                            target=target)
+            if geo:
+                return svc.geojson(request, res)
+            out = svc.answer(res, res.direction.split("->")[-1] if res.direction else None)
+            qrgb = quicklook(parsed.bands)
+            out["query"]["quicklook"] = "data:image/png;base64," + base64.b64encode(png_bytes(qrgb)).decode()
+            if montage:
+                out["montage"] = svc.montage_url(res, qrgb)
+            if codemap and not eng.cross:
+                out["query"]["codemap"] = svc.place(eng.encode_raw(parsed.image))
             return out
 
         return await svc.pool.run(work)
 
-    @app.post("/api/search/text")
-    def search_text(q: TextQuery) -> dict[str, Any]:
-        """Search by a sentence: the text-image model's codes when the index has one, else by matching it
-        against the label names (``query.answered_by`` says which)."""
+    @app.post("/api/search/text", description="Search by a sentence: the text-image model's codes when the index "
+              "has one, else by matching it against the label names (query.answered_by says which)." + geo_note)
+    def search_text(q: TextQuery, request: Request) -> Any:
         if len(q.text) > limits.max_text_chars:
             raise HTTPException(422, f"text is longer than {limits.max_text_chars} characters")
         if not q.text.strip():
             raise HTTPException(422, "text is empty")
         res, match = eng.search_text(q.text, q.k, q.offset, q.filters.to_filters(), limits.max_text_chars)
+        if svc.wants_geojson(request):
+            return svc.geojson(request, res)
         out = svc.answer(res)
         if res.mode == "text":
             out["note"] = None
         else:
             out["note"] = "this index has no text-image model: the sentence was matched against the label names" + (
                 "" if match.concepts else "; no class name or synonym found in the text")
+        if q.montage:
+            out["montage"] = svc.montage_url(res)
         return out
 
     @app.post("/api/items", status_code=201)
@@ -501,7 +629,8 @@ class CollectionSpec:
 
 
 def create_multi_app(specs: list[CollectionSpec], token: str | None = None,
-                     limits: ServiceLimits | None = None) -> FastAPI:
+                     limits: ServiceLimits | None = None, change: str | Path | None = None,
+                     annotate: bool = False) -> FastAPI:
     """Serve several collections: the first at ``/``, each other at ``/c/<name>/``, with a switcher on the page."""
     if not specs:
         raise RsirError("no collection to serve")
@@ -513,7 +642,9 @@ def create_multi_app(specs: list[CollectionSpec], token: str | None = None,
     for s, pre in zip(specs, prefixes, strict=True):
         listing.append({"name": s.name, "url": pre + "/"})
     apps = [create_app(s.archive, s.index, model=s.model, token=token, limits=limits, prefix=pre,
-                       collections=listing) for s, pre in zip(specs, prefixes, strict=True)]
+                       collections=listing, change_index=change if pre == "" else None,
+                       annotate=annotate and not pre)
+            for s, pre in zip(specs, prefixes, strict=True)]
     for c, a in zip(listing, apps, strict=True):
         c["items"] = len(a.state.service.engine.table)
     root = apps[0]
@@ -526,13 +657,15 @@ def create_multi_app(specs: list[CollectionSpec], token: str | None = None,
 
 def serve(archive: str | Path, index: str | Path, host: str = "127.0.0.1", port: int = 8000,
           model: str | Path | None = None, token: str | None = None,
-          also: list[CollectionSpec] | None = None) -> None:
-    """Run the service with uvicorn (blocking) and print the address to open."""
+          also: list[CollectionSpec] | None = None, change: str | Path | None = None,
+          annotate: bool = False) -> None:
+    """Run the service with uvicorn (blocking) and print the address to open; ``annotate`` turns on the
+    annotation mode for the first collection."""
     import uvicorn
 
     first = CollectionSpec(Path(archive).name or "archive", Path(archive), Path(index),
                            Path(model) if model else None)
-    app = create_multi_app([first, *(also or [])], token=token)
+    app = create_multi_app([first, *(also or [])], token=token, change=change, annotate=annotate)
     print(f"rsir serve: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)", flush=True)
     for s in also or []:
         print(f"            http://{host}:{port}/c/{s.name}/  ({s.archive})", flush=True)

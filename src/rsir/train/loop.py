@@ -219,6 +219,8 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
     for epoch in range(start, cfg.epochs):
         if hasattr(train, "set_epoch"):
             train.set_epoch(epoch)
+        if hasattr(recipe, "set_epoch"):  # e.g. loss weights scheduled over the epochs (ss-cm --ramp)
+            recipe.set_epoch(epoch, cfg.epochs)
         sampler = batch_sampler_factory(epoch) if batch_sampler_factory is not None else None
         loader = make_loader(train, cfg.batch_size, True, cfg.seed, epoch, cfg.num_workers, sampler,
                              drop_last=len(train) > cfg.batch_size)  # type: ignore[arg-type]

@@ -1,5 +1,5 @@
-"""Co-registered pairs for cross-modal training (SS-CM), and label-free model selection on a seeded slice of the
-training pairs.
+"""Co-registered pairs for cross-modal training (SS-CM), and the label-free score of model selection on the held-out
+slice of the training pairs (the slice itself is rsir.train.selection's).
 
 A pair item is ``{"x": modality-1 image, "x2": modality-2 image, "index": archive position}``: there is no
 label key, so no label can reach a cross-modal loss. The same dihedral symmetry is applied to both images of a
@@ -31,19 +31,6 @@ def paired_positions(archive: Archive, modalities: list[str], positions: np.ndar
         raise RsirError(f"archive {archive.path} has no item with both {' and '.join(modalities)} data (no "
                         f"{modalities[0]} partners); ss-cm trains on co-registered pairs")
     return np.asarray(positions)[keep]
-
-
-def selection_slice(positions: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training positions, selection positions): a seeded random slice of ``n`` training pairs held out of the
-    gradient steps for model selection (the same slice for the same seed and training split)."""
-    pos = np.asarray(positions)
-    n = min(n, len(pos) // 5)  # never more than a fifth of the training pairs
-    if n < 2:
-        return pos, pos[:0]
-    pick = np.sort(np.random.default_rng(seed).choice(len(pos), n, replace=False))
-    held = np.zeros(len(pos), dtype=bool)
-    held[pick] = True
-    return pos[~held], pos[held]
 
 
 class PairDataset(torch.utils.data.Dataset):

@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { stats: null, browseOffset: 0, browseLimit: 16, last: null, offset: 0 };
+const state = { stats: null, browseOffset: 0, browseLimit: 16, last: null, offset: 0, montage: false };
 
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
@@ -36,6 +36,11 @@ function showError(msg) {
 
 function modality() { return document.querySelector("input[name=modality]:checked").value; }
 
+const MOD_NAMES = { s1: "Sentinel-1 (radar)", s2: "Sentinel-2 (optical)" };
+const SHORT = { s1: "S1 radar", s2: "S2 optical" };
+
+function cross() { return !!(state.stats && state.stats.index.cross_modal); }
+
 function qlUrl(url) {
   // switch the quicklook modality of an item URL to the one chosen on the page
   if (!url || url.startsWith("data:")) return url;
@@ -51,6 +56,10 @@ function filters() {
   if ($("f-from").value) f.date_from = $("f-from").value;
   if ($("f-to").value) f.date_to = $("f-to").value;
   if ($("f-split").value) f.split = $("f-split").value;
+  if ($("f-season").value) f.season = $("f-season").value;
+  const geo = RsirMap.filters();
+  if (geo.bbox) f.bbox = geo.bbox;
+  if (geo.near) f.near = geo.near;
   return f;
 }
 
@@ -61,7 +70,7 @@ async function loadStats() {
   state.stats = s;
   const idx = s.index;
   $("stats").textContent = `${s.items.toLocaleString()} patches · index: ${idx.size.toLocaleString()} ` +
-    `${idx.metric === "hamming" ? idx.dim + "-bit codes" : idx.dim + "-d vectors"} of ${idx.modality} ` +
+    `${idx.metric === "hamming" ? idx.dim + "-bit codes" : idx.dim + "-d vectors"} of ${(idx.modalities || [idx.modality]).join(" + ")} ` +
     `(${idx.kind}) · text: ${s.text_mode}`;
   const lab = $("f-labels");
   for (const l of s.labels) {
@@ -74,9 +83,18 @@ async function loadStats() {
       if (name !== "(none)") $(id).append(el("option", { value: name }, name));
     }
   }
+  RsirMap.fitExtent(s.extent);
   if (s.date_range) { $("f-from").min = $("f-to").min = s.date_range[0]; $("f-from").max = $("f-to").max = s.date_range[1]; }
-  for (const m of s.target_modalities) $("target-modality").append(el("option", { value: m }, m));
+  for (const m of s.target_modalities) $("target-modality").append(el("option", { value: m }, MOD_NAMES[m] || m));
   if (s.target_modalities.length < 2) $("target-row").classList.add("hidden");
+  if (idx.cross_modal) {
+    // a cross-modal index: query with one modality, search another (default: radar query, optical results)
+    for (const m of s.from_modalities) $("from-modality").append(el("option", { value: m }, MOD_NAMES[m] || m));
+    const other = s.from_modalities.find((m) => m !== idx.modality) || idx.modality;
+    $("from-modality").value = other;
+    $("target-modality").value = idx.modality;
+    $("from-row").classList.remove("hidden");
+  }
   for (const input of document.querySelectorAll("input[name=modality]")) {
     if (!s.modalities.includes(input.value)) input.parentElement.classList.add("hidden");
   }
@@ -125,19 +143,24 @@ async function run(kind, payload, offset) {
   document.body.classList.add("busy");
   try {
     let r;
+    const pictures = { montage: state.montage, codemap: RsirCodemap.loaded() };
     if (kind === "id") {
       r = await api("api/search/id", { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ id: payload, k: k(), offset, filters: filters(),
-          target_modality: $("target-modality").value || null }) });
+          target_modality: $("target-modality").value || null,
+          from_modality: cross() ? $("from-modality").value : null, ...pictures }) });
     } else if (kind === "text") {
       r = await api("api/search/text", { method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ text: payload, k: k(), offset, filters: filters() }) });
+        body: JSON.stringify({ text: payload, k: k(), offset, filters: filters(), montage: state.montage }) });
     } else {
       const fd = new FormData();
       fd.append("file", payload);
       fd.append("k", k());
       fd.append("offset", offset);
       fd.append("filters", JSON.stringify(filters()));
+      if (cross()) fd.append("target_modality", $("target-modality").value);
+      fd.append("montage", pictures.montage);
+      fd.append("codemap", pictures.codemap);
       r = await api("api/search/upload", { method: "POST", body: fd });
     }
     state.last = { kind, payload, response: r };
@@ -163,8 +186,10 @@ function render(r) {
   const q = r.query;
   const qLabels = new Set(q.labels || []);
   const img = $("query-img");
-  if (r.mode === "id") {
-    img.src = qlUrl(q.quicklook); img.classList.remove("hidden");
+  // a cross-modal answer shows the query in its own modality (e.g. radar) and the results in the target's
+  const ql = r.direction ? ((url) => url) : qlUrl;
+  if (r.mode === "id" || r.mode === "feedback") {
+    img.src = ql(q.quicklook); img.classList.remove("hidden");
     $("query-title").textContent = `Query: ${q.id}` + (q.date ? ` · ${q.date}` : "") + (q.country ? ` · ${q.country}` : "");
   } else if (r.mode === "upload") {
     img.src = q.quicklook; img.classList.remove("hidden");
@@ -177,8 +202,13 @@ function render(r) {
   showCaptions(r.mode === "id" ? q.id : null);
   const modeName = { id: "search by example", upload: "search by upload",
     "label-match": "text: label matcher (no text-image model)",
-    text: `text: learned codes (${q.answered_by})` }[r.mode] || r.mode;
+    text: `text: learned codes (${q.answered_by})`, feedback: "relevance feedback" }[r.mode] || r.mode;
   const parts = [el("span", { class: "mode", id: "mode" }, modeName)];
+  if (r.direction) {
+    const [a, b] = r.direction.split("->");
+    parts.push(el("span", { id: "direction", "data-direction": r.direction }, "direction: ",
+      el("b", {}, `${SHORT[a] || a} → ${SHORT[b] || b}`)));
+  }
   if (r.mode === "label-match") {
     parts.push(el("span", {}, q.concepts.length
       ? "matched: " + q.concepts.map((c) => `“${c.phrase}” → ${c.labels.join(" / ")}`).join("; ")
@@ -197,12 +227,14 @@ function render(r) {
     const dist = it.distance === null ? `overlap ${it.concepts_matched}` : r.metric === "hamming" ? `d=${it.distance}`
       : `${r.metric}=${Number(it.distance).toFixed(3)}`;
     const card = el("div", { class: cls, "data-id": it.id, title: "click to search with this patch" },
-      el("img", { src: qlUrl(it.quicklook), alt: it.id, loading: "lazy" }),
+      el("img", { src: ql(it.quicklook), alt: it.id, loading: "lazy" }),
       el("div", { class: "meta" },
         el("div", { class: "top" }, el("span", {}, `#${it.rank}`), el("span", { class: "dist" }, dist)),
         el("div", { class: "id" }, it.id + (it.date ? ` · ${it.date}` : "")),
         labelChips(it.labels, qLabels)));
     card.addEventListener("click", () => searchId(it.id, 0));
+    card.addEventListener("mouseenter", () => RsirMap.highlight(it.id, true));
+    card.addEventListener("mouseleave", () => RsirMap.highlight(it.id, false));
     grid.append(card);
   }
   if (!r.results.length) grid.append(el("div", { class: "empty" }, "No results (try fewer filters)."));
@@ -211,7 +243,11 @@ function render(r) {
   $("res-prev").disabled = r.offset === 0;
   $("res-next").disabled = r.results.length < r.k;
   $("res-info").textContent = r.results.length ? `results ${r.offset + 1}–${r.offset + r.results.length}` : "";
-  drawMap(r);
+  RsirMap.showResults(r);
+  $("views").classList.remove("hidden");
+  $("montage-panel").classList.toggle("hidden", !r.montage);
+  if (r.montage) $("montage-img").src = r.montage;
+  if (RsirCodemap.loaded()) RsirCodemap.place(r.query.codemap);
 }
 
 async function showCaptions(id) {
@@ -235,67 +271,6 @@ async function showCaptions(id) {
         `${n.caption} `, el("span", { class: "cap-meta" }, `d=${n.distance} · ${n.own ? "its own" : n.item_id}`)))));
   }
   box.classList.remove("hidden");
-}
-
-function boxOf(it) {
-  if (it.bbox) return it.bbox;
-  if (it.lon !== null && it.lon !== undefined && it.lat !== null && it.lat !== undefined) {
-    const d = 0.006; // about a 1.2 km patch when only the centre is known
-    return [it.lon - d, it.lat - d, it.lon + d, it.lat + d];
-  }
-  return null;
-}
-
-function drawMap(r) {
-  const svg = $("map");
-  const NS = "http://www.w3.org/2000/svg";
-  const items = r.results.map((it) => ({ box: boxOf(it), it })).filter((x) => x.box);
-  const qbox = r.mode === "id" ? boxOf(r.query) : null;
-  if (!items.length && !qbox) { $("map-panel").classList.add("hidden"); return; }
-  $("map-panel").classList.remove("hidden");
-  const all = items.map((x) => x.box).concat(qbox ? [qbox] : []);
-  let x0 = Math.min(...all.map((b) => b[0])), x1 = Math.max(...all.map((b) => b[2]));
-  let y0 = Math.min(...all.map((b) => b[1])), y1 = Math.max(...all.map((b) => b[3]));
-  const W = 600, H = 320, pad = 20;
-  // keep degrees of longitude shortened by cos(latitude) so shapes look right
-  const kx = Math.cos(((y0 + y1) / 2) * Math.PI / 180);
-  let w = (x1 - x0) * kx, h = y1 - y0;
-  const minSpan = 0.05;
-  if (w < minSpan) { const c = (x0 + x1) / 2; x0 = c - minSpan / kx / 2; x1 = c + minSpan / kx / 2; w = minSpan; }
-  if (h < minSpan) { const c = (y0 + y1) / 2; y0 = c - minSpan / 2; y1 = c + minSpan / 2; h = minSpan; }
-  const s = Math.min((W - 2 * pad) / w, (H - 2 * pad) / h);
-  const ox = (W - w * s) / 2, oy = (H - h * s) / 2;
-  const px = (lon) => ox + (lon - x0) * kx * s;
-  const py = (lat) => H - (oy + (lat - y0) * s);
-  svg.replaceChildren();
-  const span = Math.max(x1 - x0, y1 - y0);
-  const steps = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30];
-  const step = steps.find((st) => span / st <= 8) || 45;
-  $("map-step").textContent = String(step);
-  const mk = (tag, attrs) => { const e = document.createElementNS(NS, tag); for (const [a, v] of Object.entries(attrs)) e.setAttribute(a, v); return e; };
-  const gx0 = Math.floor((x0 - span) / step) * step, gy0 = Math.floor((y0 - span) / step) * step;
-  for (let g = gx0; g <= x1 + span; g += step) {
-    const X = px(g); if (X < 0 || X > W) continue;
-    svg.append(mk("line", { x1: X, y1: 0, x2: X, y2: H, stroke: "#c7d4e8", "stroke-width": 1 }));
-    const t = mk("text", { x: X + 2, y: H - 4, "font-size": 10, fill: "#6b7a90" }); t.textContent = `${+g.toFixed(3)}°E`; svg.append(t);
-  }
-  for (let g = gy0; g <= y1 + span; g += step) {
-    const Y = py(g); if (Y < 0 || Y > H) continue;
-    svg.append(mk("line", { x1: 0, y1: Y, x2: W, y2: Y, stroke: "#c7d4e8", "stroke-width": 1 }));
-    const t = mk("text", { x: 2, y: Y - 2, "font-size": 10, fill: "#6b7a90" }); t.textContent = `${+g.toFixed(3)}°N`; svg.append(t);
-  }
-  const rect = (b, attrs) => {
-    const X = px(b[0]), Y = py(b[3]);
-    return mk("rect", Object.assign({ x: X, y: Y, width: Math.max(3, px(b[2]) - X), height: Math.max(3, py(b[1]) - Y) }, attrs));
-  };
-  items.slice().reverse().forEach(({ box, it }) => {
-    const a = 0.25 + 0.6 * (1 - (it.rank - 1 - r.offset) / Math.max(1, items.length));
-    const e = rect(box, { fill: `rgba(40,96,200,${a.toFixed(2)})`, stroke: "#1b3f86", "stroke-width": 1, class: "fp" });
-    const title = document.createElementNS(NS, "title"); title.textContent = `#${it.rank} ${it.id}`; e.append(title);
-    e.addEventListener("click", () => searchId(it.id, 0));
-    svg.append(e);
-  });
-  if (qbox) svg.append(rect(qbox, { fill: "rgba(232,120,12,.5)", stroke: "#e8780c", "stroke-width": 2 }));
 }
 
 function rerun(offset) {
@@ -333,7 +308,25 @@ function init() {
   });
   $("res-prev").addEventListener("click", () => rerun(Math.max(0, state.offset - k())));
   $("res-next").addEventListener("click", () => rerun(state.offset + k()));
-  for (const id of ["f-labels", "f-from", "f-to", "f-split", "f-k", "target-modality"]) {
+  RsirMap.init(() => rerun(0), (id) => searchId(id, 0));
+  $("montage-btn").addEventListener("click", () => {
+    state.montage = !state.montage;
+    $("montage-btn").classList.toggle("on", state.montage);
+    if (state.montage) rerun(state.offset); else $("montage-panel").classList.add("hidden");
+  });
+  $("codemap-btn").addEventListener("click", async () => {
+    const panel = $("codemap-panel");
+    if (!panel.classList.contains("hidden")) { panel.classList.add("hidden"); $("codemap-btn").classList.remove("on"); return; }
+    panel.classList.remove("hidden");
+    $("codemap-btn").classList.add("on");
+    if (RsirCodemap.loaded()) return;
+    $("codemap-info").textContent = "fitting the map (once; up to a minute)…";
+    try {
+      await RsirCodemap.load(api, (id) => searchId(id, 0));
+      rerun(state.offset); // place the current query
+    } catch (e) { showError(e.message); }
+  });
+  for (const id of ["f-labels", "f-from", "f-to", "f-split", "f-season", "f-k", "target-modality", "from-modality"]) {
     $(id).addEventListener("change", () => rerun(0));
   }
   $("f-clear-labels").addEventListener("click", () => { for (const o of $("f-labels").options) o.selected = false; rerun(0); });

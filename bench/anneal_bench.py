@@ -1,0 +1,220 @@
+"""ANNEAL active learning with a simulated oracle: mAP@20 (A) of the retrained head after each round against
+the number of annotated pairs, for ANNEAL-MGUE, ANNEAL-BCGUE, uncertainty alone, diversity alone and random
+pairs, each over several seeds, with two oracles:
+
+- ``shared``: similar when the two patches share at least one label (mAP relevance: share a label);
+- ``exact``: similar only when their label sets are identical (mAP relevance: identical label sets).
+
+Frozen features: the standardised hand-crafted features of an INDEX built with ``rsir index --method float``.
+Queries: ``--queries`` test-split items; database: every other item; the pool of candidate pairs and every
+annotated pair come from the training split only. Each seed draws its own pool, initial pairs and queries are
+fixed across strategies (seed 0 of the query draw), so the strategies of one seed see the same pool and P0.
+
+Usage (the numbers in BENCHMARKS.md):
+  rsir simulate --n 6000 --out /tmp/anneal/sim6k --difficulty hard --seed 0 --size 60 --bitemporal 0
+  rsir index /tmp/anneal/sim6k --method float --out /tmp/anneal/idx-float
+  nice -n 10 python bench/anneal_bench.py --index /tmp/anneal/idx-float
+Writes bench/results/anneal.json (after every run, so an interrupted benchmark keeps what it finished) and
+bench/results/anneal.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def _cpu() -> str:
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.processor())
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean curves per (oracle, strategy) and the target check: the annotations ANNEAL needs to reach random's
+    final mean mAP, as a share of random's annotations."""
+    out: dict[str, Any] = {}
+    for oracle in sorted({r["oracle"] for r in runs}):
+        curves: dict[str, Any] = {}
+        for strat in sorted({r["strategy"] for r in runs if r["oracle"] == oracle}):
+            rs = [r for r in runs if r["oracle"] == oracle and r["strategy"] == strat]
+            n = min(len(r["curve"]) for r in rs)
+            labelled = [rs[0]["curve"][t]["labelled"] for t in range(n)]
+            maps = np.array([[r["curve"][t]["map20"] for t in range(n)] for r in rs])
+            sims = np.array([[r["curve"][t]["similar"] for t in range(n)] for r in rs])
+            curves[strat] = {"labelled": labelled, "map20_mean": maps.mean(0).round(4).tolist(),
+                             "map20_std": maps.std(0).round(4).tolist(), "similar_mean": sims.mean(0).tolist(),
+                             "seeds": [r["seed"] for r in rs]}
+        target: dict[str, Any] = {}
+        if "random" in curves:
+            final = curves["random"]["map20_mean"][-1]
+            budget = curves["random"]["labelled"][-1]
+            target["random_final_map20"] = final
+            target["random_pairs"] = budget
+            for strat, c in curves.items():
+                if strat == "random":
+                    continue
+                reach = next((lab for lab, m in zip(c["labelled"], c["map20_mean"], strict=True) if m >= final),
+                             None)
+                target[strat] = {"pairs_to_reach": reach,
+                                 "share_of_random": None if reach is None else round(reach / budget, 3),
+                                 "met": reach is not None and reach <= budget / 2,
+                                 "final_map20": c["map20_mean"][-1]}
+        out[oracle] = {"curves": curves, "target": target}
+    return out
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    oracles = list(summary)
+    fig, axes = plt.subplots(1, len(oracles), figsize=(6 * len(oracles), 4.2), squeeze=False)
+    for ax, oracle in zip(axes[0], oracles, strict=True):
+        for strat, c in summary[oracle]["curves"].items():
+            m, s = np.array(c["map20_mean"]), np.array(c["map20_std"])
+            ax.plot(c["labelled"], m, marker="o", ms=3, label=strat)
+            ax.fill_between(c["labelled"], m - s, m + s, alpha=0.12)
+        tgt = summary[oracle]["target"]
+        if "random_final_map20" in tgt:
+            ax.axhline(tgt["random_final_map20"], color="grey", ls=":", lw=1)
+            ax.axvline(tgt["random_pairs"] / 2, color="grey", ls=":", lw=1)
+        rel = "share a label" if oracle == "shared" else "identical label sets"
+        ax.set_title(f"oracle '{oracle}' (relevant: {rel})")
+        ax.set_xlabel("annotated pairs")
+        ax.set_ylabel("mAP@20 (A)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("ANNEAL on a simulated hard archive (mean and sd over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def head_ablation(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.ndarray, db: np.ndarray,
+                  args: argparse.Namespace, meta: dict[str, Any]) -> None:
+    """mAP@20 of heads trained on n random pairs: linear (the default) against one hidden layer of 256."""
+    from rsir.feedback import anneal as A
+    from rsir.storage import atomic_write_json
+
+    rows = []
+    for oracle in args.oracles:
+        for seed in args.seeds:
+            rng = np.random.default_rng(seed)
+            pi, pj = A.sample_pool(train, args.pool, rng)
+            y = A.label_oracle(labels, oracle)(pi, pj)
+            for hidden in (0, 256):
+                for n in (100, 300, 600, 900):
+                    cfg = A.AnnealConfig(hidden=hidden, seed=seed)
+                    t0 = time.process_time()
+                    head = A.train_head(x, pi[:n], pj[:n], y[:n], cfg)
+                    rows.append({"oracle": oracle, "seed": seed, "hidden": hidden, "pairs": n,
+                                 "cpu_s": round(time.process_time() - t0, 2),
+                                 "map20": round(A.retrieval_map(head.embed(x), q, db, labels, relevance=oracle), 4)})
+                    print(rows[-1], flush=True)
+    summary = {}
+    for oracle in args.oracles:
+        for hidden in (0, 256):
+            for n in (100, 300, 600, 900):
+                v = [r["map20"] for r in rows if (r["oracle"], r["hidden"], r["pairs"]) == (oracle, hidden, n)]
+                summary[f"{oracle}/hidden{hidden}/{n}"] = round(float(np.mean(v)), 4)
+    atomic_write_json(Path(args.out).with_name("anneal_head.json"), {**meta, "summary": summary, "runs": rows})
+    print(json.dumps(summary, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--index", required=True, help="INDEX built with rsir index --method float")
+    ap.add_argument("--archive", default=None, help="the archive (default: the one the index records)")
+    ap.add_argument("--strategies", nargs="+", default=None)
+    ap.add_argument("--oracles", nargs="+", default=["shared", "exact"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--budget", type=int, default=100)
+    ap.add_argument("--initial", type=int, default=100)
+    ap.add_argument("--pool", type=int, default=10000)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--head-ablation", action="store_true",
+                    help="instead: linear vs MLP head trained on the first n random pairs (n = 100, 300, 600, 900), "
+                         "written to anneal_head.json")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "anneal.json"))
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from rsir.feedback import anneal as A
+    from rsir.pipeline import IndexDir
+    from rsir.storage import atomic_write_json
+
+    idx = IndexDir.open(args.index)
+    arc = idx.archive(args.archive)
+    if arc is None:
+        raise SystemExit(f"{args.index}: the archive it records is gone; pass --archive")
+    ids = list(arc.ids)
+    x = np.asarray(idx.vectors(ids), np.float32)
+    labels = np.asarray(arc.labels)
+    train = arc.split_positions("train")
+    test = arc.split_positions("test")
+    q = np.sort(np.random.default_rng(0).choice(test, min(args.queries, test.size), replace=False))
+    db = np.setdiff1d(np.arange(len(ids)), q)
+    strategies = args.strategies or list(A.STRATEGIES)
+    meta = {"machine": {"cpu": _cpu(), "cores": os.cpu_count(), "torch_threads": args.threads,
+                        "python": platform.python_version(), "torch": torch.__version__},
+            "data": {"simulated": True, "archive": str(arc.path), "items": len(ids), "features": int(x.shape[1]),
+                     "train_items": int(train.size), "queries": int(q.size), "database": int(db.size),
+                     "manifest_info": arc.manifest.get("info", {})},
+            "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
+            "metric": "mAP@20 variant A (AP@k divided by the relevant items in the top k), Euclidean distance, "
+                      "ties by archive position, query left out of its own ranking",
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_start": _load()}
+    base = {o: A.retrieval_map(x, q, db, labels, relevance=o) for o in args.oracles}
+    meta["frozen_features_map20"] = {o: round(v, 4) for o, v in base.items()}
+    if args.head_ablation:
+        head_ablation(x, labels, train, q, db, args, meta)
+        return
+    runs: list[dict[str, Any]] = []
+    out = Path(args.out)
+    for oracle in args.oracles:
+        orc = A.label_oracle(labels, oracle)
+        for seed in args.seeds:
+            for strat in strategies:
+                cfg = A.AnnealConfig(strategy=strat, budget=args.budget, rounds=args.rounds, initial=args.initial,
+                                     pool=args.pool, seed=seed)
+                t0 = time.perf_counter()
+                recs, _ = A.run(x, train, orc, cfg, evaluate=lambda z, o=oracle: {
+                    "map20": A.retrieval_map(z, q, db, labels, relevance=o)})
+                runs.append({"oracle": oracle, "strategy": strat, "seed": seed, "config": cfg.to_json(),
+                             "seconds": round(time.perf_counter() - t0, 1), "loadavg": _load(),
+                             "curve": [{"round": r.round, "labelled": r.labelled, "similar": r.similar,
+                                        "new_similar": r.new_similar, "tau": r.tau,
+                                        "map20": round(r.metrics["map20"], 4), "seconds": round(r.seconds, 2)}
+                                       for r in recs]})
+                print(f"{oracle} seed {seed} {strat}: " + " ".join(
+                    f"{c['labelled']}:{c['map20']:.4f}" for c in runs[-1]["curve"]) + f" ({runs[-1]['seconds']} s)",
+                    flush=True)
+                summary = summarise(runs)
+                atomic_write_json(out, {**meta, "summary": summary, "runs": runs, "loadavg_end": _load(),
+                                        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    plot(summarise(runs), out.with_suffix(".png"))
+    print(json.dumps({o: s["target"] for o, s in summarise(runs).items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,382 @@
+"""Joint compression and hashing (SCI-CBIR) benchmark: storage, rate-distortion, retrieval, indexing throughput.
+
+On a simulated hard archive (default 6,000 patches of 24 x 24 pixels, so that training fits a loaded 2-core
+machine) and, with --reben, on the real reBEN sample:
+
+1. ``rsir train-codec`` stage 1 (rate-distortion only) at several lambdas: the rate-distortion curve; the main
+   lambda's stage-1 codec then starts stage 2 (joint, automatic weighting) at 32 and 64 bits (``--init``);
+2. ``rsir compress`` with each joint codec: stored bytes of the S2 modality, raw (safetensors at native
+   resolution, as ingested) against bitstreams; lossless baselines zstd (of the stored values) and JPEG 2000
+   reversible, lossy JPEG 2000 (OpenJPEG through imagecodecs) swept over quality: bits per pixel per band,
+   PSNR (peak 10000 = reflectance 1) and spectral angle (degrees) on the test split, on the 12-band grid;
+3. retrieval, RSiM protocol (validation queries, test archive), ``rsir eval --k 20``: codes read from the
+   compressed stream against MiLAN (classifier + MiLAN head trained on the raw pixels) indexing the decoded
+   pixels of the same compressed archive, and on the raw pixels;
+4. indexing throughput on the same compressed archive in one process, one torch thread: codes from the
+   bitstreams (entropy decoding + hashing head) against decoding first (entropy decoding + synthesis) and then
+   encoding the pixels (the codec's own analysis + head, and MiLAN).
+
+Everything runs through the CLI where a command exists; the commands are stored in the JSON. Numbers are from a
+simulator (labelled so) except the reBEN rows. Usage:
+  python bench/compression_bench.py [--work /tmp/compression-bench] [--n 6000] [--reben]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from train_bench import machine  # noqa: E402
+
+METRICS = {"mAP@20(A)": "mAP@20 (A)", "WAP@20": "WAP@20", "NDCG@20(exp)": "NDCG@20 (exp gain)"}
+PEAK = 10000.0
+
+
+class Runner:
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.commands: list[dict[str, Any]] = []
+
+    def __call__(self, *args: str, skip_if: Path | None = None) -> dict[str, Any]:
+        text = "rsir " + " ".join(shlex.quote(a) for a in args)
+        if skip_if is not None and skip_if.exists():
+            print(f"[skip, exists] {text}", flush=True)
+            rec = {"cmd": text, "seconds": None, "skipped": True}
+            self.commands.append(rec)
+            return rec
+        print(f"$ {text}", flush=True)
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+        load0 = os.getloadavg()
+        t0 = time.perf_counter()
+        with self.log.open("a") as fh:
+            fh.write(f"\n$ {text}\n")
+            fh.flush()
+            proc = subprocess.run([sys.executable, "-m", "rsir", *args], stdout=fh, stderr=subprocess.STDOUT,
+                                  env=env, check=False)
+        rec = {"cmd": text, "seconds": round(time.perf_counter() - t0, 2),
+               "loadavg_before": [round(v, 2) for v in load0], "loadavg_after": [round(v, 2) for v in os.getloadavg()]}
+        if proc.returncode:
+            raise SystemExit(f"failed ({proc.returncode}): {text}; see {self.log}")
+        self.commands.append(rec)
+        return rec
+
+
+def eval_metrics(path: Path) -> dict[str, float]:
+    data = json.loads((path / "eval.json").read_text())
+    res = next(iter(data["results"].values())) if "results" in data else next(iter(data.values()))
+    m = res["metrics"] if "metrics" in res else res
+    return {k: round(float(m[k]), 4) for k in METRICS}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float(10 * np.log10(PEAK ** 2 / max(mse, 1e-12)))
+
+
+def sam_degrees(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean spectral angle between N x C x H x W spectra (degrees)."""
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    dot = (a * b).sum(1)
+    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    cos = np.clip(dot / np.maximum(den, 1e-12), -1.0, 1.0)
+    return float(np.degrees(np.arccos(cos)).mean())
+
+
+def grid_pixels(arch: Any, positions: np.ndarray) -> np.ndarray:
+    """uint16 N x C x H x W raw bands on the grid (the reference every codec is measured against)."""
+    xs = [x for _, x in arch.batches(128, modality="s2", positions=positions.tolist(), normalized=False)]
+    return np.clip(np.rint(np.concatenate(xs)), 0, 65535).astype(np.uint16)
+
+
+def rd_codec(codec_dir: Path, ref: np.ndarray) -> dict[str, float]:
+    from rsir.compression.codec import load_codec
+
+    codec = load_codec(codec_dir)
+    streams = codec.compress(codec.normalise(ref.astype(np.float32)))
+    dec = codec.denormalise(codec.synthesise(codec.latents(streams)))
+    n, c, h, w = ref.shape
+    return {"bpppb": 8.0 * sum(len(s) for s in streams) / (n * c * h * w), "psnr": psnr(ref, dec),
+            "sam_deg": sam_degrees(ref, dec)}
+
+
+def rd_jpeg2000(ref: np.ndarray, levels: list[float | None]) -> list[dict[str, Any]]:
+    import imagecodecs
+
+    rows = []
+    n, c, h, w = ref.shape
+    for level in levels:
+        size, dec = 0, np.empty_like(ref)
+        for i in range(n):
+            img = np.ascontiguousarray(ref[i].transpose(1, 2, 0))
+            data = imagecodecs.jpeg2k_encode(img, level=level, reversible=level is None)
+            size += len(data)
+            dec[i] = imagecodecs.jpeg2k_decode(data).transpose(2, 0, 1)
+        rows.append({"level": level, "lossless": level is None, "bpppb": 8.0 * size / (n * c * h * w),
+                     "psnr": psnr(ref, dec) if level is not None else float("inf"),
+                     "sam_deg": sam_degrees(ref, dec)})
+    return rows
+
+
+def storage(arch: Any, positions: np.ndarray) -> dict[str, float]:
+    """Stored S2 bytes (safetensors at native resolution) and their zstd-19 size, per grid pixel and band."""
+    import imagecodecs
+
+    raw = [arch.stored(int(p), "s2") for p in positions]
+    n_px = len(positions) * arch.spec("s2").grid[0] * arch.spec("s2").grid[1] * len(arch.spec("s2").bands)
+    return {"raw_bytes": int(sum(map(len, raw))), "raw_bpppb": 8.0 * sum(map(len, raw)) / n_px,
+            "zstd19_bpppb": 8.0 * sum(len(imagecodecs.zstd_encode(r, level=19)) for r in raw) / n_px}
+
+
+def throughput(comp_dir: Path, codec_dir: Path, milan_dir: Path | None, repeat: int = 1) -> dict[str, Any]:
+    """Items per second indexing the compressed archive: from streams vs decode + encode (one torch thread)."""
+    import torch
+
+    from rsir.compression.encoder import load_codec_encoder
+    from rsir.data.archive import open_archive
+    from rsir.encoding import load_encoder
+
+    torch.set_num_threads(1)
+    arch = open_archive(comp_dir)
+    enc = load_codec_encoder(codec_dir)
+    n = len(arch)
+
+    def timed(fn: Any) -> float:
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    def from_streams() -> None:
+        for ids, streams in arch.stored_batches(64, "s2"):
+            enc.encode_stored(ids, streams)
+
+    def decode_then(encoder: Any) -> Any:
+        def run() -> None:
+            for _, x in arch.batches(64, modality="s2"):
+                encoder.encode(x)
+        return run
+
+    def decode_only() -> None:
+        for _ in arch.batches(64, modality="s2"):
+            pass
+
+    out: dict[str, Any] = {"items": n, "torch_threads": 1}
+    t = {"from_stream": timed(from_streams), "decode_only": timed(decode_only),
+         "decode_then_codec_encode": timed(decode_then(enc))}
+    if milan_dir is not None:
+        t["decode_then_milan"] = timed(decode_then(load_encoder("model", milan_dir)))
+    out["seconds"] = {k: round(v, 2) for k, v in t.items()}
+    out["items_per_s"] = {k: round(n / v, 1) for k, v in t.items()}
+    out["speedup_vs_decode_then_codec"] = round(t["decode_then_codec_encode"] / t["from_stream"], 2)
+    if milan_dir is not None:
+        out["speedup_vs_decode_then_milan"] = round(t["decode_then_milan"] / t["from_stream"], 2)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default="/tmp/compression-bench")
+    ap.add_argument("--n", type=int, default=6000)
+    ap.add_argument("--size", type=int, default=24)
+    ap.add_argument("--lambdas", type=float, nargs="+", default=[8.0, 64.0, 512.0])
+    ap.add_argument("--main-lambda", type=float, default=64.0)
+    ap.add_argument("--codec-epochs", type=int, default=4)
+    ap.add_argument("--joint-epochs", type=int, default=4)
+    ap.add_argument("--filters", type=int, default=32)
+    ap.add_argument("--latent", type=int, default=16)
+    ap.add_argument("--max-items", type=int, default=2000, help="training items of the codec")
+    ap.add_argument("--codec-batch", type=int, default=8, help="codec batch size (small: more steps per epoch)")
+    ap.add_argument("--cls-epochs", type=int, default=20)
+    ap.add_argument("--milan-epochs", type=int, default=30)
+    ap.add_argument("--bits", type=int, nargs="+", default=[32, 64])
+    ap.add_argument("--j2k-levels", type=float, nargs="+", default=[25, 30, 35, 40, 45, 50, 60])
+    ap.add_argument("--reben", action="store_true", help="also the real reBEN sample (../shared/data)")
+    ap.add_argument("--reben-only", action="store_true", help="only the reBEN rows (printed, not saved)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "compression.json"))
+    args = ap.parse_args()
+    if args.reben_only:
+        work = Path(args.work)
+        work.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(reben_rows(work, Runner(work / "commands-reben.log")), indent=1))
+        return
+
+    import torch
+
+    torch.set_num_threads(1)
+    from rsir.data.archive import open_archive
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    run = Runner(work / "commands.log")
+    res: dict[str, Any] = {"machine": {**machine(), "note": "2 shared cores, loaded by other jobs (see loadavg)"},
+                           "dataset": f"SIMULATED hard archive, {args.n} patches of {args.size}x{args.size} px, "
+                                      f"12 S2 bands (rsir simulate --difficulty hard --seed 0 --bitemporal 0)",
+                           "args": vars(args), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    sim = work / "sim"
+    run("simulate", "--n", str(args.n), "--size", str(args.size), "--difficulty", "hard", "--seed", "0",
+        "--bitemporal", "0", "--out", str(sim), "--quiet", skip_if=sim)
+    arch = open_archive(sim)
+    common = ["--filters", str(args.filters), "--latent", str(args.latent), "--max-items", str(args.max_items),
+              "--batch-size", str(args.codec_batch)]
+
+    # 1. stage-1 codecs (rate-distortion only) at each lambda
+    stage1: dict[float, Path] = {}
+    for lam in sorted(set(args.lambdas) | {args.main_lambda}):
+        d = work / f"codec-s1-l{lam:g}"
+        rec = run("train-codec", str(sim), "--out", str(d), "--lambda", f"{lam:g}", "--codec-epochs",
+                  str(args.codec_epochs), "--joint-epochs", "0", *common, skip_if=d)
+        stage1[lam] = d
+        res.setdefault("train_seconds", {})[d.name] = rec["seconds"]
+    # 2. joint stage at each code length, from the main lambda's stage 1
+    joint: dict[int, Path] = {}
+    for bits in args.bits:
+        d = work / f"codec-jci{bits}"
+        rec = run("train-codec", str(sim), "--out", str(d), "--bits", str(bits), "--lambda", f"{args.main_lambda:g}",
+                  "--init", str(stage1[args.main_lambda]), "--codec-epochs", "0", "--joint-epochs",
+                  str(args.joint_epochs), *common, skip_if=d)
+        joint[bits] = d
+        res.setdefault("train_seconds", {})[d.name] = rec["seconds"]
+
+    # 3. compressed archives; storage
+    comp: dict[int, Path] = {}
+    res["storage"] = {}
+    st = storage(arch, np.arange(len(arch)))
+    for bits, d in joint.items():
+        c = work / f"sim-c{bits}"
+        rec = run("compress", str(sim), "--codec", str(d), "--out", str(c), "--no-progress", skip_if=c)
+        comp[bits] = c
+        ca = open_archive(c)
+        cb = sum(len(ca.stored(i, "s2")) for i in range(len(ca)))
+        g = arch.spec("s2").grid
+        n_px = len(arch) * g[0] * g[1] * 12
+        res["storage"][f"jci{bits}"] = {**st, "compressed_bytes": cb, "compressed_bpppb": 8.0 * cb / n_px,
+                                        "ratio_vs_raw": round(st["raw_bytes"] / cb, 2),
+                                        "compress_seconds": rec["seconds"]}
+
+    # rate-distortion on the test split
+    test = arch.split_positions("test")
+    ref = grid_pixels(arch, test)
+    rd: dict[str, Any] = {"items": int(len(test)), "codec_stage1": {}, "codec_joint": {}}
+    for lam, d in stage1.items():
+        rd["codec_stage1"][f"{lam:g}"] = rd_codec(d, ref)
+    for bits, d in joint.items():
+        rd["codec_joint"][str(bits)] = rd_codec(d, ref)
+    rd["jpeg2000"] = rd_jpeg2000(ref, [None, *args.j2k_levels])
+    rd["storage_test"] = storage(arch, test)
+    res["rate_distortion"] = rd
+    print(json.dumps(rd, indent=1), flush=True)
+
+    # 4. retrieval: codes from the stream vs MiLAN on decoded (and raw) pixels
+    cls = work / "classifier"
+    run("train", str(sim), "--method", "classifier", "--epochs", str(args.cls_epochs), "--out", str(cls),
+        "--quiet", skip_if=cls)
+    res["retrieval"] = {}
+    milan: dict[int, Path] = {}
+    for bits in args.bits:
+        m = work / f"milan{bits}"
+        run("train", str(sim), "--method", "milan", "--features", str(cls), "--bits", str(bits), "--epochs",
+            str(args.milan_epochs), "--out", str(m), "--quiet", skip_if=m)
+        milan[bits] = m
+        rows = {}
+        for name, archive, model in [(f"SCI-CBIR {bits} (codes from the compressed stream)", comp[bits], None),
+                                     (f"MiLAN {bits} on decoded pixels", comp[bits], m),
+                                     (f"MiLAN {bits} on raw pixels", sim, m)]:
+            tag = name.split(" (")[0].lower().replace(" ", "-")
+            idx = work / f"idx-{tag}"
+            cmd = ["index", str(archive), "--out", str(idx), "--no-progress"] + (["--model", str(model)] if model else [])
+            rec = run(*cmd, skip_if=idx)
+            ev = work / f"eval-{tag}"
+            run("eval", str(archive), str(idx), "--protocol", "rsim", "--k", "20", "--out", str(ev), skip_if=ev)
+            rows[name] = {**eval_metrics(ev), "index_seconds": rec["seconds"]}
+        res["retrieval"][str(bits)] = rows
+    print(json.dumps(res["retrieval"], indent=1), flush=True)
+
+    # 5. throughput, same compressed archive, one process
+    main_bits = max(args.bits)
+    res["throughput"] = throughput(comp[main_bits], joint[main_bits], milan.get(main_bits))
+    print(json.dumps(res["throughput"], indent=1), flush=True)
+
+    if args.reben:
+        res["reben"] = reben_rows(work, run)
+    res["commands"] = run.commands
+    res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=1))
+    plot(res, Path(args.out).with_suffix(".png"))
+    print(f"-> {args.out}")
+
+
+def reben_rows(work: Path, run: Runner) -> dict[str, Any]:
+    """The real reBEN sample (24 patches, 120 x 120): a codec trained on its 8 training patches, storage,
+    rate-distortion against JPEG 2000, and retrieval of codes from the stream (8 queries, 8 archive items)."""
+    from rsir.data.archive import open_archive
+
+    src = ROOT.parent / "shared" / "data" / "reben-sample"
+    if not src.exists():
+        return {"skipped": f"{src} not present"}
+    arch_dir, codec, comp = work / "reben", work / "reben-codec64", work / "reben-c64"
+    run("ingest", str(src), "--format", "reben", "--out", str(arch_dir), "--quiet", skip_if=arch_dir)
+    run("train-codec", str(arch_dir), "--out", str(codec), "--bits", "64", "--codec-epochs", "60",
+        "--joint-epochs", "30", "--batch-size", "2", "--filters", "32", "--latent", "16", skip_if=codec)
+    run("compress", str(arch_dir), "--codec", str(codec), "--out", str(comp), "--no-progress", skip_if=comp)
+    idx, ev = work / "idx-reben-c64", work / "eval-reben-c64"
+    run("index", str(comp), "--out", str(idx), "--no-progress", skip_if=idx)
+    run("eval", str(comp), str(idx), "--protocol", "rsim", "--k", "20", "--out", str(ev), skip_if=ev)
+    arch, ca = open_archive(arch_dir), open_archive(comp)
+    allp = np.arange(len(arch))
+    ref = grid_pixels(arch, allp)
+    g = arch.spec("s2").grid
+    cb = sum(len(ca.stored(i, "s2")) for i in range(len(ca)))
+    st = storage(arch, allp)
+    return {"dataset": "REAL reBEN sample (24 S2 patches, 120x120, 8/8/8 splits)", "storage": {
+        **st, "compressed_bytes": cb, "compressed_bpppb": 8.0 * cb / (len(arch) * g[0] * g[1] * 12),
+        "ratio_vs_raw": round(st["raw_bytes"] / cb, 2)},
+        "codec": rd_codec(codec, ref), "jpeg2000": rd_jpeg2000(ref, [None, 30, 35, 40, 45, 50, 55]),
+        "retrieval_from_stream": eval_metrics(ev)}
+
+
+def plot(res: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rd = res["rate_distortion"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in [(axes[0], "psnr", "PSNR (dB, peak 10000)"), (axes[1], "sam_deg", "spectral angle (deg)")]:
+        j2k = [r for r in rd["jpeg2000"] if not r["lossless"]]
+        ax.plot([r["bpppb"] for r in j2k], [r[key] for r in j2k], "o-", label="JPEG 2000 (OpenJPEG)")
+        s1 = sorted(rd["codec_stage1"].items(), key=lambda kv: kv[1]["bpppb"])
+        ax.plot([v["bpppb"] for _, v in s1], [v[key] for _, v in s1], "s-", label="learned codec, stage 1")
+        for bits, v in rd["codec_joint"].items():
+            ax.plot([v["bpppb"]], [v[key]], "*", ms=12, label=f"joint codec, {bits} bits")
+        raw = rd["storage_test"]["raw_bpppb"]
+        ax.axvline(raw / 8, color="grey", ls=":", label="1/8 of raw storage")
+        ax.set_xscale("log")
+        ax.set_xlabel("bits per pixel per band")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("SIMULATED archive, test split: rate-distortion")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

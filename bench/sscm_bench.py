@@ -1,0 +1,279 @@
+"""SS-CM-RSIR benchmark (issue 13): Sentinel-1 <-> Sentinel-2 retrieval without labels.
+
+Everything runs through the `rsir` CLI, so the commands recorded in the JSON are the reproduce commands:
+
+1. a **simulated** hard archive of N co-registered S1/S2 pairs (`rsir simulate --difficulty hard`);
+2. `rsir train --method ss-cm` for the full method (all three objectives) at 32 / 64 / 128 bits, the ablations
+   (`--objectives mim`, `--objectives mim+de`) at 64 bits, and the untrained encoder pair (`--epochs 0`, the
+   floor); the same epochs, seed and batch for each;
+3. `rsir index --model` (codes of both modalities in one index; `--float` for the embeddings of the full model);
+4. `rsir eval --protocol rsim --k 20` in the four directions: mAP@20 (variant A) and the RSiM P/R/F1@20;
+5. supervised single-modality MiLAN (`rsir train --method milan --modality s1|s2`, classifier features trained
+   first, labels used) as the reference: S1->S1 and S2->S2;
+6. end-to-end encoding throughput of both modalities (`rsir index --model` on a 120 x 120 px simulated archive,
+   pairs/s = pairs / build_seconds from the index manifest);
+7. optionally (--reben DIR), the real reBEN sample as it is (24 pairs: 8 train / 8 validation / 8 test).
+
+Usage: nice -n 10 .venv/bin/python bench/sscm_bench.py [--n 6000] [--size 48] [--epochs 12]
+       [--work /tmp/sscm-bench] [--reben ../shared/data/reben-sample] [--out bench/results/sscm.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from milan_bench import Runner  # noqa: E402
+from train_bench import machine  # noqa: E402
+
+KEYS = ("mAP@20(A)", "rsim_P@20", "rsim_R@20", "rsim_F1@20")
+DIRS = ("s1->s2", "s2->s1", "s1->s1", "s2->s2")
+WIDTH = 16  # encoder base width of every trained model (--width)
+ASSEMBLE = False  # --assemble: run nothing, collect what earlier (possibly parallel) runs left in --work
+
+
+class Missing(Exception):
+    """--assemble: a command's output is not there (that row is left out and listed as missing)."""
+
+
+class Collector(Runner):
+    """A Runner for --assemble: a command whose output exists is recorded as done, any other is Missing."""
+
+    def __call__(self, *args: str, skip_if: Path | None = None) -> dict[str, Any]:
+        text = "rsir " + " ".join(args)
+        if skip_if is not None and skip_if.exists():
+            rec = {"cmd": text, "seconds": None, "skipped": True}
+            self.commands.append(rec)
+            return rec
+        raise Missing(text)
+
+
+def eval_dirs(path: Path) -> dict[str, dict[str, float]]:
+    """{direction: {metric: value}} of an eval.json."""
+    doc = json.loads((path / "eval.json").read_text())
+    out = {}
+    for name, r in doc["results"].items():
+        out[name.split()[-1]] = {k: round(float(r["metrics"][k]), 4) for k in KEYS}
+    return out
+
+
+def model_summary(path: Path) -> dict[str, Any]:
+    info = json.loads((path / "config.json").read_text()).get("info", {})
+    hist = info.get("history", [])
+    return {"best_epoch": info.get("best_epoch"), "epochs_run": len(hist),
+            "selection_score_best": info.get("best_selection_score", info.get("val_map@20_A")),
+            "train_seconds": round(sum(float(h.get("seconds", 0)) for h in hist), 1),
+            "distinct_codes_train": info.get("distinct_codes_train")}
+
+
+def sscm_stage(run: Runner, archive: Path, work: Path, variants: list[tuple[str, list[str]]], epochs: int,
+               seed: int, batch: int, max_steps: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, extra in variants:
+        try:
+            out.update(_variant(run, archive, work, name, extra, epochs, seed, batch, max_steps))
+        except Missing as e:
+            out.setdefault("_missing", []).append(str(e))
+    return out
+
+
+def _variant(run: Runner, archive: Path, work: Path, name: str, extra: list[str], epochs: int, seed: int,
+             batch: int, max_steps: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if True:
+        slug = name.replace(" ", "_")
+        model = work / f"model-{slug}"
+        ep = ["--epochs", "0"] if name == "random" else ["--epochs", str(epochs), "--patience", str(epochs)]
+        if max_steps and name != "random":
+            ep += ["--max-steps", str(max_steps)]
+        tr = run("train", str(archive), "--method", "ss-cm", *ep, "--out", str(model), "--seed", str(seed),
+                 "--batch-size", str(batch), "--width", str(WIDTH), "--workers", "0", "--quiet", *extra,
+                 skip_if=model / "config.json")
+        kinds = [("codes", [])] + ([("float", ["--float"])] if name == "full-64" else [])
+        for kind, flag in kinds:
+            idx = work / f"index-{slug}-{kind}"
+            run("index", str(archive), "--model", str(model), "--out", str(idx), "--no-progress", *flag,
+                skip_if=idx / "manifest.json")
+            ev = work / f"eval-{slug}-{kind}"
+            run("eval", str(archive), str(idx), "--protocol", "rsim", "--k", "20", "--out", str(ev),
+                skip_if=ev / "eval.json")
+            label = name if kind == "codes" else f"{name.split('-')[0]} float embeddings"
+            out[label] = {"directions": eval_dirs(ev), "train": model_summary(model),
+                          "train_wall_s": tr.get("seconds"), "output": kind}
+    return out
+
+
+def milan_stage(run: Runner, archive: Path, work: Path, cls_epochs: int, milan_epochs: int, seed: int
+                ) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mod in ("s1", "s2"):
+        try:
+            out.update(_milan(run, archive, work, mod, cls_epochs, milan_epochs, seed))
+        except Missing as e:
+            out.setdefault("_missing", []).append(str(e))
+    return out
+
+
+def _milan(run: Runner, archive: Path, work: Path, mod: str, cls_epochs: int, milan_epochs: int, seed: int
+           ) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if True:
+        cls = work / f"milan-{mod}-classifier"
+        run("train", str(archive), "--method", "classifier", "--modality", mod, "--epochs", str(cls_epochs),
+            "--width", str(WIDTH), "--out", str(cls), "--seed", str(seed), "--workers", "0", "--quiet",
+            skip_if=cls / "config.json")
+        model = work / f"milan-{mod}"
+        tr = run("train", str(archive), "--method", "milan", "--modality", mod, "--features", str(cls), "--bits",
+                 "64", "--epochs", str(milan_epochs), "--out", str(model), "--seed", str(seed), "--workers", "0",
+                 "--quiet", skip_if=model / "config.json")
+        idx = work / f"index-milan-{mod}"
+        run("index", str(archive), "--model", str(model), "--out", str(idx), "--no-progress",
+            skip_if=idx / "manifest.json")
+        ev = work / f"eval-milan-{mod}"
+        run("eval", str(archive), str(idx), "--protocol", "rsim", "--k", "20", "--out", str(ev),
+            skip_if=ev / "eval.json")
+        out[f"MiLAN-64 supervised {mod}"] = {"directions": eval_dirs(ev), "train_wall_s": tr.get("seconds")}
+    return out
+
+
+def throughput_stage(run: Runner, work: Path, n: int, seed: int) -> dict[str, Any]:
+    """Encoding both modalities end to end at 120 x 120 px (an untrained pair costs what a trained one does)."""
+    arch = work / "throughput-120"
+    run("simulate", "--n", str(n), "--out", str(arch), "--difficulty", "hard", "--size", "120", "--bitemporal",
+        "0", "--seed", str(seed), "--quiet", skip_if=arch / "manifest.json")
+    model = work / "throughput-model"
+    run("train", str(arch), "--method", "ss-cm", "--epochs", "0", "--width", str(WIDTH), "--out", str(model),
+        "--quiet",
+        skip_if=model / "config.json")
+    rows = {}
+    for threads in (1, 2):
+        idx = work / f"throughput-index-{threads}"
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        rec = run("index", str(arch), "--model", str(model), "--out", str(idx), "--no-progress",
+                  skip_if=idx / "manifest.json" if ASSEMBLE else None)
+        os.environ.pop("OMP_NUM_THREADS")
+        m = json.loads((idx / "manifest.json").read_text())
+        rows[f"{threads} torch thread(s)"] = {"pairs": n, "build_seconds": m["build_seconds"],
+                                              "pairs_per_s": round(n / m["build_seconds"], 1),
+                                              "command_wall_s": rec.get("seconds"),
+                                              "loadavg_before": rec.get("loadavg_before")}
+    return rows
+
+
+def reben_stage(run: Runner, src: Path, work: Path, epochs: int, seed: int, max_steps: int | None
+                ) -> dict[str, Any]:
+    archive = work / "reben"
+    run("ingest", str(src), "--format", "reben", "--out", str(archive), "--overwrite", "--quiet",
+        skip_if=archive / "manifest.json")
+    (work / "reben-runs").mkdir(parents=True, exist_ok=True)
+    out = sscm_stage(run, archive, work / "reben-runs", [("full-64", []), ("random", [])], epochs, seed, 8,
+                     max_steps)
+    return {"data": "REAL reBEN sample (BigEarthNet v2.0), S1 2 x 120 x 120 / S2 12 x 120 x 120", "results": out}
+
+
+def table(rows: dict[str, Any]) -> str:
+    head = "| model | bits | " + " | ".join(f"{d} mAP@20 (A)" for d in DIRS) + " | " + \
+        " | ".join(f"{d} F1@20" for d in DIRS) + " |"
+    lines = [head, "|" + "---|" * (2 + 2 * len(DIRS))]
+    for name, r in rows.items():
+        if name.startswith("_"):
+            continue
+        d = r["directions"]
+        tail = name.split()[0].split("-")[-1]
+        bits = "float" if r.get("output") == "float" else (tail if tail.isdigit() else "64")
+        cells = [f"{d[x]['mAP@20(A)']:.4f}" if x in d else "-" for x in DIRS]
+        cells += [f"{d[x]['rsim_F1@20']:.4f}" if x in d else "-" for x in DIRS]
+        lines.append(f"| {name} | {bits} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=6000)
+    ap.add_argument("--size", type=int, default=48)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--max-steps", type=int, default=None, help="at most N batches per ss-cm epoch (loaded machine)")
+    ap.add_argument("--cls-epochs", type=int, default=10)
+    ap.add_argument("--milan-epochs", type=int, default=30)
+    ap.add_argument("--throughput-n", type=int, default=1024)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ramp", action="store_true",
+                    help="full and mim+de with the DA4DTE weight ramp (rsir train --ramp); adds the constant-weight "
+                         "full model as a row of its own")
+    ap.add_argument("--work", default="/tmp/sscm-bench")
+    ap.add_argument("--reben", default=None, metavar="DIR", help="the reBEN sample (../shared/data/reben-sample)")
+    ap.add_argument("--skip", default="", help="comma list of stages to skip: sscm,milan,throughput,ablations "
+                                               "(a second process can run the others beside the first)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sscm.json"))
+    ap.add_argument("--width", type=int, default=16, help="encoder base width (ss-cm, classifier, throughput)")
+    ap.add_argument("--assemble", action="store_true",
+                    help="run nothing: write the JSON from what runs with the same settings left in --work")
+    args = ap.parse_args()
+    global WIDTH, ASSEMBLE
+    WIDTH, ASSEMBLE = args.width, args.assemble
+    skip = set(filter(None, args.skip.split(",")))
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    run = Collector(work / "commands.log") if args.assemble else Runner(work / "commands.log")
+    t0 = time.time()
+    archive = work / f"hard-{args.n}-{args.size}"
+    run("simulate", "--n", str(args.n), "--out", str(archive), "--difficulty", "hard", "--size", str(args.size),
+        "--bitemporal", "0", "--seed", str(args.seed), "--quiet", skip_if=archive / "manifest.json")
+    ramp = ["--ramp"] if args.ramp else []
+    variants = [("full-64", ramp), ("random", [])]
+    if "ablations" not in skip:
+        variants += [("mim-64", ["--objectives", "mim"]), ("mim+de-64", ["--objectives", "mim+de", *ramp]),
+                     ("full-32", ["--bits", "32", *ramp]), ("full-128", ["--bits", "128", *ramp])]
+        if args.ramp:
+            variants.append(("full-64 constant weights", []))
+    doc: dict[str, Any] = {
+        "machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "data": f"SIMULATED hard archive, {args.n} S1/S2 pairs at {args.size} x {args.size} px "
+                f"(rsir simulate --difficulty hard --seed {args.seed})",
+        "protocol": "rsim: validation queries against the test split; mAP@20 variant A, RSiM P/R/F1@20; "
+                    "relevance = any shared label; labels used only here (and by the MiLAN reference)",
+        "settings": {"epochs": args.epochs, "batch": args.batch, "seed": args.seed, "ramp": args.ramp,
+                     "max_steps_per_epoch": args.max_steps, "width": args.width, "classifier_epochs": args.cls_epochs,
+                     "milan_epochs": args.milan_epochs,
+                     "objective_defaults": "tau 0.5, w_de 1, w_intra 1, no quantisation term"},
+        "results": {} if "sscm" in skip else sscm_stage(run, archive, work, variants, args.epochs, args.seed,
+                                                         args.batch, args.max_steps),
+    }
+    if "milan" not in skip:
+        doc["results"].update(milan_stage(run, archive, work, args.cls_epochs, args.milan_epochs, args.seed))
+    if "throughput" not in skip:
+        try:
+            doc["throughput"] = throughput_stage(run, work, args.throughput_n, args.seed)
+        except Missing as e:
+            doc["throughput"] = {"_missing": [str(e)]}
+    if args.reben:
+        try:
+            doc["reben_sample"] = reben_stage(run, Path(args.reben), work, args.epochs, args.seed, args.max_steps)
+        except Missing as e:
+            doc["reben_sample"] = {"results": {"_missing": [str(e)]}}
+    doc["commands"] = run.commands
+    doc["wall_seconds"] = round(time.time() - t0, 1)
+    doc["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+    if doc["results"]:
+        print(table(doc["results"]))
+    if args.reben:
+        print(table(doc["reben_sample"]["results"]))
+    if args.assemble:
+        doc["assembled"] = ("written by --assemble from runs with these settings (the ss-cm variants, the MiLAN "
+                            "reference and the rest ran as parallel processes); seconds are the models' own")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""The learned codec: entropy model, bit-exact coding, damaged streams, compressed archives indexed from their
+bitstreams without the synthesis transform, decoding on demand, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rsir.compression.codec import CodecConfig, CodecError, CodecMeta, JointNet, load_codec
+from rsir.compression.entropy import TOTAL, BitstreamError, FactorizedDensity, LatentCoder
+from rsir.compression.train import CodecTrainConfig, train_codec
+from rsir.data.archive import open_archive
+from rsir.errors import ItemError
+from tests.data.archive_helpers import write_tiny_archive
+
+
+def _density(seed: int = 0, channels: int = 4) -> FactorizedDensity:
+    torch.manual_seed(seed)
+    d = FactorizedDensity(channels)
+    with torch.no_grad():  # different widths per channel
+        d.matrices[0].mul_(torch.linspace(0.3, 1.0, channels).reshape(-1, 1, 1))
+    d.update_tables()
+    return d
+
+
+def test_density_is_a_pmf_and_tables_are_exact() -> None:
+    d = _density()
+    grid = torch.arange(-300, 301, dtype=torch.float32).reshape(1, 1, 1, -1).expand(1, 4, 1, -1).contiguous()
+    mass = d.likelihood(grid).sum(-1).flatten()
+    assert torch.allclose(mass, torch.ones(4), atol=1e-3)
+    for c in range(4):
+        k = int(d.size[c]) + 1
+        row = d.table[c].numpy()
+        assert int(row[:k].sum()) == TOTAL and (row[:k] >= 1).all() and (row[k:] == 0).all()
+
+
+def test_round_trip_is_bit_exact_with_escapes_and_near_the_entropy() -> None:
+    d = _density(1)
+    coder = LatentCoder(d)
+    rng = np.random.default_rng(0)
+    sym = np.rint(rng.laplace(0, 2.0, (4, 6, 5))).astype(np.int32)
+    sym[0, 0, 0], sym[3, 5, 4], sym[2, 1, 1] = 20000, -32768, 32767  # far outside the tables: escapes
+    data = coder.encode(sym)
+    assert np.array_equal(coder.decode(data), sym)
+    # a typical latent codes at close to its information content under the model
+    typ = np.rint(rng.laplace(0, 1.0, (4, 32, 32))).astype(np.int32)
+    lik = d.likelihood(torch.from_numpy(typ[None].astype(np.float32)))
+    info_bits = float(-torch.log2(lik.detach()).sum())
+    coded_bits = 8 * (len(coder.encode(typ)) - 20)
+    assert np.array_equal(coder.decode(coder.encode(typ)), typ)
+    assert coded_bits < 1.05 * info_bits + 64
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "magic", "pad", "header"])
+def test_damaged_streams_are_refused(damage: str) -> None:
+    coder = LatentCoder(_density(2))
+    data = bytearray(coder.encode(np.zeros((4, 3, 3), np.int32) + 1))
+    if damage == "truncate":
+        data = data[:-3]
+    elif damage == "flip":
+        data[-1] ^= 0x10
+    elif damage == "magic":
+        data[0:4] = b"XXXX"
+    elif damage == "pad":
+        data += b"\0\0\0\0"
+    else:
+        data = data[:10]
+    with pytest.raises(BitstreamError):
+        coder.decode(bytes(data))
+    with pytest.raises(BitstreamError, match="latent is 3x3, expected 2x2"):
+        coder.decode(coder.encode(np.zeros((4, 3, 3), np.int32)), (2, 2))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("codec")
+    arch = write_tiny_archive(root / "arch", n=18, size=24)
+    torch.manual_seed(0)
+    cfg = CodecTrainConfig(bits=16, codec_epochs=1, joint_epochs=1, batch_size=6, n_filters=8, latent=4)
+    codec = train_codec(arch, root / "codec", cfg)
+    return arch, codec
+
+
+def test_training_records_both_stages_and_learned_weights(trained: tuple[Path, Path]) -> None:
+    _, codec_dir = trained
+    cfg = json.loads((codec_dir / "config.json").read_text())
+    stages = [h["stage"] for h in cfg["info"]["history"]]
+    assert stages == ["codec", "joint"]
+    joint = cfg["info"]["history"][1]
+    assert set(joint["weights"]) == {"rd", "pairwise", "balance", "classification"}
+    assert {"pairwise", "balance", "classification", "bpp", "mse"} <= set(joint)
+    c = load_codec(codec_dir)
+    assert c.net.entropy.has_tables and c.bits == 16 and c.meta.grid == (24, 24)
+
+
+def test_compress_index_from_streams_without_synthesis(trained: tuple[Path, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from rsir.compression.archive import compress_archive
+    from rsir.compression.encoder import load_codec_encoder
+    from rsir.pipeline import IndexDir, build_index
+
+    arch_dir, codec_dir = trained
+    rep = compress_archive(arch_dir, codec_dir, tmp_path / "c", progress=False)
+    src, comp = open_archive(arch_dir), open_archive(tmp_path / "c")
+    assert rep.n_items == len(src) == len(comp) and rep.compressed_bytes < rep.raw_bytes
+    assert comp.compressed("s2")["method"] == "sci-cbir" and comp.compressed("s1") is None
+    assert comp.get(0, "s1")["VV"].tobytes() == src.get(0, "s1")["VV"].tobytes()  # other modality copied
+    codec = load_codec(codec_dir)
+    # codes from pixels of the source archive (the latent a bitstream holds) ...
+    raw = np.concatenate([x for _, x in src.batches(64, modality="s2", normalized=False)])
+    from_pixels = codec.hash_images(codec.normalise(raw))
+
+    # ... equal the codes read from the compressed stream, and indexing never runs the synthesis transform
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("synthesis transform called while indexing")
+
+    monkeypatch.setattr(torch.nn.ConvTranspose2d, "forward", boom)
+    out = build_index(comp, tmp_path / "idx", encoder=load_codec_encoder(codec_dir), progress=False)
+    d = IndexDir.open(out)
+    assert d.manifest["from_stream"] is True and d.manifest["encoder_type"] == "codec"
+    assert np.array_equal(d.vectors(comp.ids), from_pixels)
+    monkeypatch.undo()
+    # decoding on demand: quicklooks and pixels of the compressed archive
+    bands = comp.get(0, "s2")
+    assert set(bands) == set(src.spec("s2").bands) and bands["B02"].shape == (24, 24)
+    assert bands["B02"].dtype == np.uint16 and comp.quicklook(0).shape == (24, 24, 3)
+    assert comp.image(1).shape == (12, 24, 24)
+
+
+def test_cli_compress_index_search_and_damaged_item(trained: tuple[Path, Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import lmdb
+
+    from rsir.cli import main
+
+    arch_dir, codec_dir = trained
+    assert main(["compress", str(arch_dir), "--codec", str(codec_dir), "--out", str(tmp_path / "c"),
+                 "--no-progress"]) == 0
+    assert "bits per pixel per band" in capsys.readouterr().out
+    assert main(["index", str(tmp_path / "c"), "--out", str(tmp_path / "idx"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["from_stream"] is True
+    assert main(["search", str(tmp_path / "idx"), "--id", "item003", "-k", "3"]) == 0
+    # damage one item's bitstream: indexing and decoding name it
+    comp = tmp_path / "c"
+    env = lmdb.open(str(comp / "patches.lmdb"), subdir=True)
+    with env.begin(write=True) as txn:
+        v = bytearray(txn.get(b"s2/item005"))
+        txn.put(b"s2/item005", bytes(v[:-2]))
+    env.close()
+    from rsir.compression.encoder import load_codec_encoder
+    from rsir.pipeline import build_index
+
+    with pytest.raises(ItemError, match="s2/item005.*truncated"):
+        build_index(open_archive(comp), tmp_path / "idx2", encoder=load_codec_encoder(codec_dir), progress=False)
+    with pytest.raises(ItemError, match="s2/item005.*truncated"):
+        open_archive(comp).quicklook("item005")
+    assert main(["index", str(comp), "--out", str(tmp_path / "idx3"), "--no-progress"]) == 2
+    assert "item005" in capsys.readouterr().err
+
+
+def test_mismatching_codec_is_refused_before_writing(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from rsir.compression.archive import compress_archive
+
+    _, codec_dir = trained
+    other = write_tiny_archive(tmp_path / "small", n=6, size=12)  # 12 x 12 grid
+    with pytest.raises(CodecError, match="24x24 patches.*12x12"):
+        compress_archive(other, codec_dir, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    bad = tmp_path / "codec-bands"
+    shutil.copytree(codec_dir, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["bands"] = cfg["bands"][::-1]
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CodecError, match="trained on bands"):
+        compress_archive(trained[0], bad, tmp_path / "out2", progress=False)
+    assert not (tmp_path / "out2").exists()
+
+
+def test_untrained_tables_are_required() -> None:
+    net = JointNet(CodecConfig(in_channels=3, n_filters=4, latent=2, bits=8, n_classes=2))
+    with pytest.raises(BitstreamError, match="no coding tables"):
+        LatentCoder(net.entropy)
+    assert CodecMeta().method == "sci-cbir"
+
+
+def test_init_reuses_stage_one_for_another_code_length(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    arch_dir, codec_dir = trained
+    cfg = CodecTrainConfig(bits=8, codec_epochs=0, joint_epochs=0, batch_size=6, n_filters=8, latent=4,
+                           init=str(codec_dir))
+    out = train_codec(arch_dir, tmp_path / "c8", cfg)
+    a, b = load_codec(codec_dir), load_codec(out)
+    assert b.bits == 8
+    for k, v in a.net.g_a.state_dict().items():
+        assert torch.equal(v, b.net.g_a.state_dict()[k])
+    assert torch.equal(a.net.entropy.table, b.net.entropy.table)
+    with pytest.raises(CodecError, match="latent channels"):
+        train_codec(arch_dir, tmp_path / "bad", CodecTrainConfig(bits=8, codec_epochs=0, joint_epochs=0,
+                                                                 n_filters=8, latent=6, init=str(codec_dir)))
+
+
+def test_engine_on_a_compressed_archive_answers_pixel_queries(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from rsir.compression.archive import compress_archive
+    from rsir.query.engine import SearchEngine
+
+    arch_dir, codec_dir = trained
+    compress_archive(arch_dir, codec_dir, tmp_path / "c", progress=False)
+    from rsir.cli import main
+
+    assert main(["index", str(tmp_path / "c"), "--out", str(tmp_path / "idx"), "--no-progress"]) == 0
+    engine = SearchEngine.open(tmp_path / "idx", archive=tmp_path / "c")
+    src = open_archive(arch_dir)
+    # a query by the source item's raw bands (native resolutions) finds the item: same latent, same code
+    from rsir.bits import popcount
+    from rsir.pipeline import IndexDir
+
+    q = engine.encode_bands(src.get("item004", "s2"))
+    stored = IndexDir.open(tmp_path / "idx").vectors(["item004"])
+    assert int(popcount(np.bitwise_xor(q.reshape(1, -1), stored)).sum()) <= 1  # float rounding may flip a bit
+    hits = {h["id"]: h["distance"] for h in engine.search_bands(src.get("item004", "s2"), k=18).to_json()["results"]}
+    assert hits["item004"] == min(hits.values())
+    # and by the decoded pixels of the compressed archive (what an upload of a quicklook's source would be)
+    assert len(engine.search_bands(open_archive(tmp_path / "c").get("item004", "s2"), k=3).to_json()["results"]) == 3
+
+
+def test_ingest_decodes_a_compressed_archive_back_to_raw_bands(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from rsir.compression.archive import compress_archive
+    from rsir.data.formats import ingest
+
+    arch_dir, codec_dir = trained
+    compress_archive(arch_dir, codec_dir, tmp_path / "c", progress=False)
+    rep = ingest(tmp_path / "c", "rsir-archive", tmp_path / "raw", {"modalities": "s2"}, progress=False)
+    raw, comp, src = open_archive(rep.path), open_archive(tmp_path / "c"), open_archive(arch_dir)
+    assert raw.compressed("s2") is None and raw.ids == src.ids and list(raw.modalities) == ["s2"]
+    assert raw.item("item007")["labels"] == src.item("item007")["labels"]
+    assert np.array_equal(raw.get("item007", "s2")["B04"], comp.get("item007", "s2")["B04"])
+    assert any("decoded" in n for n in rep.notes)
