@@ -78,6 +78,15 @@ def _wait_matching(pg, n: int) -> None:  # type: ignore[no-untyped-def]
     pg.wait_for_function(f"document.getElementById('summary').textContent.includes('{n} items pass the filters')")
 
 
+def _set_view(pg, lat: float, lon: float, zoom: int) -> None:  # type: ignore[no-untyped-def]
+    # let the last answer's fitBounds finish first, then move the map and wait until it is there
+    pg.wait_for_load_state("networkidle")
+    pg.wait_for_timeout(300)
+    pg.evaluate(f"RsirMap._map().setView([{lat}, {lon}], {zoom}, {{animate: false}})")
+    pg.wait_for_function(f"Math.abs(RsirMap._map().getCenter().lat - ({lat})) < 0.01 && "
+                         f"RsirMap._map().getZoom() === {zoom}")
+
+
 def _search(pg, qid: str) -> None:  # type: ignore[no-untyped-def]
     pg.evaluate(f"searchId('{qid}', 0)")
     pg.wait_for_function(f"document.getElementById('query-title').textContent.includes('{qid}')")
@@ -110,7 +119,7 @@ def test_footprints_in_sync_with_results(page, server) -> None:  # type: ignore[
 def test_box_search_applies_inside_the_search(page, server) -> None:  # type: ignore[no-untyped-def]
     _, eng = server
     _search(page, "p00")
-    page.evaluate("RsirMap._map().setView([52.48, 13.55], 10)")
+    _set_view(page, 52.48, 13.55, 10)
     page.click("#draw-box")
     box = page.locator("#map").bounding_box()
     m = page.evaluate("(() => { const m = RsirMap._map(); const a = m.latLngToContainerPoint([52.56, 13.42]);"
@@ -143,7 +152,7 @@ def test_near_point_with_text_query(page, server) -> None:  # type: ignore[no-un
     page.fill("#text-input", "industrial areas, permanent crops or complex cultivation patterns")
     page.click("#text-btn")
     page.wait_for_selector("#results .card")
-    page.evaluate("RsirMap._map().setView([-33.9, 18.5], 9)")
+    _set_view(page, -33.9, 18.5, 9)
     page.fill("#near-km", "8")
     page.click("#near-btn")
     box = page.locator("#map").bounding_box()
