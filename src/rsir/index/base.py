@@ -135,6 +135,18 @@ def sort_ties(distances: np.ndarray, positions: np.ndarray, descending: bool = F
     return np.take_along_axis(distances, order, -1), np.take_along_axis(positions, order, -1)
 
 
+def check_codes(vectors: np.ndarray, bits: int) -> np.ndarray:
+    """Packed uint8 codes of ``bits`` bits as a C-contiguous (n, bits / 8) array (one code may come as a 1-D row);
+    IndexError_ for any other shape or dtype. Shared by every index of binary codes."""
+    v = np.asarray(vectors)
+    if v.ndim == 1:
+        v = v[None, :]
+    nbytes = bits // 8
+    if v.dtype != np.uint8 or v.ndim != 2 or v.shape[1] != nbytes:
+        raise IndexError_(f"expected packed uint8 codes of shape (n, {nbytes}) for {bits} bits, got {v.dtype} {v.shape}")
+    return np.ascontiguousarray(v)
+
+
 def npy_bytes(a: np.ndarray) -> bytes:
     """An array as .npy bytes (no pickles), for an index's data files."""
     buf = io.BytesIO()

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rsir.index.base import Index, IndexError_, IndexFileError, load_npy
+from rsir.index.base import Index, IndexError_, IndexFileError, check_codes, load_npy
 from rsir.index.kernels import as_words, flat_knn, flat_radius
 
 STRUCTURES: tuple[str, ...] = ("scan", "mih", "exact-ivf")
@@ -125,13 +125,7 @@ class ExactHammingIndex(Index):
 
     # -- Index hooks --
     def _check_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        v = np.asarray(vectors)
-        if v.ndim == 1:
-            v = v[None, :]
-        if v.dtype != np.uint8 or v.ndim != 2 or v.shape[1] != self.nbytes:
-            raise IndexError_(f"expected packed uint8 codes of shape (n, {self.nbytes}) for {self.dim} bits, "
-                              f"got {v.dtype} {v.shape}")
-        return np.ascontiguousarray(v)
+        return check_codes(vectors, self.dim)
 
     def _invalidate(self) -> None:
         self._words = None

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import faiss
 import numpy as np
 
-from rsir.index.base import Index, IndexError_, IndexFileError, load_npy, sort_ties
+from rsir.index.base import Index, IndexError_, IndexFileError, check_codes, load_npy, sort_ties
 from rsir.index.factory import FAISS_KINDS as KINDS
 from rsir.index.mih import MultiIndexHashing
 
@@ -88,13 +88,7 @@ class HammingIndex(Index):
 
     # -- Index hooks --
     def _check_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        v = np.asarray(vectors)
-        if v.ndim == 1:
-            v = v[None, :]
-        if v.dtype != np.uint8 or v.ndim != 2 or v.shape[1] != self.nbytes:
-            raise IndexError_(f"expected packed uint8 codes of shape (n, {self.nbytes}) for {self.dim} bits, "
-                              f"got {v.dtype} {v.shape}")
-        return np.ascontiguousarray(v)
+        return check_codes(vectors, self.dim)
 
     def _train_ivf(self, codes: np.ndarray) -> None:
         n = codes.shape[0]

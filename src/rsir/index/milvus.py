@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rsir.index.base import Index, IndexError_, IndexFileError, load_npy
+from rsir.index.base import Index, IndexError_, IndexFileError, check_codes, load_npy
 
 #: the most hits one Milvus search returns (its topk / limit bound)
 MILVUS_CAP = 16384
@@ -163,13 +163,7 @@ class MilvusIndex(Index):
             self._next_attrs = None
 
     def _check_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        v = np.asarray(vectors)
-        if v.ndim == 1:
-            v = v[None, :]
-        if v.dtype != np.uint8 or v.ndim != 2 or v.shape[1] != self.nbytes:
-            raise IndexError_(f"expected packed uint8 codes of shape (n, {self.nbytes}) for {self.dim} bits, "
-                              f"got {v.dtype} {v.shape}")
-        return np.ascontiguousarray(v)
+        return check_codes(vectors, self.dim)
 
     def _add(self, vectors: np.ndarray) -> None:
         n = vectors.shape[0]
