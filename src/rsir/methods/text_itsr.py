@@ -12,14 +12,13 @@ embeddings) on it is kept; the rule and a digest of the slice are recorded in th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
 from rsir.bits import pack_bits
@@ -28,6 +27,7 @@ from rsir.data.pairs import Pair, bitemporal_pairs, check_pair_images
 from rsir.errors import RsirError
 from rsir.eval.recall import cross_modal_recalls
 from rsir.models.change import ChangeNet, ChangeNetConfig, quantization_loss, symmetric_info_nce
+from rsir.models.io import load_weights, read_model_config
 from rsir.models.resnet import ResNetConfig
 from rsir.storage import atomic_dir, atomic_write_json
 from rsir.train.loop import History, TrainConfig, fit, resolve_device
@@ -269,18 +269,10 @@ def save_change_model(path: str | Path, net: ChangeNet, info: dict[str, Any]) ->
 
 
 def load_change_model(path: str | Path, device: str = "cpu") -> tuple[ChangeNet, dict[str, Any]]:
-    path = Path(path)
-    try:
-        cfg = json.loads((path / CONFIG).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise RsirError(f"{path}: not a text-itsr model directory ({e})") from None
-    if cfg.get("format") != FORMAT:
-        raise RsirError(f"{path}: foreign model format {cfg.get('format')!r}, expected {FORMAT!r}")
+    """(network, info) of a text-ITSR model directory."""
+    cfg = read_model_config(path, "format", FORMAT, "text-itsr")
     net = ChangeNet(ChangeNetConfig.from_json(cfg["net"]))
-    try:
-        net.load_state_dict(load_file(str(path / WEIGHTS), device=device))
-    except Exception as e:
-        raise RsirError(f"{path / WEIGHTS}: weights do not fit the config ({type(e).__name__}: {e})") from None
+    load_weights(net, path, device)
     return net.eval(), dict(cfg["info"])
 
 

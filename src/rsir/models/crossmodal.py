@@ -9,7 +9,6 @@ loads it as a :class:`CrossModalEncoder`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from rsir.bits import pack_bits
@@ -128,20 +127,11 @@ def save_crossmodal(path: str | Path, net: CrossModalNet, meta: CrossModalMeta, 
 def load_crossmodal(path: str | Path, device: str | torch.device = "cpu"
                     ) -> tuple[CrossModalNet, CrossModalMeta, str]:
     """Read a cross-modal model directory: (network, meta, default output)."""
-    from rsir.models.io import CONFIG, WEIGHTS
+    from rsir.models.io import load_weights, read_model_config
 
-    path = Path(path)
-    try:
-        cfg = json.loads((path / CONFIG).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise RsirError(f"{path / CONFIG}: unreadable model config ({e})") from None
-    if cfg.get("kind") != KIND:
-        raise RsirError(f"{path}: not a cross-modal model")
+    cfg = read_model_config(path, "kind", KIND, "cross-modal")
     net = CrossModalNet(CrossModalConfig.from_json(cfg["net"]))
-    try:
-        net.load_state_dict(load_file(str(path / WEIGHTS), device=str(device)))
-    except Exception as e:
-        raise RsirError(f"{path / WEIGHTS}: weights do not fit the config ({type(e).__name__}: {e})") from None
+    load_weights(net, path, device)
     mods = {str(m): ModalityMeta([str(b) for b in d["bands"]], [float(v) for v in d["mean"]],
                                  [float(v) for v in d["std"]], int(d.get("patch_size", 0)))
             for m, d in cfg["modalities"].items()}

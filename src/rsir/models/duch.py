@@ -21,12 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from rsir.bits import pack_bits
-from rsir.errors import RsirError
-from rsir.models.io import load_model, save_model
+from rsir.models.io import load_model, load_weights, read_model_config, save_model
 from rsir.models.net import RetrievalNet
 from rsir.storage import atomic_dir, atomic_write_json
 
@@ -110,18 +109,10 @@ def is_duch_dir(path: str | Path) -> bool:
 def load_duch(path: str | Path, device: str | torch.device = "cpu") -> tuple[DuchNet, RetrievalNet, Any]:
     """(heads, frozen image model, its meta) of a DUCH model directory; clear errors when it is not one."""
     path = Path(path)
-    try:
-        cfg = json.loads((path / CONFIG).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise RsirError(f"{path}: not a DUCH model directory ({CONFIG}: {e})") from None
-    if cfg.get("format") != FORMAT:
-        raise RsirError(f"{path}: format {cfg.get('format')!r} is not {FORMAT!r}")
+    cfg = read_model_config(path, "format", FORMAT, "DUCH")
     keys = {f for f in DuchConfig.__dataclass_fields__}
     net = DuchNet(DuchConfig(**{k: v for k, v in cfg.items() if k in keys}))
-    try:
-        net.load_state_dict(load_file(str(path / WEIGHTS), device=str(device)))
-    except Exception as e:
-        raise RsirError(f"{path / WEIGHTS}: weights do not fit the config ({type(e).__name__}: {e})") from None
+    load_weights(net, path, device)
     features, meta = load_model(path / "features", device)
     return net.to(device).eval(), features, meta
 

@@ -37,6 +37,29 @@ class ModelMeta:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def read_model_config(path: str | Path, key: str, expected: str, what: str) -> dict[str, Any]:
+    """The config.json of a model directory whose ``key`` must be ``expected`` (e.g. format rsir-duch); one-line
+    errors naming the directory when it is missing, unreadable or of another kind of model."""
+    path = Path(path)
+    try:
+        cfg = json.loads((path / CONFIG).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RsirError(f"{path}: not a {what} model directory ({CONFIG}: {e})") from None
+    if not isinstance(cfg, dict) or cfg.get(key) != expected:
+        got = cfg.get(key) if isinstance(cfg, dict) else None
+        raise RsirError(f"{path}: not a {what} model ({key} {got!r}, expected {expected!r})")
+    return cfg
+
+
+def load_weights(net: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu") -> None:
+    """Load ``model.safetensors`` of a model directory into ``net``; a clear error when they do not fit."""
+    weights = Path(path) / WEIGHTS
+    try:
+        net.load_state_dict(load_file(str(weights), device=str(device)))
+    except Exception as e:
+        raise RsirError(f"{weights}: weights do not fit the config ({type(e).__name__}: {e})") from None
+
+
 def save_model(path: str | Path, net: RetrievalNet, meta: ModelMeta) -> Path:
     """Write ``net`` and ``meta`` as a model directory at ``path`` (atomically)."""
     path = Path(path).absolute()
