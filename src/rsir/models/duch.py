@@ -112,7 +112,7 @@ def load_duch(path: str | Path, device: str | torch.device = "cpu") -> tuple[Duc
     cfg = read_model_config(path, "format", FORMAT, "DUCH")
     keys = {f for f in DuchConfig.__dataclass_fields__}
     net = DuchNet(DuchConfig(**{k: v for k, v in cfg.items() if k in keys}))
-    load_weights(net, path, device)
+    load_weights(net, path, device, WEIGHTS)
     features, meta = load_model(path / "features", device)
     return net.to(device).eval(), features, meta
 

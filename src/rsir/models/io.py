@@ -51,9 +51,10 @@ def read_model_config(path: str | Path, key: str, expected: str, what: str) -> d
     return cfg
 
 
-def load_weights(net: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu") -> None:
-    """Load ``model.safetensors`` of a model directory into ``net``; a clear error when they do not fit."""
-    weights = Path(path) / WEIGHTS
+def load_weights(net: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu",
+                 name: str = WEIGHTS) -> None:
+    """Load the weights file ``name`` of a model directory into ``net``; a clear error when they do not fit."""
+    weights = Path(path) / name
     try:
         net.load_state_dict(load_file(str(weights), device=str(device)))
     except Exception as e:
