@@ -102,6 +102,7 @@ def test_the_page_searches_changes(change_setup, tmp_path):
         assert pg.inner_text("#mode") == "change: text → pairs"
         cards = pg.query_selector_all(".pair-card")
         assert len(cards) >= 1
+        assert pg.query_selector(".pair-card .fb") is None  # relevance feedback marks items, not pairs
         for cls in ("before", "after", "diff"):  # before, after and difference images all loaded
             assert pg.eval_on_selector(f".pair-card img.{cls}", "e => e.complete && e.naturalWidth > 0")
         pg.click(".pair-card")

@@ -98,7 +98,8 @@ function decorateCards() {
     ann.fbQuery = q;
     ann.marks.clear();
   }
-  for (const card of document.querySelectorAll("#results .card")) {
+  // item results only: a change search's pair cards (change.js) are not items to mark
+  for (const card of document.querySelectorAll("#results .card:not(.pair-card)")) {
     if (card.querySelector(".fb")) continue;
     const id = card.dataset.id;
     const mk = (cls, text, val, title) => el("button", { type: "button", class: `fb ${cls}`, title, onclick: (ev) => {
