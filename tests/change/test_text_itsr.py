@@ -14,7 +14,8 @@ import torch
 
 from rsir.cli import main as cli_main
 from rsir.data.pairs import PairError, bitemporal_pairs, check_pair_images
-from rsir.eval.recall import cross_modal_recalls, recall_at_k
+from rsir.eval.metrics import cross_modal_recall
+from rsir.eval.recall import cross_modal_recalls
 from rsir.models.change import ChangeNet, ChangeNetConfig, gff, symmetric_info_nce
 from rsir.models.resnet import ResNetConfig
 
@@ -119,7 +120,9 @@ def test_recall_at_k_by_hand():
     sim = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8], [0.5, 0.5, 0.1]])
     rel = np.array([[False, False, True], [True, False, False], [False, True, False]])
     # ranks of the relevant column: row 0 -> 2nd, row 1 -> 3rd, row 2 -> tie with column 0, broken by order: 2nd
-    assert recall_at_k(sim, rel, (1, 2, 3)) == {1: 0.0, 2: 2 / 3, 3: 1.0}
+    owner = np.argmax(rel, axis=0)  # the row each column is relevant to
+    r = cross_modal_recall(-sim, owner, (1, 2, 3))
+    assert {k: r[f"i2t_R@{k}"] for k in (1, 2, 3)} == {1: 0.0, 2: 2 / 3, 3: 1.0}
     pair = np.array([[1.0, 0.0], [0.0, 1.0]])
     text = np.array([[1.0, 0.1], [0.9, 0.0], [0.0, 1.0]])
     r = cross_modal_recalls(pair, text, np.array([0, 0, 1]))

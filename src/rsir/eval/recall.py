@@ -1,27 +1,20 @@
-"""Recall@K for cross-modal retrieval with one relevant side per query (text <-> bitemporal pairs, text-ITSR).
+"""Text <-> bitemporal pair retrieval (text-ITSR): R@1/5/10 in each direction and mR, computed by
+:func:`rsir.eval.metrics.cross_modal_recall` (pairs play the images, change sentences the captions).
 
-R@K is the share of queries with at least one relevant item among their K best results; mR is the mean of R@1, R@5
-and R@10 over both directions (the text-ITSR and image-text retrieval papers' summary). On binary codes the
-similarity is -Hamming distance and ties are broken by database order (a stable sort), as rsir's indexes break them.
+R@K is the share of queries with at least one relevant item among their K best results; mR is the mean of the R@K
+reported. On binary codes the similarity is -Hamming distance and ties are broken by database order (a stable
+sort), as rsir's indexes break them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from rsir.eval.metrics import cross_modal_recall
+
 KS = (1, 5, 10)
-
-
-def recall_at_k(sim: np.ndarray, relevant: np.ndarray, ks: tuple[int, ...] = KS) -> dict[int, float]:
-    """Share of queries (rows) with at least one relevant item among their k best columns; ties broken by column
-    order (a stable sort of -sim)."""
-    order = np.argsort(-sim, axis=1, kind="stable")
-    hit_rank = np.full(len(sim), np.inf)
-    for q in range(len(sim)):
-        r = np.flatnonzero(relevant[q, order[q]])
-        if len(r):
-            hit_rank[q] = r[0]
-    return {k: float((hit_rank < k).mean()) if len(sim) else 0.0 for k in ks}
+#: change directions -> the image/caption names of metrics.cross_modal_recall
+_NAMES = {"p2t": "i2t", "t2p": "t2i"}
 
 
 def cross_modal_recalls(pair_emb: np.ndarray, text_emb: np.ndarray, text_pair: np.ndarray,
@@ -33,16 +26,10 @@ def cross_modal_recalls(pair_emb: np.ndarray, text_emb: np.ndarray, text_pair: n
     on sign codes (similarity = -Hamming distance, ties by archive order)."""
     if metric == "hamming":
         a, b = np.where(pair_emb > 0, 1.0, -1.0), np.where(text_emb > 0, 1.0, -1.0)
-        sim = a @ b.T  # = bits - 2 * Hamming distance
     else:
         a = pair_emb / np.maximum(np.linalg.norm(pair_emb, axis=1, keepdims=True), 1e-12)
         b = text_emb / np.maximum(np.linalg.norm(text_emb, axis=1, keepdims=True), 1e-12)
-        sim = a @ b.T
-    rel = np.zeros(sim.shape, bool)
-    rel[text_pair, np.arange(len(text_pair))] = True
-    out: dict[str, float] = {}
-    for d in directions:
-        r = recall_at_k(sim.T, rel.T) if d == "t2p" else recall_at_k(sim, rel)
-        out.update({f"{d}_R@{k}": v for k, v in r.items()})
+    both = cross_modal_recall(-(a @ b.T), np.asarray(text_pair), KS)  # distance = -similarity
+    out = {f"{d}_R@{k}": both[f"{_NAMES[d]}_R@{k}"] for d in directions for k in KS}
     out["mR"] = float(np.mean(list(out.values())))
     return out

