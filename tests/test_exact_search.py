@@ -4,6 +4,7 @@ manifest."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -102,3 +103,12 @@ def test_cli_and_service_radius(model_indexes: tuple[Path, dict[str, Path]], cap
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["within"] == 39 and len(body["results"]) == 5
+    # an uploaded patch takes a radius too (the page's "all within distance r" sends it as a form field)
+    buf = io.BytesIO()
+    np.savez(buf, **eng.archive.get(first, eng.modality))
+    up = client.post("/api/search/upload", files={"file": ("q.npz", buf.getvalue())},
+                     data={"k": "3", "radius": "32"})
+    assert up.status_code == 200, up.text
+    assert up.json()["within"] == eng.search_id(first, k=3, radius=32, include_query=True).within
+    bad = client.post("/api/search/upload", files={"file": ("q.npz", buf.getvalue())}, data={"radius": "x"})
+    assert bad.status_code == 422 and "radius must be a whole number" in bad.json()["detail"]

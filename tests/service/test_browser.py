@@ -117,6 +117,33 @@ def test_search_by_example_and_click_through(page, server) -> None:  # type: ign
     _shot(page, "filtered-s1")
 
 
+def test_all_within_distance(page, server) -> None:  # type: ignore[no-untyped-def]
+    """The radius control: every item within r bits, the count shown, paged by the Results size."""
+    _, searcher = server
+    qid = page.locator("#browse-grid img").first.get_attribute("data-id")
+    vec = searcher.index.get([qid])[0]
+    d_all = np.array(searcher.index.search(vec[None], len(searcher.index))[0][0])
+    r = int(np.sort(d_all)[15])  # a radius that holds a dozen or more items besides the query
+    want = searcher.search_id(qid, 10, radius=r)
+    assert want.within is not None and want.within > 10  # more than one page
+    page.select_option("#f-k", "10")
+    page.check("#f-radius-on")
+    page.fill("#f-radius", str(r))
+    page.locator("#browse-grid img").first.click()
+    page.wait_for_selector("#within-count")
+    assert int(page.get_attribute("#within-count", "data-within")) == want.within
+    assert f"within distance {r}" in page.inner_text("#summary")
+    shown = [c.get_attribute("data-id") for c in page.locator("#results .card").all()]
+    assert shown == want.ids
+    dists = [int(t.split("=")[1]) for t in page.locator("#results .card .dist").all_inner_texts()]
+    assert max(dists) <= r and dists == sorted(dists)
+    page.click("#res-next")  # the second page of the same radius query
+    page.wait_for_function("document.getElementById('res-info').textContent.startsWith('results 11')")
+    second = [c.get_attribute("data-id") for c in page.locator("#results .card").all()]
+    assert second == searcher.search_id(qid, 10, offset=10, radius=r).ids
+    _shot(page, "radius")
+
+
 def test_upload_npz(page, server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _, searcher = server
     buf = io.BytesIO()

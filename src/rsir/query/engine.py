@@ -520,9 +520,10 @@ class SearchEngine:
 
     def search_upload(self, filename: str, data: bytes, k: int = 10, offset: int = 0,
                       filters: Filters | None = None, max_bytes: int = LOCAL_FILE_LIMIT,
-                      from_: str | None = None, target: str | None = None) -> tuple[Results, ParsedUpload]:
+                      from_: str | None = None, target: str | None = None, radius: int | None = None
+                      ) -> tuple[Results, ParsedUpload]:
         """Results for an image file's bytes, with the parsed upload (for its quicklook). In a cross-modal
-        index without ``from_`` the file's bands say which modality it is."""
+        index without ``from_`` the file's bands say which modality it is. ``radius`` as in search_vector."""
         t0 = time.perf_counter()
         self.check_page(k, offset)
         if self.cross and from_ is None:
@@ -537,7 +538,7 @@ class SearchEngine:
         if self.cross:
             query["modality"] = f
         return self.search_vector(vec, k, offset, filters, mode="upload", query=query, t0=t0, from_=f,
-                                  target=t), parsed
+                                  target=t, radius=radius), parsed
 
     def search_file(self, path: str | Path, k: int = 10, offset: int = 0, filters: Filters | None = None,
                     from_: str | None = None, target: str | None = None) -> Results:

@@ -395,7 +395,7 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
                 "nomenclature": eng.nomenclature.name, "modalities": list(svc.archive.modalities),
                 "target_modalities": eng.modalities, "from_modalities": eng.modalities, "index": index_info(),
                 "date_range": [dates[0], dates[-1]] if dates else None, "extent": extent,
-                "text_mode": eng.text_model or "label-match", "limits": limits.__dict__,
+                "text_mode": eng.text_model or "label-match", "limits": {**limits.__dict__, "max_radius_hits": eng.limits.max_radius_hits},
                 "adding_items": svc.token is not None, "added_items_persist": eng.journal is not None,
                 "change": change_index is not None,
             }
@@ -504,8 +504,12 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
     async def search_upload(request: Request, file: UploadFile = File(...), k: int = Form(20),
                             offset: int = Form(0), filters: str = Form("{}"), from_modality: str = Form(""),
                             target_modality: str = Form(""), montage: bool = Form(False),
-                            codemap: bool = Form(False)) -> Any:
+                            codemap: bool = Form(False), radius: str = Form("")) -> Any:
         eng.check_page(k, offset)
+        try:
+            rad = int(radius) if radius.strip() else None
+        except ValueError:
+            raise HTTPException(422, f"radius must be a whole number of bits, got {radius[:20]!r}") from None
         src = check_modality(from_modality[:MAX_NAME] or None, "from")
         target = check_modality(target_modality[:MAX_NAME] or None, "target")
         try:
@@ -519,7 +523,7 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
 
         def work() -> Any:
             res, parsed = eng.search_upload(name, data, k, offset, flt, limits.max_upload_bytes, from_=src,
-                                            target=target)
+                                            target=target, radius=rad)
             if geo:
                 return svc.geojson(request, res)
             out = svc.answer(res, res.direction.split("->")[-1] if res.direction else None)

@@ -65,6 +65,13 @@ function filters() {
 
 function k() { return parseInt($("f-k").value, 10); }
 
+// "all within distance r": a Hamming radius for by-example and upload searches (null when off)
+function radius() {
+  if ($("radius-row").classList.contains("hidden") || !$("f-radius-on").checked) return null;
+  const r = parseInt($("f-radius").value, 10);
+  return Number.isFinite(r) && r >= 0 ? r : null;
+}
+
 async function loadStats() {
   const s = await api("api/stats");
   state.stats = s;
@@ -87,6 +94,10 @@ async function loadStats() {
   if (s.date_range) { $("f-from").min = $("f-to").min = s.date_range[0]; $("f-from").max = $("f-to").max = s.date_range[1]; }
   for (const m of s.target_modalities) $("target-modality").append(el("option", { value: m }, MOD_NAMES[m] || m));
   if (s.target_modalities.length < 2) $("target-row").classList.add("hidden");
+  if (idx.metric === "hamming" && !idx.cross_modal) {
+    $("f-radius").max = idx.dim;
+    $("radius-row").classList.remove("hidden");
+  }
   if (idx.cross_modal) {
     // a cross-modal index: query with one modality, search another (default: radar query, optical results)
     for (const m of s.from_modalities) $("from-modality").append(el("option", { value: m }, MOD_NAMES[m] || m));
@@ -148,7 +159,7 @@ async function run(kind, payload, offset) {
       r = await api("api/search/id", { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ id: payload, k: k(), offset, filters: filters(),
           target_modality: $("target-modality").value || null,
-          from_modality: cross() ? $("from-modality").value : null, ...pictures }) });
+          from_modality: cross() ? $("from-modality").value : null, radius: radius(), ...pictures }) });
     } else if (kind === "text") {
       r = await api("api/search/text", { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ text: payload, k: k(), offset, filters: filters(), montage: state.montage }) });
@@ -161,6 +172,7 @@ async function run(kind, payload, offset) {
       if (cross()) fd.append("target_modality", $("target-modality").value);
       fd.append("montage", pictures.montage);
       fd.append("codemap", pictures.codemap);
+      if (radius() !== null) fd.append("radius", radius());
       r = await api("api/search/upload", { method: "POST", body: fd });
     }
     state.last = { kind, payload, response: r };
@@ -218,6 +230,10 @@ function render(r) {
     r.precision === null ? "n/a" : `${(100 * r.precision).toFixed(0)}%`)));
   parts.push(el("span", {}, "query time: ", el("b", { id: "query-time" }, `${r.query_ms.toFixed(1)} ms`)));
   parts.push(el("span", {}, `${r.matching.toLocaleString()} items pass the filters`));
+  if (r.radius !== undefined && r.radius !== null) {
+    parts.push(el("span", {}, el("b", { id: "within-count", "data-within": r.within }, r.within.toLocaleString()),
+      ` within distance ${r.radius}`));
+  }
   $("summary").replaceChildren(...parts);
 
   const grid = $("results");
@@ -239,9 +255,11 @@ function render(r) {
   }
   if (!r.results.length) grid.append(el("div", { class: "empty" }, "No results (try fewer filters)."));
   const pager = $("result-pager");
-  pager.classList.toggle("hidden", r.offset === 0 && r.results.length < r.k);
+  const more = r.within !== undefined && r.within !== null ? r.offset + r.results.length < Math.min(r.within,
+    state.stats.limits.max_radius_hits || r.within) : r.results.length >= r.k;
+  pager.classList.toggle("hidden", r.offset === 0 && !more);
   $("res-prev").disabled = r.offset === 0;
-  $("res-next").disabled = r.results.length < r.k;
+  $("res-next").disabled = !more;
   $("res-info").textContent = r.results.length ? `results ${r.offset + 1}–${r.offset + r.results.length}` : "";
   RsirMap.showResults(r);
   $("views").classList.remove("hidden");
@@ -326,7 +344,8 @@ function init() {
       rerun(state.offset); // place the current query
     } catch (e) { showError(e.message); }
   });
-  for (const id of ["f-labels", "f-from", "f-to", "f-split", "f-season", "f-k", "target-modality", "from-modality"]) {
+  for (const id of ["f-labels", "f-from", "f-to", "f-split", "f-season", "f-k", "target-modality", "from-modality",
+    "f-radius-on", "f-radius"]) {
     $(id).addEventListener("change", () => rerun(0));
   }
   $("f-clear-labels").addEventListener("click", () => { for (const o of $("f-labels").options) o.selected = false; rerun(0); });
