@@ -115,6 +115,8 @@ class IdMap:
 
     def lookup(self, positions: np.ndarray) -> IdArray:
         """External ids for a (nq, k) array of positions; -1 -> -1 (int ids) or None (str ids)."""
+        if len(self) and positions.size and positions.min() >= 0:
+            return self.ids[positions]  # the common case: every slot found
         missing = positions < 0
         out = self.ids[np.where(missing, 0, positions)] if len(self) else np.zeros(positions.shape, self.ids.dtype)
         if missing.any():
@@ -262,6 +264,11 @@ class Index(ABC):
         float: faiss semantics, squared l2 < radius or ip > radius)."""
         q = self._check_vectors(queries)
         return [(d, self._idmap.lookup(p)) for d, p in self._range_search(q, radius)]
+
+    def range_search_positions(self, queries: np.ndarray, radius: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """As ``range_search``, with positions (0..n-1 in insertion order, as in ``ids``) instead of ids: a caller
+        that maps many hits to rows of its own does it with one array lookup instead of one per id."""
+        return self._range_search(self._check_vectors(queries), radius)
 
     def get(self, ids: Any) -> np.ndarray:
         """Stored vectors (packed uint8 codes for hamming) for the given ids; NotFoundError if one is absent."""

@@ -28,6 +28,21 @@ def default_nlist(n: int) -> int:
     return max(1, min(int(4 * np.sqrt(max(n, 1))), n // 39, 65536))
 
 
+def few_query_search(fn: Any, nq: int) -> Any:
+    """Call ``fn()`` (a faiss search of ``nq`` queries) with at most ``nq`` OpenMP threads. faiss's binary searches
+    parallelise over queries (one OpenMP region per block of 65,536 codes), so a batch smaller than the thread
+    count gains nothing from the other threads and pays a fork/join per block: on a busy machine one query took
+    ~100x longer with 2 threads than with 1 (bench/overhead_bench.py). The caller's setting is restored."""
+    prev = faiss.omp_get_max_threads()
+    if nq >= prev:
+        return fn()
+    faiss.omp_set_num_threads(max(1, nq))
+    try:
+        return fn()
+    finally:
+        faiss.omp_set_num_threads(prev)
+
+
 def _as_bytes_array(data: np.ndarray) -> bytes:
     return np.ascontiguousarray(data).tobytes()
 
@@ -142,10 +157,10 @@ class HammingIndex(Index):
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         nq = queries.shape[0]
-        missing = self.missing_distance
         if len(self) == 0:
-            return np.full((nq, k), missing, np.int32), np.full((nq, k), -1, np.int64)
+            return np.full((nq, k), self.missing_distance, np.int32), np.full((nq, k), -1, np.int64)
         if self.kind == "mih":
+            missing = self.missing_distance
             mih = self._mih_tables()
             dist = np.full((nq, k), missing, np.int32)
             pos = np.full((nq, k), -1, np.int64)
@@ -154,16 +169,20 @@ class HammingIndex(Index):
                 dist[i, :d.size], pos[i, :p.size] = d, p
             return dist, pos
         index = self._flat if self.kind == "flat" else self._ivf
-        dist, labels = index.search(queries, k)
+        dist, labels = few_query_search(lambda: index.search(queries, k), nq)
         if self.kind == "ivf":
             labels = self._labels_to_positions(labels)
-        if (labels < 0).any():
-            dist = np.where(labels < 0, missing, dist).astype(np.int32)
+        if labels.min() < 0:
+            dist = np.where(labels < 0, self.missing_distance, dist).astype(np.int32)
             return sort_ties(dist, labels)
         # one argsort on the combined integer key (distance, position): ties in insertion order, cheaply
         key = dist.astype(np.int64) * (int(labels.max()) + 1) + labels
+        if nq == 1:  # the common single query: plain 1-d indexing (take_along_axis costs more than the sort)
+            o = np.argsort(key[0])
+            return dist[:, o], labels[:, o]
         order = np.argsort(key, axis=1)
-        return np.take_along_axis(dist, order, 1), np.take_along_axis(labels, order, 1)
+        rows = np.arange(nq)[:, None]
+        return dist[rows, order], labels[rows, order]
 
     def _labels_to_positions(self, labels: np.ndarray) -> np.ndarray:
         found = labels >= 0
@@ -179,7 +198,7 @@ class HammingIndex(Index):
             return [mih.range_search(q, r) for q in queries]
         index = self._flat if self.kind == "flat" else self._ivf
         # faiss keeps distances strictly below its radius; rsir's radius is inclusive
-        lims, dist, labels = index.range_search(queries, r + 1)
+        lims, dist, labels = few_query_search(lambda: index.range_search(queries, r + 1), queries.shape[0])
         out = []
         for i in range(queries.shape[0]):
             d = dist[lims[i]:lims[i + 1]].astype(np.int32)
