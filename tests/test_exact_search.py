@@ -112,3 +112,28 @@ def test_cli_and_service_radius(model_indexes: tuple[Path, dict[str, Path]], cap
     assert up.json()["within"] == eng.search_id(first, k=3, radius=32, include_query=True).within
     bad = client.post("/api/search/upload", files={"file": ("q.npz", buf.getvalue())}, data={"radius": "x"})
     assert bad.status_code == 422 and "radius must be a whole number" in bad.json()["detail"]
+
+
+def test_radius_after_adds_and_deletes(model_indexes: tuple[Path, dict[str, Path]]) -> None:
+    """Radius hits map index positions to table rows through one array; it follows added and deleted items
+    (including an id deleted and added again, which leaves two rows with that id in the table)."""
+    _, paths = model_indexes
+    for kind in ("flat", "auto"):
+        eng = SearchEngine.open(paths[kind])
+        ids = [str(i) for i in eng.index.ids]
+        q = ids[0]
+        before = eng.search_id(q, k=100, radius=32)
+        assert before.within == 39
+        code = eng.index.get([ids[5]])[0]
+        eng.add_vector("new-1", code, ["Arable land"], {})
+        eng.delete_item(ids[7])
+        after = eng.search_id(q, k=100, radius=32)
+        want = [i for i in before.ids if i != ids[7]]
+        assert after.within == 39 and sorted(after.ids) == sorted([*want, "new-1"])
+        dist = {h.id: h.distance for h in after.hits}
+        assert dist["new-1"] == dist[ids[5]] and after.ids.index("new-1") > after.ids.index(ids[5])  # same code
+        eng.delete_item("new-1")
+        eng.add_vector("new-1", code, ["Arable land"], {})  # the same id again: a second row for it
+        again = eng.search_id(q, k=100, radius=32)
+        assert sorted(again.ids) == sorted(after.ids) and again.within == 39
+        assert eng.search_id("new-1", k=100, radius=0, include_query=True).ids[:2] == [ids[5], "new-1"]

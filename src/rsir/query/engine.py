@@ -179,6 +179,7 @@ class SearchEngine:
         self.matcher = TextMatcher(self.nomenclature)
         self._classes = list(self.nomenclature.classes)
         self._caption_rows: dict[str, list[str]] | None = None
+        self._index_rows: tuple[tuple[int, int, int], np.ndarray] | None = None
         self.journal: Journal | None = None
         self._writer = threading.Lock()  # one add / delete at a time (journal order = apply order)
 
@@ -372,18 +373,33 @@ class SearchEngine:
             raise QueryError(f"radius must be between 0 and {self.index.dim} bits, got {radius}")
         if len(self.index) == 0:
             return [], 0
-        dist, ids = self.index.range_search(vec[None], radius)[0]
-        out: list[tuple[int, float]] = []
-        total = 0
+        dist, pos = self.index.range_search_positions(vec[None], radius)[0]
+        rows = self.index_rows()[pos]  # tens of thousands of hits: one array lookup, not one dict lookup each
+        keep = rows >= 0
+        if exclude is not None:
+            keep &= rows != exclude
+        if mask is not None:
+            keep &= mask[np.where(keep, rows, 0)]
+        rows, dist = rows[keep], dist[keep]
         cap = self.limits.max_radius_hits
-        for d, i in zip(dist.tolist(), ids.tolist(), strict=True):
-            p = self.table.pos.get(str(i))
-            if p is None or p == exclude or (mask is not None and not mask[p]):
-                continue
-            total += 1
-            if total <= cap:
-                out.append((p, d))
-        return out, total
+        return list(zip(rows[:cap].tolist(), dist[:cap].tolist(), strict=True)), int(rows.size)
+
+    def index_rows(self) -> np.ndarray:
+        """Table row of each index position (-1: not an item of the table), rebuilt after items are added or
+        deleted (the lengths it is keyed on change with every add and delete)."""
+        key = (len(self.index), len(self.table.ids), len(self.table.pos))
+        if self._index_rows is None or self._index_rows[0] != key:
+            import pandas as pd
+
+            table_ids = pd.Index(self.table.ids)
+            if table_ids.is_unique:
+                rows = table_ids.get_indexer(pd.Index(np.asarray(self.index.ids, dtype=object)))
+                alive = np.append(self.table.alive, False)  # get_indexer's -1 reads the appended False
+                rows = np.where(alive[rows], rows, -1)
+            else:  # an id deleted and added again has two rows: the live one is in table.pos
+                rows = np.array([self.table.pos.get(str(i), -1) for i in self.index.ids], dtype=np.int64)
+            self._index_rows = (key, rows.astype(np.int64))
+        return self._index_rows[1]
 
     def _page(self, mode: str, ranked: Sequence[tuple[int, float | None]], k: int, offset: int,
               query_labels: np.ndarray | None, mask: np.ndarray | None, t0: float, query: dict[str, Any]
