@@ -8,6 +8,8 @@ process (uvicorn, 127.0.0.1 only); this process sends the requests with httpx fr
 p50/p99 latency and queries/s to bench/results/load.json.
 
     .venv/bin/python bench/load_test.py --n 1000000 --requests 2000 --concurrency 8
+    .venv/bin/python bench/load_test.py --n 10000000 --kind auto --radius 10 --requests 1000 \
+        --out bench/results/load_radius_1e7.json   # radius queries: every item within 10 bits
 """
 
 from __future__ import annotations
@@ -29,19 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DIM, BITS, CLUSTERS = 64, 64, 256
 
 
-def build(work: Path, n: int, seed: int = 0) -> None:
-    """Catalog-only archive + HammingIndex of ITQ codes under ``work`` (skipped when already there)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from rsir.data.archive import CATALOG_COLUMNS, ArchiveWriter, atomic_write_json
-    from rsir.data.bands import s2_spec
-    from rsir.data.nomenclature import BEN19
+def build(work: Path, n: int, kind: str = "flat", seed: int = 0) -> float:
+    """Catalog-only archive + a Hamming index of ITQ codes of ``kind`` (rsir index --kind) under ``work``
+    (each skipped when already there); returns the seconds spent building the index."""
     from rsir.hashing import hasher_class
-    from rsir.index import HammingIndex
+    from rsir.index import make_index
 
-    if (work / "index" / "manifest.json").exists() and (work / "archive" / "manifest.json").exists():
-        return
+    if (work / f"index-{kind}" / "manifest.json").exists() and (work / "archive" / "manifest.json").exists():
+        return 0.0
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, 1, (CLUSTERS, DIM)).astype(np.float32)
     cluster_labels = [sorted(set(rng.choice(19, size=int(rng.integers(1, 4))).tolist())) for _ in range(CLUSTERS)]
@@ -55,29 +52,62 @@ def build(work: Path, n: int, seed: int = 0) -> None:
         x = centres[a] + 0.6 * rng.normal(0, 1, (len(a), DIM)).astype(np.float32)
         codes[s:s + len(a)] = itq.encode(x)
     ids = [f"p{i:07d}" for i in range(n)]
+    if not (work / "archive" / "manifest.json").exists():
+        write_catalog(work, n, ids, assign, cluster_labels)
+    t0 = time.perf_counter()
+    index = make_index("hamming", BITS, kind=kind)
+    index.add(np.array(ids, dtype=object), codes)
+    index.save(work / f"index-{kind}")  # auto chooses its structure here (timed on the stored codes)
+    return time.perf_counter() - t0
+
+
+def write_catalog(work: Path, n: int, ids: list[str], assign: np.ndarray, cluster_labels: list[list[int]]) -> None:
+    """The catalog-only archive: labels follow each code's cluster, three splits in turn, no pixels."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rsir.data.archive import CATALOG_COLUMNS, ArchiveWriter, atomic_write_json
+    from rsir.data.bands import s2_spec
+    from rsir.data.nomenclature import BEN19
+
     # one item goes through the ArchiveWriter (manifest, store, format); the catalog of all n is then written
     # column-wise with the archive's own schema, as the per-item writer would take ~15 min for 1M rows
     with ArchiveWriter(work / "archive", [s2_spec(12)], BEN19, "load-test", overwrite=True) as w:
         w.add(ids[0], {}, {})
         w.close()
+    # columns built from per-cluster values with Arrow's take (10^7 rows stay cheap); constants by repeat
     lab_names = [[BEN19.classes[c] for c in labs] for labs in cluster_labels]
-    lab_vecs = [BEN19.encode(x).tolist() for x in lab_names]
-    cols = {k: [None] * n for k in ("bbox", "transform")}
-    table = pa.table({
-        "id": ids, "split": np.array(["train", "validation", "test"])[np.arange(n) % 3],
-        "labels": [lab_names[a] for a in assign], "label_vec": [lab_vecs[a] for a in assign],
-        "country": [""] * n, "tile": [""] * n, "date": [""] * n, "lon": np.full(n, np.nan),
-        "lat": np.full(n, np.nan), "bbox": cols["bbox"], "crs": [""] * n, "transform": cols["transform"],
-        "modalities": [[] for _ in range(n)], "s1_id": [""] * n, "captions": [[] for _ in range(n)],
-        "partner_id": [""] * n, "source": [""] * n,
-    }, schema=pa.schema(list(CATALOG_COLUMNS.items())))
+    take = pa.array(assign)
+    per_cluster = {"labels": pa.array(lab_names, type=CATALOG_COLUMNS["labels"]),
+                   "label_vec": pa.array([BEN19.encode(x).tolist() for x in lab_names],
+                                         type=CATALOG_COLUMNS["label_vec"])}
+    cols = {}
+    for name, typ in CATALOG_COLUMNS.items():
+        if name == "id":
+            cols[name] = pa.array(ids, type=typ)
+        elif name == "split":
+            cols[name] = pa.array(np.array(["train", "validation", "test"])[np.arange(n) % 3], type=typ)
+        elif name in per_cluster:
+            cols[name] = per_cluster[name].take(take)
+        elif name in ("lon", "lat"):
+            cols[name] = pa.array(np.full(n, np.nan), type=typ)
+        elif name in ("bbox", "transform"):
+            cols[name] = pa.nulls(n, type=typ)
+        elif pa.types.is_list(typ):
+            cols[name] = pa.repeat(pa.scalar([], type=typ), n)
+        else:
+            cols[name] = pa.repeat(pa.scalar("", type=typ), n)
+    table = pa.table(cols, schema=pa.schema(list(CATALOG_COLUMNS.items())))
     pq.write_table(table, work / "archive" / "catalog.parquet")
     manifest = json.loads((work / "archive" / "manifest.json").read_text())
     manifest["n_items"] = n
     atomic_write_json(work / "archive" / "manifest.json", manifest)
-    index = HammingIndex(BITS)
-    index.add(np.array(ids, dtype=object), codes)
-    index.save(work / "index")
+
+
+def structure(work: Path, kind: str) -> dict[str, object]:
+    """What the index manifest says about its search structure (auto's choice and timings)."""
+    params = json.loads((work / f"index-{kind}" / "manifest.json").read_text()).get("params", {})
+    return {k: params[k] for k in ("kind", "chosen", "auto", "mih_m") if k in params}
 
 
 class _CodesOnly:
@@ -92,7 +122,7 @@ class _CodesOnly:
         raise RuntimeError("the load test searches by id only")
 
 
-def serve(work: Path, port: int) -> None:
+def serve(work: Path, port: int, kind: str) -> None:
     """Child process: open the archive and index, serve on 127.0.0.1."""
     import uvicorn
 
@@ -102,7 +132,7 @@ def serve(work: Path, port: int) -> None:
     from rsir.query import SearchEngine
     from rsir.service.app import create_app
 
-    engine = SearchEngine(IndexDir(work, {}, open_index(work / "index"), _CodesOnly()),  # type: ignore[arg-type]
+    engine = SearchEngine(IndexDir(work, {}, open_index(work / f"index-{kind}"), _CodesOnly()),  # type: ignore[arg-type]
                           open_archive(work / "archive"))
     uvicorn.run(create_app(engine=engine), host="127.0.0.1", port=port, log_level="warning")
 
@@ -113,24 +143,28 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--kind", default="flat", help="index kind (rsir index --kind): flat (faiss), auto, scan, mih, "
+                    "exact-ivf")
+    ap.add_argument("--radius", type=int, default=None,
+                    help="send radius queries (every item within this Hamming distance; k results per page)")
     ap.add_argument("--work", default="/tmp/rsir-load")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "load.json"))
     ap.add_argument("--serve-port", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     work = Path(args.work) / f"n{args.n}"
     if args.serve_port:
-        serve(work, args.serve_port)
+        serve(work, args.serve_port, args.kind)
         return 0
     import httpx
 
     t0 = time.perf_counter()
-    build(work, args.n)
+    index_build_s = build(work, args.n, args.kind)
     build_s = time.perf_counter() - t0
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     child = subprocess.Popen([sys.executable, __file__, "--n", str(args.n), "--work", args.work,
-                              "--serve-port", str(port)], env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              "--kind", args.kind, "--serve-port", str(port)], env={**os.environ, "PYTHONPATH": str(ROOT)})
     base = f"http://127.0.0.1:{port}"
     try:
         t1 = time.perf_counter()
@@ -151,14 +185,16 @@ def main() -> int:
         precisions: list[float] = []
         with httpx.Client(base_url=base, timeout=120,
                           limits=httpx.Limits(max_connections=args.concurrency)) as c:
-            c.post("/api/search/id", json={"id": queries[0], "k": args.k})  # warm-up
+            extra = {} if args.radius is None else {"radius": args.radius}
+            c.post("/api/search/id", json={"id": queries[0], "k": args.k, **extra})  # warm-up
 
-            def one(q: str) -> tuple[float, float, float]:
+            def one(q: str) -> tuple[float, float, float, int]:
                 s = time.perf_counter()
-                r = c.post("/api/search/id", json={"id": q, "k": args.k})
+                r = c.post("/api/search/id", json={"id": q, "k": args.k, **extra})
                 r.raise_for_status()
                 body = r.json()
-                return time.perf_counter() - s, body["query_ms"], body["precision"]
+                assert len(body["results"]) == min(args.k, body.get("within", args.k)), body
+                return time.perf_counter() - s, body["query_ms"], body["precision"], int(body.get("within", -1))
 
             t2 = time.perf_counter()
             with ThreadPoolExecutor(args.concurrency) as pool:
@@ -167,16 +203,23 @@ def main() -> int:
         lat = [o[0] * 1000 for o in out]
         server_ms = [o[1] for o in out]
         precisions = [o[2] for o in out]
+        within = np.array([o[3] for o in out])
         res = {
-            "what": f"POST /api/search/id, k={args.k}, over loopback (uvicorn, 1 worker) against a flat HammingIndex",
-            "n_codes": args.n, "bits": BITS, "codes": f"ITQ on {CLUSTERS} Gaussian clusters in {DIM}-d",
+            "what": f"POST /api/search/id, k={args.k}" + ("" if args.radius is None else
+                                                           f", radius={args.radius} (every item within it, counted)")
+                    + f", over loopback (uvicorn, 1 worker), index kind {args.kind}",
+            "n_codes": args.n, "kind": args.kind, "structure": structure(work, args.kind), "radius": args.radius,
+            **({} if args.radius is None else {"hits_per_query": {
+                "min": int(within.min()), "p50": float(np.median(within)), "p90": float(np.percentile(within, 90)),
+                "max": int(within.max()), "share_over_10k": float((within >= 10_000).mean())}}), "bits": BITS, "codes": f"ITQ on {CLUSTERS} Gaussian clusters in {DIM}-d",
             "requests": args.requests, "concurrency": args.concurrency,
             "latency_ms": {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
                            "p99": float(np.percentile(lat, 99)), "mean": float(np.mean(lat))},
             "server_query_ms": {"p50": float(np.percentile(server_ms, 50)),
                                 "p99": float(np.percentile(server_ms, 99))},
             "queries_per_s": args.requests / wall, "wall_s": wall, "mean_precision_at_k": float(np.mean(precisions)),
-            "build_s": build_s, "server_startup_s": startup_s,
+            "build_s": build_s, "index_build_s": index_build_s, "server_startup_s": startup_s,
+            "load_average_at_end": os.getloadavg(),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
