@@ -256,7 +256,7 @@ class AnnotationSession:
                 "model_version": None if model is None else model["version"],
                 "model_metrics": None if model is None else model["metrics"],
                 "running_round": self.store.running_round(), "progress": self.progress.to_json(),
-                "db": str(self.store.path), "model_dir": str(self.model_dir)}
+                "db": self.store.where, "model_dir": str(self.model_dir)}
 
 
 class HeadEncoder:
