@@ -55,7 +55,8 @@ class PgServer:
             except KeyError:
                 return "running as root and there is no user 'nobody' to run PostgreSQL as"
             self.user = "nobody"
-        self.root = Path(tempfile.mkdtemp(prefix="rsir-pg-"))
+        # /tmp: short enough for the socket path (about 100 bytes at most) and reachable by 'nobody'
+        self.root = Path(tempfile.mkdtemp(prefix="rsir-pg-", dir="/tmp" if os.path.isdir("/tmp") else None))
         if self.user:
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
         data = self.root / "data"
