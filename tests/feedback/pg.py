@@ -1,7 +1,8 @@
 """A throw-away PostgreSQL server for the annotation-store tests, or the reason there is none.
 
 Uses the server binaries of the machine (``initdb`` / ``pg_ctl`` on PATH or in ``/usr/lib/postgresql/*/bin``,
-Debian's ``postgresql`` package) and the psycopg 3 driver (the dev extras). The server listens on a Unix socket
+Debian's ``postgresql`` package), else those the pip package ``pgserver`` ships (dev extras), and the psycopg 3
+driver (dev extras). The server listens on a Unix socket
 in its own temporary folder only (no TCP port), trusts local connections, and is stopped at the end. PostgreSQL
 refuses to run as root: as root, the server runs as the unprivileged user ``nobody``.
 """
@@ -9,6 +10,7 @@ refuses to run as root: as root, the server runs as the unprivileged user ``nobo
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -21,11 +23,17 @@ USER = "rsir"
 PORT = 5432  # only names the socket file; nothing listens on TCP
 
 
-def find_bin() -> Path | None:
-    """The folder holding initdb and pg_ctl, or None."""
-    on_path = shutil.which("initdb")
-    dirs = ([Path(on_path).resolve().parent] if on_path else []) + [
-        Path(d) for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+def find_bin(system: bool = True) -> Path | None:
+    """The folder holding initdb and pg_ctl: the machine's (PATH, Debian's /usr/lib/postgresql/*/bin), else the
+    server that the pip package pgserver ships (dev extras); None when neither is here."""
+    dirs: list[Path] = []
+    if system:
+        on_path = shutil.which("initdb")
+        dirs += ([Path(on_path).resolve().parent] if on_path else []) + [
+            Path(d) for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.origin:
+        dirs.append(Path(spec.origin).parent / "pginstall" / "bin")
     for d in dirs:
         if (d / "initdb").is_file() and (d / "pg_ctl").is_file():
             return d
@@ -35,7 +43,8 @@ def find_bin() -> Path | None:
 class PgServer:
     """``start()`` returns None when the server runs, else the reason it cannot (for pytest.skip)."""
 
-    def __init__(self) -> None:
+    def __init__(self, system: bool = True) -> None:
+        self.system = system
         self.root: Path | None = None
         self.bin: Path | None = None
         self.user: str | None = None
@@ -45,10 +54,10 @@ class PgServer:
             import psycopg  # noqa: F401
         except ImportError:
             return "psycopg is not installed (pip install -e '.[dev]' or 'rsir[postgres]')"
-        self.bin = find_bin()
+        self.bin = find_bin(self.system)
         if self.bin is None:
-            return ("no PostgreSQL server binaries (initdb, pg_ctl on PATH or in /usr/lib/postgresql/*/bin); "
-                    "apt-get install postgresql")
+            return ("no PostgreSQL server binaries (initdb, pg_ctl on PATH, in /usr/lib/postgresql/*/bin or from "
+                    "the pip package pgserver); apt-get install postgresql or pip install pgserver")
         if os.geteuid() == 0:
             try:
                 pw = pwd.getpwnam("nobody")

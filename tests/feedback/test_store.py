@@ -271,3 +271,22 @@ def test_urls_and_unsupported_backends(tmp_path: Path) -> None:
     with pytest.raises(FeedbackError, match="cannot open") as e:
         AnnotationStore(f"postgresql+psycopg://u:secret@/db?host={tmp_path}&port=1", timeout=2)
     assert "secret" not in str(e.value)
+
+
+def test_pip_installed_server() -> None:
+    """The PostgreSQL server of the pip package pgserver (dev extras) runs the store too, so the PostgreSQL
+    tests need no system package."""
+    from tests.feedback.pg import PgServer
+
+    server = PgServer(system=False)
+    reason = server.start()
+    if reason is not None:
+        pytest.skip(f"no pip-installed PostgreSQL server: {reason}")
+    try:
+        assert server.bin is not None and "pgserver" in str(server.bin)
+        url = server.create_database()
+        store = AnnotationStore(url)
+        store.add_pairs([("a", "B", True), ("c", "d", False)], "alice")
+        assert [(a.a, a.b, a.similar) for a in AnnotationStore(url).answers()] == [("B", "a", True), ("c", "d", False)]
+    finally:
+        server.stop()
