@@ -27,3 +27,28 @@ def _one_thread() -> object:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> object:
+    """A throw-away PostgreSQL server (tests/feedback/pg.py), or a skip that says why there is none."""
+    from tests.feedback.pg import PgServer
+
+    server = PgServer()
+    reason = server.start()
+    if reason is not None:
+        pytest.skip(f"PostgreSQL store tests skipped: {reason}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> object:
+    """Where an annotation store lives: an SQLite file, or a fresh database on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "a.sqlite")
+        return
+    server = request.getfixturevalue("pg_server")
+    url = server.create_database()
+    yield url
+    server.drop_database(url)

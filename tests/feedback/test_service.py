@@ -222,3 +222,29 @@ def test_feedback_search_on_binary_codes_without_annotate(sim_float: tuple[Path,
     assert moved.dtype == np.uint8 and moved.shape == (4,)
     assert [h["id"] for h in got["results"]] == eng.search_vector(moved, 10, exclude=eng.position(q)).ids
     assert c.post("/api/feedback/marks", json={"id": q, "relevant": rel}).status_code == 404  # needs --annotate
+
+
+def test_serve_annotate_on_postgresql(sim_float: tuple[Path, Path], tmp_path: Path, pg_server: Any) -> None:
+    """`rsir serve --annotate --annotation-db URL`: the page's answers go to the PostgreSQL database."""
+    from rsir.service.app import CollectionSpec, create_multi_app
+
+    arc, idx = sim_float
+    shutil.copytree(idx, tmp_path / "idx")
+    idx = tmp_path / "idx"
+    url = pg_server.create_database()
+    try:
+        app = create_multi_app([CollectionSpec("sim", arc, idx)], token=TOKEN, annotate=True, annotation_db=url)
+        c = TestClient(app)
+        st = c.get("/api/annotate/status").json()
+        assert st["db"].startswith("postgresql+psycopg://") and st["labelled"] == 0
+        assert c.post("/api/annotate/round", json={"strategy": "random", "budget": 3}, headers=AUTH).status_code == 202
+        _wait_round(c)
+        q = c.get("/api/annotate/next").json()["pairs"][0]
+        assert c.post("/api/annotate/answer", json={"query_id": q["query_id"], "answer": "similar"},
+                      headers=AUTH).status_code == 201
+        assert c.post("/api/annotate/answer", json={"query_id": q["query_id"], "answer": "similar"},
+                      headers=AUTH).status_code == 409
+        assert [(a.a, a.similar) for a in AnnotationStore(url).answers()] == [(min(q["a"]["id"], q["b"]["id"]), True)]
+        assert not Path(str(idx) + ".annotations.sqlite").exists()
+    finally:
+        pg_server.drop_database(url)

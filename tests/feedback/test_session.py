@@ -117,3 +117,21 @@ def test_rocchio_hamming_by_hand() -> None:
     assert got.tolist() == [1, 1, 0, 0, 1, 0, 1, 0]
     many = np.packbits(np.array([[0, 0, 1, 1, 0, 1, 0, 1]] * 3, np.uint8), axis=1)
     assert np.unpackbits(rocchio(q, many, [], "hamming", beta=2.0)).tolist() == [0, 0, 1, 1, 0, 1, 0, 1]
+
+
+def test_cli_annotate_on_postgresql(sim_float: tuple[Path, Path], tmp_path: Path, pg_server: object,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The same loop with the answers on a PostgreSQL server: `rsir annotate --db URL`, then export from it."""
+    arc, idx = sim_float
+    url = pg_server.create_database()  # type: ignore[attr-defined]
+    try:
+        assert main(["annotate", str(arc), "--index", str(idx), "--db", url, "--model", str(tmp_path / "m"),
+                     "--rounds", "1", "--budget", "6", "--initial", "6", "--oracle", "labels"]) == 0
+        out = capsys.readouterr().out
+        assert "final: trained on 12 pairs -> model version 2" in out and "postgresql+psycopg://" in out
+        assert not (Path(str(idx) + ".annotations.sqlite")).exists()
+        assert main(["annotate", "export", "--index", str(idx), "--db", url, "--out", str(tmp_path / "p.parquet")]) == 0
+        t = pq.read_table(tmp_path / "p.parquet").to_pydict()
+        assert len(t["a"]) == 12 and set(t["who"]) == {"oracle:labels"}
+    finally:
+        pg_server.drop_database(url)  # type: ignore[attr-defined]

@@ -1,5 +1,8 @@
 """The annotation store: schema, pairs, rounds, duplicates, unknown pairs, concurrent writers, damaged files,
-durability of acknowledged answers across SIGKILL, Parquet export."""
+durability of acknowledged answers across SIGKILL, Parquet export.
+
+The tests that take ``store_target`` run twice: on an SQLite file and on a fresh database of a throw-away
+PostgreSQL server (tests/feedback/pg.py; skipped, with the reason, where no server binary or driver is here)."""
 
 from __future__ import annotations
 
@@ -30,8 +33,8 @@ def test_wal_mode_and_folder_default(tmp_path: Path) -> None:
     assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
 
 
-def test_pairs_are_unordered_and_answered_once(tmp_path: Path) -> None:
-    store = AnnotationStore(tmp_path / "a.sqlite")
+def test_pairs_are_unordered_and_answered_once(store_target: str) -> None:
+    store = AnnotationStore(store_target)
     ans = store.add_pair("b", "a", True, "alice")
     assert (ans.a, ans.b, ans.similar, ans.who, ans.source) == ("a", "b", True, "alice", "feedback")
     with pytest.raises(AnnotationConflict, match="already answered"):
@@ -53,8 +56,8 @@ def test_bad_pairs(a: object, b: object, msg: str) -> None:
         normalise_pair(a, b)
 
 
-def test_bad_answers(tmp_path: Path) -> None:
-    store = AnnotationStore(tmp_path)
+def test_bad_answers(store_target: str) -> None:
+    store = AnnotationStore(store_target)
     with pytest.raises(FeedbackError, match="similar must be"):
         store.add_pair("a", "b", "yes", "alice")  # type: ignore[arg-type]
     with pytest.raises(FeedbackError, match="who"):
@@ -64,8 +67,8 @@ def test_bad_answers(tmp_path: Path) -> None:
     assert store.count() == 0
 
 
-def test_rounds_queries_and_answers(tmp_path: Path) -> None:
-    store = AnnotationStore(tmp_path)
+def test_rounds_queries_and_answers(store_target: str) -> None:
+    store = AnnotationStore(store_target)
     store.add_pair("p", "q", True, "alice")
     r = store.start_round("anneal-mgue", 3)
     with pytest.raises(AnnotationConflict, match="still running"):
@@ -108,8 +111,8 @@ def _writer(path: str, worker: int, n: int, shared: int) -> None:
             pass
 
 
-def test_concurrent_writers_processes_and_threads(tmp_path: Path) -> None:
-    path = str(tmp_path / "c.sqlite")
+def test_concurrent_writers_processes_and_threads(store_target: str) -> None:
+    path = store_target
     AnnotationStore(path)
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_writer, args=(path, w, 40, 20)) for w in range(3)]
@@ -139,8 +142,8 @@ def _start_round(path: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
         q.put("conflict")
 
 
-def test_two_rounds_started_together_one_wins(tmp_path: Path) -> None:
-    path = str(tmp_path / "r.sqlite")
+def test_two_rounds_started_together_one_wins(store_target: str) -> None:
+    path = store_target
     AnnotationStore(path)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
@@ -201,8 +204,8 @@ while True:
 """
 
 
-def test_acknowledged_answers_survive_sigkill(tmp_path: Path) -> None:
-    path = tmp_path / "k.sqlite"
+def test_acknowledged_answers_survive_sigkill(store_target: str) -> None:
+    path = store_target
     AnnotationStore(path)
     env = dict(os.environ, PYTHONPATH=SRC)
     proc = subprocess.Popen([sys.executable, "-c", _STREAM, str(path)], stdout=subprocess.PIPE, text=True, env=env)
@@ -221,10 +224,69 @@ def test_acknowledged_answers_survive_sigkill(tmp_path: Path) -> None:
     assert set(acked) <= stored
 
 
-def test_export_parquet(tmp_path: Path) -> None:
-    store = AnnotationStore(tmp_path)
+def test_export_parquet(store_target: str, tmp_path: Path) -> None:
+    store = AnnotationStore(store_target)
     store.add_pairs([("a", "b", True), ("c", "d", False)], "alice", source="oracle", round_id=None)
     out = store.export_parquet(tmp_path / "pairs.parquet")
     t = pq.read_table(out).to_pydict()
     assert t["a"] == ["a", "c"] and t["similar"] == [True, False] and t["source"] == ["oracle", "oracle"]
     assert t["who"] == ["alice", "alice"] and t["round"] == [None, None]
+
+
+def test_pair_order_is_by_code_point(store_target: str) -> None:
+    """Upper-case ids sort before lower-case ones in Python; the database's CHECK (a < b) must agree whatever
+    its locale (PostgreSQL compares the id columns with the C collation)."""
+    store = AnnotationStore(store_target)
+    ans = store.add_pair("a-1", "B-2", True, "alice")
+    assert (ans.a, ans.b) == ("B-2", "a-1")
+    r = store.start_round("random", 2)
+    ids = store.add_queries(r, [("z", "Z"), ("é", "e")])
+    assert [(q["a"], q["b"]) for q in store.pending(5)] == [("Z", "z"), ("e", "é")]
+    assert store.answer(ids[0], False, "bob").a == "Z"
+
+
+def test_same_schema_on_both_backends(store_target: str) -> None:
+    """Both backends hold the five tables of store.metadata with the same columns."""
+    import sqlalchemy as sa
+
+    from rsir.feedback.store import metadata
+
+    store = AnnotationStore(store_target)
+    insp = sa.inspect(store.engine)
+    assert set(insp.get_table_names()) >= set(metadata.tables)
+    for name, table in metadata.tables.items():
+        assert [c["name"] for c in insp.get_columns(name)] == [c.name for c in table.columns]
+    assert any(ix["name"] == "one_running_round" and ix["unique"] for ix in insp.get_indexes("rounds"))
+
+
+def test_urls_and_unsupported_backends(tmp_path: Path) -> None:
+    store = AnnotationStore(f"sqlite:///{tmp_path / 'u.sqlite'}")
+    assert store.path == tmp_path / "u.sqlite" and store.backend == "sqlite"
+    with pytest.raises(FeedbackError, match="SQLite or PostgreSQL"):
+        AnnotationStore("mysql://u:secret@localhost/db")
+    from rsir.feedback.store import database_url
+
+    assert database_url("postgresql://u:pw@h/db").drivername == "postgresql+psycopg"
+    # a server that is not there: a one-line error without the password
+    with pytest.raises(FeedbackError, match="cannot open") as e:
+        AnnotationStore(f"postgresql+psycopg://u:secret@/db?host={tmp_path}&port=1", timeout=2)
+    assert "secret" not in str(e.value)
+
+
+def test_pip_installed_server() -> None:
+    """The PostgreSQL server of the pip package pgserver (dev extras) runs the store too, so the PostgreSQL
+    tests need no system package."""
+    from tests.feedback.pg import PgServer
+
+    server = PgServer(system=False)
+    reason = server.start()
+    if reason is not None:
+        pytest.skip(f"no pip-installed PostgreSQL server: {reason}")
+    try:
+        assert server.bin is not None and "pgserver" in str(server.bin)
+        url = server.create_database()
+        store = AnnotationStore(url)
+        store.add_pairs([("a", "B", True), ("c", "d", False)], "alice")
+        assert [(a.a, a.b, a.similar) for a in AnnotationStore(url).answers()] == [("B", "a", True), ("c", "d", False)]
+    finally:
+        server.stop()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from pathlib import Path
 
 from rsir.errors import RsirError
 
@@ -21,8 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", required=True, help="INDEX directory built with `rsir index ARCHIVE --method float`")
     p.add_argument("--model", default=None, metavar="DIR",
                    help="where the retrained head is written (default: INDEX.anneal beside the index)")
-    p.add_argument("--db", default=None, metavar="FILE",
-                   help="annotation database (default: INDEX.annotations.sqlite beside the index)")
+    p.add_argument("--db", default=os.environ.get("RSIR_ANNOTATION_DB"), metavar="FILE|URL",
+                   help="annotation database: an SQLite file (default: INDEX.annotations.sqlite beside the index) "
+                        "or a PostgreSQL URL postgresql+psycopg://USER:PASSWORD@HOST:5432/DB shared by a team; "
+                        "default $RSIR_ANNOTATION_DB")
     p.add_argument("--rounds", type=int, default=1, help="rounds to run (default 1)")
     p.add_argument("--budget", type=int, default=50, help="pairs asked per round (default 50)")
     p.add_argument("--initial", type=int, default=0,
@@ -41,14 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from rsir.feedback.session import default_db
-    from rsir.feedback.store import AnnotationStore
+    from rsir.feedback.store import AnnotationStore, is_url
 
     if not args.out:
         raise RsirError("annotate export needs --out FILE.parquet")
     db = args.db or default_db(args.index)
-    from pathlib import Path
-
-    if not Path(db).is_file():
+    if not is_url(db) and not Path(db).is_file():
         raise RsirError(f"{db}: no annotation database here")
     store = AnnotationStore(db)
     out = store.export_parquet(args.out)

@@ -30,7 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--annotate", action="store_true",
                    help="annotation mode (ANNEAL rounds, pair answers) and relevance feedback for the first "
                         "collection; its index must be built with --method float; answers go to "
-                        "INDEX.annotations.sqlite beside the index; writes need --token")
+                        "INDEX.annotations.sqlite beside the index (or --annotation-db); writes need --token")
+    p.add_argument("--annotation-db", default=os.environ.get("RSIR_ANNOTATION_DB"), metavar="FILE|URL",
+                   help="with --annotate: the annotation database, an SQLite file or a PostgreSQL URL "
+                        "postgresql+psycopg://USER:PASSWORD@HOST:5432/DB; default $RSIR_ANNOTATION_DB")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,5 +41,6 @@ def run(args: argparse.Namespace) -> int:
 
     also = [CollectionSpec.parse(a) for a in args.also]
     serve(args.archive, args.index, host=args.host, port=args.port, model=args.model, token=args.token, also=also,
-          change=args.change, annotate=args.annotate)
+          change=args.change, annotate=args.annotate,
+          annotation_db=args.annotation_db)
     return 0

@@ -3,7 +3,7 @@
 - frozen features: the standardised hand-crafted features an index built with ``rsir index --method float``
   holds (one row per archive item, archive order);
 - the store: ``<INDEX>.annotations.sqlite`` beside the index (outside it, so rebuilding the index keeps the
-  answers), or any path given;
+  answers), any path given, or a PostgreSQL URL (:mod:`rsir.feedback.store`);
 - the model: ``<INDEX>.anneal/`` beside the index (or ``--model``), a directory replaced atomically with each
   new version (``manifest.json`` + ``head.safetensors``); the store records every version.
 
@@ -256,7 +256,7 @@ class AnnotationSession:
                 "model_version": None if model is None else model["version"],
                 "model_metrics": None if model is None else model["metrics"],
                 "running_round": self.store.running_round(), "progress": self.progress.to_json(),
-                "db": str(self.store.path), "model_dir": str(self.model_dir)}
+                "db": self.store.where, "model_dir": str(self.model_dir)}
 
 
 class HeadEncoder:

@@ -634,7 +634,7 @@ class CollectionSpec:
 
 def create_multi_app(specs: list[CollectionSpec], token: str | None = None,
                      limits: ServiceLimits | None = None, change: str | Path | None = None,
-                     annotate: bool = False) -> FastAPI:
+                     annotate: bool = False, annotation_db: str | Path | None = None) -> FastAPI:
     """Serve several collections: the first at ``/``, each other at ``/c/<name>/``, with a switcher on the page."""
     if not specs:
         raise RsirError("no collection to serve")
@@ -647,7 +647,7 @@ def create_multi_app(specs: list[CollectionSpec], token: str | None = None,
         listing.append({"name": s.name, "url": pre + "/"})
     apps = [create_app(s.archive, s.index, model=s.model, token=token, limits=limits, prefix=pre,
                        collections=listing, change_index=change if pre == "" else None,
-                       annotate=annotate and not pre)
+                       annotate=annotate and not pre, annotation_db=annotation_db if pre == "" else None)
             for s, pre in zip(specs, prefixes, strict=True)]
     for c, a in zip(listing, apps, strict=True):
         c["items"] = len(a.state.service.engine.table)
@@ -662,14 +662,15 @@ def create_multi_app(specs: list[CollectionSpec], token: str | None = None,
 def serve(archive: str | Path, index: str | Path, host: str = "127.0.0.1", port: int = 8000,
           model: str | Path | None = None, token: str | None = None,
           also: list[CollectionSpec] | None = None, change: str | Path | None = None,
-          annotate: bool = False) -> None:
+          annotate: bool = False, annotation_db: str | Path | None = None) -> None:
     """Run the service with uvicorn (blocking) and print the address to open; ``annotate`` turns on the
     annotation mode for the first collection."""
     import uvicorn
 
     first = CollectionSpec(Path(archive).name or "archive", Path(archive), Path(index),
                            Path(model) if model else None)
-    app = create_multi_app([first, *(also or [])], token=token, change=change, annotate=annotate)
+    app = create_multi_app([first, *(also or [])], token=token, change=change, annotate=annotate,
+                           annotation_db=annotation_db)
     print(f"rsir serve: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)", flush=True)
     for s in also or []:
         print(f"            http://{host}:{port}/c/{s.name}/  ({s.archive})", flush=True)
