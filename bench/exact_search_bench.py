@@ -282,6 +282,8 @@ def main() -> None:
     ap.add_argument("--skip-approx", action="store_true", help="leave out faiss IVF and MultiHash")
     ap.add_argument("--out", default=str(HERE / "results" / "exact_search.json"))
     ap.add_argument("--report-only", action="store_true", help="only redraw the table and plot from --out")
+    ap.add_argument("--append", action="store_true",
+                    help="add this run's rows (and its command and load, under 'runs') to an existing --out")
     args = ap.parse_args()
     if args.report_only:
         rep = json.loads(Path(args.out).read_text())
@@ -289,8 +291,13 @@ def main() -> None:
         print(markdown(rep))
         return
     faiss.omp_set_num_threads(1)
-    rep: dict = {"machine": machine(), "load_average_start": os.getloadavg(), "results": [],
-                 "command": " ".join(sys.argv)}
+    run = {"command": " ".join(["bench/exact_search_bench.py", *sys.argv[1:]]), "load_average_start": os.getloadavg(),
+           "load_average_end": None, "total_s": None}
+    rep: dict = {"machine": machine(), "results": [], "runs": []}
+    if args.append and Path(args.out).exists():
+        rep = json.loads(Path(args.out).read_text())
+        rep.setdefault("runs", [])
+    rep["runs"].append(run)
     t0 = time.perf_counter()
     for n in args.sizes:
         for bits in args.bits:
@@ -298,12 +305,17 @@ def main() -> None:
                 r = bench(kind, n, bits, args.queries, args.skip_ivf_above, args.skip_approx)
                 r["load_average"] = os.getloadavg()
                 print(json.dumps(r), flush=True)
-                rep["results"].append(r)
+                same = [i for i, o in enumerate(rep["results"])
+                        if (o["codes"], o["n"], o["bits"]) == (kind, n, bits)]
+                if same:  # a re-run replaces its configuration's row (the old run stays listed under runs)
+                    rep["results"][same[0]] = r
+                else:
+                    rep["results"].append(r)
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.out).write_text(json.dumps(rep, indent=1))
                 gc.collect()
-    rep["total_s"] = round(time.perf_counter() - t0, 1)
-    rep["load_average_end"] = os.getloadavg()
+    run["total_s"] = round(time.perf_counter() - t0, 1)
+    run["load_average_end"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(rep, indent=1))
     plot(rep, Path(args.out).with_suffix(".png"))
     print(markdown(rep))
