@@ -8,7 +8,7 @@ earlier event at both dates. Besides all test pairs, the scores are split by the
 their sentences as queries against the whole test set ("changed"), unchanged ones likewise ("unchanged"), and the
 changed pairs alone as queries and database ("changed_only", the task of archives without unchanged pairs).
 
-    python bench/text_itsr_bench.py --n 1200 --size 48 --epochs 20 --bits 64 --out bench/results/text_itsr.json
+    python bench/text_itsr_bench.py --n 1200 --size 48 --epochs 30 --bits 64 --out bench/results/text_itsr.json
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=48)
     ap.add_argument("--bitemporal", type=float, default=0.7)
     ap.add_argument("--unchanged", type=float, default=0.5)
+    ap.add_argument("--after-event", type=float, default=0.5)
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--bits", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
@@ -90,7 +91,7 @@ def main() -> int:
     arch_path = work / "archive"
     if not arch_path.exists():
         simulate(SimConfig(n=args.n, seed=args.seed, size=args.size, bitemporal=args.bitemporal,
-                           unchanged=args.unchanged, difficulty="medium"), arch_path)
+                           unchanged=args.unchanged, after_event=args.after_event, difficulty="medium"), arch_path)
     arch = open_archive(arch_path)
     test = usable_pairs(arch, "s2", "test")
     caps = [c for p in test for c in p.captions]
@@ -136,7 +137,8 @@ def main() -> int:
               f"{100 * row[f'{args.bits}bit']['mR']:.2f} (best epoch {row['best_epoch']}, {train_s:.0f} s)",
               flush=True)
     out = {"dataset": f"SIMULATED archive (rsir simulate --n {args.n} --size {args.size} --bitemporal "
-                      f"{args.bitemporal} --unchanged {args.unchanged} --difficulty medium --seed {args.seed})",
+                      f"{args.bitemporal} --unchanged {args.unchanged} --after-event {args.after_event} --difficulty medium "
+                      f"--seed {args.seed})",
            "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, torch threads "
                       f"{args.threads}, CPU only",
            "test_pairs": len(test), "test_changed_pairs": int(changed.sum()),

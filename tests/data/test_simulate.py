@@ -257,6 +257,11 @@ def test_unchanged_pairs_are_reproducible_by_seed_and_zero_keeps_every_pair_chan
     assert all(b.meta["prior_change"] == "" for _, b in none)
     # with unchanged=0 only patches that offer no event stay unchanged (rare)
     assert sum(b.meta["change_kind"] == "none" for _, b in none) <= len(none) // 10
+    plain = _unchanged_pairs(SimConfig(n=64, seed=12, size=12, bitemporal=0.8, after_event=0.0))
+    assert all(b.meta["prior_change"] == "" for _, b in plain)
+    after = [b for _, b in _unchanged_pairs(SimConfig(n=64, seed=12, size=12, bitemporal=0.8, after_event=1.0))
+             if b.meta["change_kind"] == "none"]
+    assert sum(bool(b.meta["prior_change"]) for b in after) >= 0.9 * len(after)
 
 
 def _matches(template: str, caption: str) -> bool:
@@ -329,6 +334,8 @@ def test_config_errors_are_user_errors():
         SimConfig(n=5, clouds=1.5)
     with pytest.raises(RsirError, match="unchanged"):
         SimConfig(n=5, unchanged=-0.1)
+    with pytest.raises(RsirError, match="after_event"):
+        SimConfig(n=5, after_event=2.0)
 
 
 def test_cli(tmp_path, capsys):
@@ -341,6 +348,10 @@ def test_cli(tmp_path, capsys):
     assert cli_main(args) == 2  # exists, no --overwrite
     assert "already exists" in capsys.readouterr().err
     assert cli_main(args + ["--overwrite", "--difficulty", "hard", "--clouds", "0.5"]) == 0
+    assert cli_main(args + ["--overwrite", "--bitemporal", "1", "--unchanged", "1", "--after-event", "0"]) == 0
+    cat = open_archive(out).catalog
+    later = cat[cat["id"].str.endswith("_t2")]
+    assert len(later) == 6 and set(later["change_kind"]) == {"none"} and set(later["prior_change"]) == {""}
     assert cli_main(["simulate", "--n", "6", "--out", str(tmp_path / "x"), "--size", "10"]) == 2
     assert "multiple of 6" in capsys.readouterr().err
 

@@ -273,7 +273,8 @@ class SimConfig:
     size: int = 120
     clouds: float = 0.0
     bitemporal: float = 0.1
-    unchanged: float = 0.5  # share of partnered patches left unchanged: LEVIR-CC's share (see AFTER_EVENT)
+    unchanged: float = 0.5  # share of partnered patches left unchanged: LEVIR-CC's share (see CHANGE_WEIGHTS)
+    after_event: float = 0.5  # share of those showing an earlier event's outcome at both dates
     label_threshold: float = 0.05
     workers: int = 1
     captions: tuple[int, int] = field(default=(3, 5))
@@ -286,7 +287,7 @@ class SimConfig:
         if self.size < 6 or self.size % 6:
             raise RsirError(f"simulate: size {self.size} must be a positive multiple of 6 (the 60 m bands are "
                             f"size/6 pixels)")
-        for name in ("clouds", "bitemporal", "unchanged"):
+        for name in ("clouds", "bitemporal", "unchanged", "after_event"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise RsirError(f"simulate: {name} is a probability in [0, 1] (got {v})")
@@ -688,12 +689,12 @@ CHANGE_CAPTIONS_HELDOUT: dict[str, tuple[str, ...]] = {
 CHANGE_WEIGHTS = {"deforestation": 1.0, "urban growth": 1.0, "flooding": 0.4, "crop change": 1.0, "water loss": 2.0}
 # Unchanged pairs (SimConfig.unchanged, default 0.5). LEVIR-CC, the real change-captioning archive
 # (../shared/data/levir-cc), has 5,039 unchanged pairs among its 10,077 (50.0 %, and 50 % in each split). Of the
-# unchanged pairs, AFTER_EVENT show at both dates the state one of the change events leaves behind (the event
-# happened before the first date: "prior_change"), so that the later image alone cannot tell a change from none:
-# a forest with a clear-cut at both dates looks at the later date like a forest cleared between the dates. The
-# others are patches as drawn ("fields that stayed fields"). LEVIR-CC cannot give this share (its unchanged
-# captions never describe the scene); one half gives each change kind one look-alike for about two changed pairs.
-AFTER_EVENT = 0.5
+# unchanged pairs, a share SimConfig.after_event (default 0.5) shows at both dates the state one of the change
+# events leaves behind (the event happened before the first date: "prior_change"), so that the later image alone
+# cannot tell a change from none: a forest with a clear-cut at both dates looks at the later date like a forest
+# cleared between the dates. The others are patches as drawn ("fields that stayed fields"). LEVIR-CC cannot give
+# this share (its unchanged captions never describe the scene); one half gives each change kind one look-alike for
+# about two changed pairs.
 
 
 def _region_mask(rng: np.random.Generator, region: np.ndarray, texture: np.ndarray, low: float, high: float
@@ -987,7 +988,7 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
     hrng = np.random.default_rng(np.random.SeedSequence([int(cfg.seed) & 0xFFFFFFFF, block, 0xC4A]))
     still = partner & (hrng.random(b) < cfg.unchanged)
     prior: dict[int, tuple[str, int, int]] = {}
-    for pi in np.flatnonzero(still & (hrng.random(b) < AFTER_EVENT)):
+    for pi in np.flatnonzero(still & (hrng.random(b) < cfg.after_event)):
         after, kind, src, dst = _change(hrng, site.class_map[pi], site.fields[F_SMOOTH, pi],
                                         site.fields[F_MEDIUM, pi])
         if kind != "none":  # the scene shows the event's outcome at both dates
