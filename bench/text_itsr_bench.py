@@ -89,10 +89,15 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     arch_path = work / "archive"
+    cfg = SimConfig(n=args.n, seed=args.seed, size=args.size, bitemporal=args.bitemporal, unchanged=args.unchanged,
+                    after_event=args.after_event, difficulty="medium")
     if not arch_path.exists():
-        simulate(SimConfig(n=args.n, seed=args.seed, size=args.size, bitemporal=args.bitemporal,
-                           unchanged=args.unchanged, after_event=args.after_event, difficulty="medium"), arch_path)
+        simulate(cfg, arch_path)
     arch = open_archive(arch_path)
+    made = arch.manifest.get("info", {}).get("simulator", {})
+    differ = [k for k in ("n", "seed", "size", "bitemporal", "unchanged", "after_event") if made.get(k) != getattr(cfg, k)]
+    if differ:  # an archive of an earlier run with other settings (or of a simulator without unchanged pairs)
+        raise SystemExit(f"{arch_path} was simulated with other settings ({', '.join(differ)}): use another --work")
     test = usable_pairs(arch, "s2", "test")
     caps = [c for p in test for c in p.captions]
     owner = np.repeat(np.arange(len(test)), [len(p.captions) for p in test])
