@@ -82,6 +82,9 @@ def main() -> int:
     ap.add_argument("--work", default="/tmp/rsir-text-itsr-bench")
     ap.add_argument("--out", default="bench/results/text_itsr.json")
     ap.add_argument("--variants", default="", help="comma-separated subset, e.g. gff-diff,later (default: all)")
+    ap.add_argument("--split", default="test",
+                    help="pairs to score (validation: unseen pairs described in training phrasings, a diagnostic)")
+    ap.add_argument("--evaluate-only", action="store_true", help="score the models already trained in --work")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="merge these result files into --out and stop")
     args = ap.parse_args()
     if args.merge:
@@ -98,7 +101,7 @@ def main() -> int:
     differ = [k for k in ("n", "seed", "size", "bitemporal", "unchanged", "after_event") if made.get(k) != getattr(cfg, k)]
     if differ:  # an archive of an earlier run with other settings (or of a simulator without unchanged pairs)
         raise SystemExit(f"{arch_path} was simulated with other settings ({', '.join(differ)}): use another --work")
-    test = usable_pairs(arch, "s2", "test")
+    test = usable_pairs(arch, "s2", args.split)
     caps = [c for p in test for c in p.captions]
     owner = np.repeat(np.arange(len(test)), [len(p.captions) for p in test])
     changed = np.array([p.info.get("kind") != "none" for p in test])
@@ -118,10 +121,12 @@ def main() -> int:
         if wanted and name not in wanted:
             continue
         t0 = time.perf_counter()
-        res = train_text_itsr(arch, work / f"model-{name}", TrainConfig(epochs=args.epochs, seed=args.seed,
-                              progress=False, patience=args.epochs), ChangeOptions(fusion, op, args.bits))
+        path = work / f"model-{name}"
+        if not args.evaluate_only:
+            path = train_text_itsr(arch, path, TrainConfig(epochs=args.epochs, seed=args.seed, progress=False,
+                                   patience=args.epochs), ChangeOptions(fusion, op, args.bits)).path
         train_s = time.perf_counter() - t0
-        net, info = load_change_model(res.path)
+        net, info = load_change_model(path)
         t0 = time.perf_counter()
         pe = pair_embeddings(net, images)
         enc_s = time.perf_counter() - t0
@@ -133,9 +138,11 @@ def main() -> int:
             row[f"{key}_unchanged"] = cross_modal_recalls(pe, te, owner, metric, queries=~changed)
             row[f"{key}_changed_only"] = cross_modal_recalls(pe[keep], te[sub_caps], sub_owner, metric)
         row.update({"best_epoch": info["best_epoch"], "select_mR": info["select_mR"],
-                    "train_seconds": round(train_s, 1), "training_pairs": info["training_pairs"],
-                    "train_pairs_per_s": round(info["training_pairs"] * len(info["history"]) / train_s, 1),
-                    "encode_pairs_per_s": round(len(test) / max(enc_s, 1e-9), 1),
+                    "training_pairs": info["training_pairs"]})
+        if not args.evaluate_only:
+            row.update({"train_seconds": round(train_s, 1),
+                        "train_pairs_per_s": round(info["training_pairs"] * len(info["history"]) / train_s, 1)})
+        row.update({"encode_pairs_per_s": round(len(test) / max(enc_s, 1e-9), 1),
                     "load_average": round(os.getloadavg()[0], 1)})
         rows[name] = row
         print(f"{name:>12}: mR float {100 * row['float']['mR']:.2f}, {args.bits} bits "
@@ -146,6 +153,7 @@ def main() -> int:
                       f"--seed {args.seed})",
            "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, torch threads "
                       f"{args.threads}, CPU only",
+           "split": args.split, "models": "trained earlier in --work" if args.evaluate_only else "trained here",
            "test_pairs": len(test), "test_changed_pairs": int(changed.sum()),
            "test_unchanged_pairs": int((~changed).sum()), "test_lookalike_pairs": int(lookalike.sum()),
            "test_sentences": len(caps), "epochs": args.epochs, "bits": args.bits,
