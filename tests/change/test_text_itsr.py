@@ -36,6 +36,7 @@ def test_pairs_are_ordered_by_epoch_or_date_and_carry_the_later_captions():
     pairs = bitemporal_pairs(_fake_archive(rows))
     assert [(p.before, p.after, p.captions) for p in pairs] == [("x_A", "x_B", ("new road",)),
                                                                ("s_t2", "s", ())]
+    assert all(p.info["prior"] == "" for p in pairs)  # archives without the prior_change column still read
     # the simulator's later item is dated, so "s" (2018) comes after "s_t2" (2017); captions live on the later
 
 
@@ -130,6 +131,9 @@ def test_recall_at_k_by_hand():
     r = cross_modal_recalls(pair, text[[2, 0, 1]], np.array([0, 0, 1]), directions=["t2p"])
     # sentences (0, 1) -> pair 1 (miss), (1, .1) -> pair 0 (hit), (.9, 0) -> pair 0 (miss, it describes pair 1)
     assert r["t2p_R@1"] == pytest.approx(1 / 3) and set(r) == {"t2p_R@1", "t2p_R@5", "t2p_R@10", "mR"}
+    # queries: only pair 1 and its sentence (0, 1) are scored, each still searched against everything
+    r = cross_modal_recalls(pair, text[[2, 0, 1]], np.array([0, 0, 1]), queries=np.array([False, True]))
+    assert r["t2p_R@1"] == 0.0 and r["p2t_R@1"] == 0.0 and r["p2t_R@5"] == 1.0
 
 
 @pytest.mark.slow

@@ -166,7 +166,7 @@ def test_archive_round_trip(tmp_path):
 
 
 def test_bitemporal_partners_are_consistent():
-    cfg = SimConfig(n=96, seed=6, size=24, bitemporal=0.6)
+    cfg = SimConfig(n=96, seed=6, size=24, bitemporal=0.6, unchanged=0.0)  # every pair gets a change event
     items = _items(cfg)
     by_id = {it.id: it for it in items}
     t2 = [it for it in items if it.id.endswith("_t2")]
@@ -205,6 +205,63 @@ def test_bitemporal_partners_are_consistent():
     assert len(kinds_seen) >= 4, kinds_seen
     singles = [it for it in items if not it.id.endswith("_t2") and it.id + "_t2" not in by_id]
     assert all(it.meta["partner_id"] == "" for it in singles)
+
+
+def _unchanged_pairs(cfg: SimConfig) -> list[tuple]:
+    """(earlier item, later item) of every pair."""
+    items = _items(cfg)
+    by_id = {it.id: it for it in items}
+    return [(by_id[it.meta["partner_id"]], it) for it in items if it.id.endswith("_t2")]
+
+
+def test_unchanged_pairs_name_the_persisting_state_and_some_show_an_earlier_event():
+    # LEVIR-CC: half of the pairs are unchanged. Here half of the partnered patches are, and half of those show at
+    # both dates the outcome of an event before the first date, so that the later image alone cannot tell.
+    pairs = _unchanged_pairs(SimConfig(n=192, seed=9, size=24, bitemporal=0.8))
+    still = [(a, b) for a, b in pairs if b.meta["change_kind"] == "none"]
+    assert 0.35 <= len(still) / len(pairs) <= 0.65
+    prior = [(a, b) for a, b in still if b.meta["prior_change"]]
+    assert 0.25 <= len(prior) / len(still) <= 0.75
+    assert len({b.meta["prior_change"] for _, b in prior}) >= 4
+    lookalike = {"deforestation": C["Transitional woodland, shrub"], "flooding": C["Inland waters"],
+                 "urban growth": (C["Urban fabric"], C["Industrial or commercial units"])}
+    for a, b in still:
+        assert (a.class_map == b.class_map).all()  # nothing changed but the season and the radiometry
+        assert a.meta["prior_change"] == "" and a.meta["change_kind"] == ""
+        held = b.meta["split"] == "test"
+        bank, other = ((CHANGE_CAPTIONS_HELDOUT, CHANGE_CAPTIONS) if held else
+                       (CHANGE_CAPTIONS, CHANGE_CAPTIONS_HELDOUT))
+        caps = b.meta["change_captions"]
+        assert 2 <= len(caps) <= 3 and len(set(caps)) == len(caps)
+        for cap in caps:  # test pairs: held-out phrasings only; the other splits never see them
+            assert any(_matches(t, cap) for t in bank["none"]), cap
+            assert not any(_matches(t, cap) for t in other["none"]), cap
+        kind = b.meta["prior_change"]
+        if kind in lookalike:  # the earlier event's outcome is there at both dates
+            assert np.isin(a.class_map, lookalike[kind]).any(), kind
+    changed = [b for _, b in pairs if b.meta["change_kind"] != "none"]
+    assert changed and all(b.meta["prior_change"] == "" for b in changed)
+
+
+def test_unchanged_pairs_are_reproducible_by_seed_and_zero_keeps_every_pair_changing():
+    cfg = SimConfig(n=64, seed=12, size=12, bitemporal=0.8)
+
+    def signature(c: SimConfig) -> list:
+        return [(a.id, b.meta["change_kind"], b.meta["prior_change"], tuple(b.meta["change_captions"]),
+                 a.class_map.tobytes(), b.s2["B04"].tobytes()) for a, b in _unchanged_pairs(c)]
+
+    first = signature(cfg)
+    assert first == signature(SimConfig(n=64, seed=12, size=12, bitemporal=0.8))
+    assert first != signature(SimConfig(n=64, seed=13, size=12, bitemporal=0.8))
+    none = _unchanged_pairs(SimConfig(n=64, seed=12, size=12, bitemporal=0.8, unchanged=0.0))
+    assert all(b.meta["prior_change"] == "" for _, b in none)
+    # with unchanged=0 only patches that offer no event stay unchanged (rare)
+    assert sum(b.meta["change_kind"] == "none" for _, b in none) <= len(none) // 10
+    plain = _unchanged_pairs(SimConfig(n=64, seed=12, size=12, bitemporal=0.8, after_event=0.0))
+    assert all(b.meta["prior_change"] == "" for _, b in plain)
+    after = [b for _, b in _unchanged_pairs(SimConfig(n=64, seed=12, size=12, bitemporal=0.8, after_event=1.0))
+             if b.meta["change_kind"] == "none"]
+    assert sum(bool(b.meta["prior_change"]) for b in after) >= 0.9 * len(after)
 
 
 def _matches(template: str, caption: str) -> bool:
@@ -275,6 +332,10 @@ def test_config_errors_are_user_errors():
         SimConfig(n=5, difficulty="brutal")
     with pytest.raises(RsirError, match="clouds"):
         SimConfig(n=5, clouds=1.5)
+    with pytest.raises(RsirError, match="unchanged"):
+        SimConfig(n=5, unchanged=-0.1)
+    with pytest.raises(RsirError, match="after_event"):
+        SimConfig(n=5, after_event=2.0)
 
 
 def test_cli(tmp_path, capsys):
@@ -287,6 +348,10 @@ def test_cli(tmp_path, capsys):
     assert cli_main(args) == 2  # exists, no --overwrite
     assert "already exists" in capsys.readouterr().err
     assert cli_main(args + ["--overwrite", "--difficulty", "hard", "--clouds", "0.5"]) == 0
+    assert cli_main(args + ["--overwrite", "--bitemporal", "1", "--unchanged", "1", "--after-event", "0"]) == 0
+    cat = open_archive(out).catalog
+    later = cat[cat["id"].str.endswith("_t2")]
+    assert len(later) == 6 and set(later["change_kind"]) == {"none"} and set(later["prior_change"]) == {""}
     assert cli_main(["simulate", "--n", "6", "--out", str(tmp_path / "x"), "--size", "10"]) == 2
     assert "multiple of 6" in capsys.readouterr().err
 

@@ -19,6 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clouds", type=float, default=0.0, help="probability that a patch has clouds (default 0)")
     p.add_argument("--bitemporal", type=float, default=0.1,
                    help="share of items that get a later partner '<id>_t2' with land-cover changes (default 0.1)")
+    p.add_argument("--unchanged", type=float, default=0.5,
+                   help="share of those partners without a change between the dates, as in LEVIR-CC (default 0.5;"
+                        " 0: every pair changes, as in archives written before this option)")
+    p.add_argument("--after-event", type=float, default=0.5,
+                   help="share of the unchanged pairs that show at both dates the outcome of an earlier change "
+                        "(default 0.5)")
     p.add_argument("--label-threshold", type=float, default=0.05,
                    help="minimum share of the patch for a class to be a label (default 0.05)")
     p.add_argument("--workers", type=int, default=0, help="generator processes (0: one per CPU)")
@@ -32,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from rsir.data.simulate import SimConfig, simulate
 
     cfg = SimConfig(n=args.n, seed=args.seed, difficulty=args.difficulty, size=args.size, clouds=args.clouds,
-                    bitemporal=args.bitemporal, label_threshold=args.label_threshold, workers=args.workers)
+                    bitemporal=args.bitemporal, unchanged=args.unchanged, after_event=args.after_event,
+                    label_threshold=args.label_threshold, workers=args.workers)
     t0 = time.perf_counter()
     path = simulate(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
     from rsir.data.archive import open_archive

@@ -90,7 +90,7 @@ def bitemporal_pairs(archive: Archive, split: str | None = None, modality: str |
         return []
     mod = modality or (archive.primary_modality if archive.modalities else None)
     cols = [c for c in ("id", "split", "date", "epoch", "pair_id", "partner_id", "captions", "change_captions",
-                        "change_kind", "modalities") if c in cat.columns]
+                        "change_kind", "prior_change", "modalities") if c in cat.columns]
     rows = cat[cols].to_dict("records")
     pos = {str(r["id"]): p for p, r in enumerate(rows)}
     out: list[Pair] = []
@@ -114,7 +114,8 @@ def bitemporal_pairs(archive: Archive, split: str | None = None, modality: str |
             caps = _strings(second.get("captions"))
         mods_a, mods_b = (set(_strings(x.get("modalities"))) for x in (first, second))
         has = mod is not None and mod in mods_a and mod in mods_b
-        info = {"kind": str(second.get("change_kind") or ""), "before_date": str(first.get("date") or ""),
+        info = {"kind": str(second.get("change_kind") or ""), "prior": str(second.get("prior_change") or ""),
+                "before_date": str(first.get("date") or ""),
                 "after_date": str(second.get("date") or "")}
         out.append(Pair(pair_id, str(first["id"]), str(second["id"]), pos[str(first["id"])],
                         pos[str(second["id"])], sp, tuple(caps), has, info))

@@ -273,6 +273,8 @@ class SimConfig:
     size: int = 120
     clouds: float = 0.0
     bitemporal: float = 0.1
+    unchanged: float = 0.5  # share of partnered patches left unchanged: LEVIR-CC's share (see CHANGE_WEIGHTS)
+    after_event: float = 0.5  # share of those showing an earlier event's outcome at both dates
     label_threshold: float = 0.05
     workers: int = 1
     captions: tuple[int, int] = field(default=(3, 5))
@@ -285,7 +287,7 @@ class SimConfig:
         if self.size < 6 or self.size % 6:
             raise RsirError(f"simulate: size {self.size} must be a positive multiple of 6 (the 60 m bands are "
                             f"size/6 pixels)")
-        for name in ("clouds", "bitemporal"):
+        for name in ("clouds", "bitemporal", "unchanged", "after_event"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise RsirError(f"simulate: {name} is a probability in [0, 1] (got {v})")
@@ -662,8 +664,11 @@ CHANGE_CAPTIONS: dict[str, tuple[str, ...]] = {
     "water loss": ("the {src} has shrunk", "the water level dropped and the shore moved inwards",
                    "part of the {src} dried out and became {dst}",
                    "about {pct} percent of the patch was water before and is now {dst}"),
-    "none": ("no land-cover change, only seasonal differences", "nothing has changed apart from the season",
-             "the two images show the same land cover"),
+    # unchanged pairs: {src} and {dst} are the patch's two main land covers (for a pair whose scene already shows
+    # an earlier event, the land cover before and after that event), so that the sentence names the persisting state
+    "none": ("no change: the {src} and the {dst} are the same at both dates", "no change to the {src}",
+             "nothing has changed in the {src} and the {dst}", "the {src} stayed the same, only the season differs",
+             "the same {src} next to {dst} as before"),
 }
 CHANGE_CAPTIONS_HELDOUT: dict[str, tuple[str, ...]] = {
     "deforestation": ("woodland cut down, leaving {dst}", "the {src} was harvested and is gone in places",
@@ -676,11 +681,20 @@ CHANGE_CAPTIONS_HELDOUT: dict[str, tuple[str, ...]] = {
                     "agricultural conversion of some fields"),
     "water loss": ("a receding lake", "the {src} lost about {pct} percent of its surface",
                    "drought: the water body retreated"),
-    "none": ("the scene is unchanged", "same landscape at both dates"),
+    "none": ("the {src} and the {dst} remain as they were", "an unaltered landscape of {src} and {dst}",
+             "still {src}: no conversion took place", "{src} at both dates, untouched"),
 }
 
 
 CHANGE_WEIGHTS = {"deforestation": 1.0, "urban growth": 1.0, "flooding": 0.4, "crop change": 1.0, "water loss": 2.0}
+# Unchanged pairs (SimConfig.unchanged, default 0.5). LEVIR-CC, the real change-captioning archive
+# (../shared/data/levir-cc), has 5,039 unchanged pairs among its 10,077 (50.0 %, and 50 % in each split). Of the
+# unchanged pairs, a share SimConfig.after_event (default 0.5) shows at both dates the state one of the change
+# events leaves behind (the event happened before the first date: "prior_change"), so that the later image alone
+# cannot tell a change from none: a forest with a clear-cut at both dates looks at the later date like a forest
+# cleared between the dates. The others are patches as drawn ("fields that stayed fields"). LEVIR-CC cannot give
+# this share (its unchanged captions never describe the scene); one half gives each change kind one look-alike for
+# about two changed pairs.
 
 
 def _region_mask(rng: np.random.Generator, region: np.ndarray, texture: np.ndarray, low: float, high: float
@@ -918,12 +932,21 @@ def _bare(phrase: str) -> str:
 
 def _change_captions(rng: np.random.Generator, kind: str, src: int, dst: int, pct: int, heldout: bool = False,
                      k: int = 3) -> list[str]:
-    """Up to k distinct change captions of one event, from the held-out phrasings for test pairs."""
+    """Up to k distinct change captions of one event, from the held-out phrasings for test pairs (kind "none":
+    sentences naming the persisting land covers src and dst; those naming dst are left out when dst < 0)."""
     t = (CHANGE_CAPTIONS_HELDOUT if heldout else CHANGE_CAPTIONS)[kind]
+    if dst < 0:
+        t = tuple(x for x in t if "{dst}" not in x)
     pick = rng.permutation(len(t))[: min(k, len(t))]
     names = {"src": _bare(_phrase(rng, src)) if src >= 0 else "", "dst": _bare(_phrase(rng, dst)) if dst >= 0 else "",
              "pct": pct}
     return [t[i].format(**names) for i in pick]
+
+
+def _main_covers(shares: np.ndarray, threshold: float) -> tuple[int, int]:
+    """The patch's largest land cover and its second (-1 when that covers less than ``threshold``)."""
+    order = np.argsort(-shares, kind="stable")
+    return int(order[0]), (int(order[1]) if shares[order[1]] >= threshold else -1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -960,6 +983,17 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
     orbit = rng.integers(1, 144, b)
     minutes = rng.integers(0, 40, (b, 2))
     n_caps = rng.integers(cfg.captions[0], cfg.captions[1] + 1, b)
+    # Unchanged pairs and the events before their first date come from a stream of their own: with unchanged=0
+    # every other draw is what it was before unchanged pairs existed.
+    hrng = np.random.default_rng(np.random.SeedSequence([int(cfg.seed) & 0xFFFFFFFF, block, 0xC4A]))
+    still = partner & (hrng.random(b) < cfg.unchanged)
+    prior: dict[int, tuple[str, int, int]] = {}
+    for pi in np.flatnonzero(still & (hrng.random(b) < cfg.after_event)):
+        after, kind, src, dst = _change(hrng, site.class_map[pi], site.fields[F_SMOOTH, pi],
+                                        site.fields[F_MEDIUM, pi])
+        if kind != "none":  # the scene shows the event's outcome at both dates
+            site.class_map[pi] = after
+            prior[int(pi)] = (kind, src, dst)
     doy = np.array([_doy(d) for d in dates], np.float32)
     s2, s1, cover = _render(cfg, lvl, site, np.arange(b), site.class_map, doy, rng)
     shares = class_shares(site.class_map)
@@ -968,6 +1002,10 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
     p_maps = np.zeros((len(pidx), cfg.size, cfg.size), np.uint8)
     changes: list[tuple[str, int, int]] = []
     for j, pi in enumerate(pidx):
+        if still[pi]:
+            p_maps[j] = site.class_map[pi]
+            changes.append(("none", -1, -1))
+            continue
         p_maps[j], kind, src, dst = _change(rng, site.class_map[pi], site.fields[F_SMOOTH, pi],
                                             site.fields[F_MEDIUM, pi])
         changes.append((kind, src, dst))
@@ -998,7 +1036,7 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
             "s1_id": s1_id, "source": "simulated", "biome": BIOME_NAMES[site.biome[i]],
             "class_shares": [float(x) for x in sh], "cloud_cover": float(cov),
             "captions": make_captions(rng, sh, cfg.label_threshold, int(n_caps[i]), cmap, split, site.country[i], d),
-            "change_captions": change or [], "change_kind": "", "partner_id": "",
+            "change_captions": change or [], "change_kind": "", "prior_change": "", "partner_id": "",
         }
         return SimItem(pid, meta, s2b, {"VV": s1b[0], "VH": s1b[1]}, cmap if with_maps else None)
 
@@ -1012,6 +1050,9 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
         if i in jpos:
             j = jpos[i]
             kind, src, dst = changes[j]
+            before_kind = ""
+            if kind == "none":  # name the persisting land covers: those of the earlier event, or the two main ones
+                before_kind, src, dst = prior.get(i) or ("", *_main_covers(shares[i], cfg.label_threshold))
             pct = int(round(100 * float((p_maps[j] != site.class_map[i]).mean())))
             ch = _change_captions(rng, kind, src, dst, pct, heldout=it.meta["split"] == "test")
             it2 = build(i, gid, p_dates[j], p_shares[j], {k: v[j] for k, v in s2p.items()}, s1p[j],
@@ -1021,6 +1062,7 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
             it2.meta["split"] = it.meta["split"]  # a pair never straddles splits
             it2.meta["partner_id"] = it.id
             it2.meta["change_kind"] = kind
+            it2.meta["prior_change"] = before_kind
             it.meta["partner_id"] = it2.id
             items.append(it2)
     return items

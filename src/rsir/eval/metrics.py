@@ -337,12 +337,14 @@ def _tie_ap(g: np.ndarray, r: np.ndarray, n: int, k: int | None) -> np.ndarray:
 # cross-modal text <-> image recall
 # ---------------------------------------------------------------------------------------------------------
 def cross_modal_recall(dist_i2t: np.ndarray, txt_to_img: np.ndarray, ks: Sequence[int] = (1, 5, 10),
-                       dist_t2i: np.ndarray | None = None) -> dict[str, float]:
+                       dist_t2i: np.ndarray | None = None, queries: np.ndarray | None = None) -> dict[str, float]:
     """Image->text and text->image R@K and mR, the mean of all of them (the six values for ks = 1, 5, 10).
 
     ``dist_i2t`` (n_img, n_txt) distances from each image to each caption; ``txt_to_img`` (n_txt,) gives the
     image of each caption (many captions to one image). I->T: an image hits at K when any of its captions is
     in its top K; T->I: a caption hits when its image is in its top K. ``dist_t2i`` defaults to the transpose.
+    ``queries`` (n_img,) bool: average over these images and their captions only (each still searched against
+    every caption or image), e.g. one kind of item within the whole database.
     """
     d = np.asarray(dist_i2t)
     t2i_map = np.asarray(txt_to_img, dtype=np.int64)
@@ -358,6 +360,10 @@ def cross_modal_recall(dist_i2t: np.ndarray, txt_to_img: np.ndarray, ks: Sequenc
     best_i = np.where(own, caption_rank, n_txt).min(1)
     order_t = rank(dt)
     rank_t = np.argmax(order_t == t2i_map[:, None], axis=1)
+    if queries is not None:
+        q = np.asarray(queries, bool)
+        best_i, rank_t = best_i[q], rank_t[q[t2i_map]]
+        n_img, n_txt = len(best_i), len(rank_t)
     out: dict[str, float] = {}
     for k in ks:
         out[f"i2t_R@{k}"] = float((best_i < k).mean()) if n_img else 0.0
