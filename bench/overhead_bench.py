@@ -41,12 +41,15 @@ def _spin(stop: mp.synchronize.Event) -> None:  # type: ignore[name-defined]
 
 
 def paired(fns: dict[str, object], queries: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """Seconds per query of each function, run in turn on every query (order reversed on odd queries)."""
+    """Seconds per query of each function, run in turn on every query; the order rotates from query to query
+    (every function takes every place in the turn equally often: what a function leaves in the caches, or a
+    burst of load, falls on all alike)."""
     names = list(fns)
     out = {n: np.empty(len(queries)) for n in names}
     for i in range(len(queries)):
         q = queries[i:i + 1]
-        for n in (names if i % 2 == 0 else names[::-1]):
+        shift = i % len(names)
+        for n in names[shift:] + names[:shift]:
             t = time.perf_counter()
             fns[n](q, k)  # type: ignore[operator]
             out[n][i] = time.perf_counter() - t
