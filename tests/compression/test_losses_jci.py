@@ -13,6 +13,7 @@ from rsir.losses.jci import (
     classification_loss,
     min_norm_weights,
     pcgrad,
+    quantisation_loss,
     rate_bpp,
     rate_distortion_loss,
     soft_pairwise_loss,
@@ -65,6 +66,13 @@ def test_bit_balance_and_classification_match_hand_loops() -> None:
             y = float(lab[i, c])
             bce -= y * math.log(p) + (1 - y) * math.log(1 - p)
     assert abs(float(classification_loss(logits, lab)) - bce / lab.numel()) < 1e-5
+
+
+def test_quantisation_loss_matches_hand_loop() -> None:
+    h, _ = _batch(2)
+    want = sum((abs(float(h[i, k])) - 1) ** 2 for i in range(h.shape[0]) for k in range(h.shape[1])) / h.numel()
+    assert abs(float(quantisation_loss(h)) - want) < 1e-6
+    assert float(quantisation_loss(torch.tensor([[1.0, -1.0]]))) == 0.0
 
 
 def test_rate_is_bits_per_pixel_and_rd_combines() -> None:
