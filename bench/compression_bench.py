@@ -237,6 +237,7 @@ def main() -> None:
                     help="how the joint stage combines the objectives (rsir train-codec --weighting)")
     ap.add_argument("--quantisation", type=float, default=0.0,
                     help="rsir's own quantisation term in the joint stage (rsir train-codec --quantisation)")
+    ap.add_argument("--joint-seed", type=int, default=0, help="seed of the joint stage (rsir train-codec --seed)")
     ap.add_argument("--retrieval-only", action="store_true",
                     help="only the retrieval comparison (+ hash-output statistics): no lambda sweep, JPEG 2000, "
                          "throughput")
@@ -279,8 +280,9 @@ def main() -> None:
     # 2. joint stage at each code length, from the main lambda's stage 1
     joint: dict[int, Path] = {}
     wtag = ("" if args.weighting == "uncertainty" else f"-{args.weighting}") + (
-        f"-q{args.quantisation:g}" if args.quantisation else "")
-    quant = ["--quantisation", f"{args.quantisation:g}"] if args.quantisation else []
+        f"-q{args.quantisation:g}" if args.quantisation else "") + (f"-seed{args.joint_seed}" if args.joint_seed else "")
+    quant = (["--quantisation", f"{args.quantisation:g}"] if args.quantisation else []) + (
+        ["--seed", str(args.joint_seed)] if args.joint_seed else [])
     for bits in args.bits:
         d = work / f"codec-jci{bits}{wtag}"
         rec = run("train-codec", str(sim), "--out", str(d), "--bits", str(bits), "--lambda", f"{args.main_lambda:g}",
