@@ -17,8 +17,12 @@ machine) and, with --reben, on the real reBEN sample:
    encoding the pixels (the codec's own analysis + head, and MiLAN).
 
 Everything runs through the CLI where a command exists; the commands are stored in the JSON. Numbers are from a
-simulator (labelled so) except the reBEN rows. Usage:
+simulator (labelled so) except the reBEN rows. ``--weighting`` picks how the joint stage combines the objectives;
+``--retrieval-only`` runs only what the retrieval table needs (the main lambda's stage 1, the joint codecs, their
+compressed archives, MiLAN, index and eval) and adds the statistics of the hash outputs |h| on the test split
+(the collapse towards h = 0 shows there). Usage:
   python bench/compression_bench.py [--work /tmp/compression-bench] [--n 6000] [--reben]
+  python bench/compression_bench.py --retrieval-only --weighting pcgrad --out bench/results/compression_pcgrad.json
 """
 
 from __future__ import annotations
@@ -141,6 +145,27 @@ def storage(arch: Any, positions: np.ndarray) -> dict[str, float]:
             "zstd19_bpppb": 8.0 * sum(len(imagecodecs.zstd_encode(r, level=19)) for r in raw) / n_px}
 
 
+def hash_stats(codec_dir: Path, comp_dir: Path, split: str = "test") -> dict[str, Any]:
+    """Magnitudes of the tanh hash outputs of a split's latents read from the streams, and how balanced the bits are."""
+    import torch
+
+    from rsir.compression.codec import load_codec
+    from rsir.data.archive import open_archive
+
+    codec, arch = load_codec(codec_dir), open_archive(comp_dir)
+    pos = arch.split_positions(split)
+    sym = codec.latents([arch.stored(int(p), codec.meta.modality) for p in pos])
+    with torch.inference_mode():
+        h = codec.net.hash(torch.as_tensor(sym, dtype=torch.float32)).numpy()
+    a = np.abs(h)
+    return {"items": int(len(pos)), "mean_abs_h": round(float(a.mean()), 5),
+            "abs_h_percentiles": {str(q): round(float(np.percentile(a, q)), 5) for q in (10, 50, 90)},
+            "fraction_abs_h_over_0.5": round(float((a > 0.5).mean()), 4),
+            "bits_plus_fraction_min_max": [round(float((h > 0).mean(0).min()), 3),
+                                           round(float((h > 0).mean(0).max()), 3)],
+            "distinct_codes": int(len({row.tobytes() for row in (h > 0)}))}
+
+
 def throughput(comp_dir: Path, codec_dir: Path, milan_dir: Path | None, repeat: int = 1) -> dict[str, Any]:
     """Items per second indexing the compressed archive: from streams vs decode + encode (one torch thread)."""
     import torch
@@ -208,6 +233,14 @@ def main() -> None:
     ap.add_argument("--j2k-levels", type=float, nargs="+", default=[25, 30, 35, 40, 45, 50, 60])
     ap.add_argument("--reben", action="store_true", help="also the real reBEN sample (../shared/data)")
     ap.add_argument("--reben-only", action="store_true", help="only the reBEN rows (printed, not saved)")
+    ap.add_argument("--weighting", default="uncertainty", choices=["uncertainty", "pcgrad", "mgda"],
+                    help="how the joint stage combines the objectives (rsir train-codec --weighting)")
+    ap.add_argument("--quantisation", type=float, default=0.0,
+                    help="rsir's own quantisation term in the joint stage (rsir train-codec --quantisation)")
+    ap.add_argument("--joint-seed", type=int, default=0, help="seed of the joint stage (rsir train-codec --seed)")
+    ap.add_argument("--retrieval-only", action="store_true",
+                    help="only the retrieval comparison (+ hash-output statistics): no lambda sweep, JPEG 2000, "
+                         "throughput")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "compression.json"))
     args = ap.parse_args()
     if args.reben_only:
@@ -237,7 +270,8 @@ def main() -> None:
 
     # 1. stage-1 codecs (rate-distortion only) at each lambda
     stage1: dict[float, Path] = {}
-    for lam in sorted(set(args.lambdas) | {args.main_lambda}):
+    lambdas = [args.main_lambda] if args.retrieval_only else sorted(set(args.lambdas) | {args.main_lambda})
+    for lam in lambdas:
         d = work / f"codec-s1-l{lam:g}"
         rec = run("train-codec", str(sim), "--out", str(d), "--lambda", f"{lam:g}", "--codec-epochs",
                   str(args.codec_epochs), "--joint-epochs", "0", *common, skip_if=d)
@@ -245,11 +279,15 @@ def main() -> None:
         res.setdefault("train_seconds", {})[d.name] = rec["seconds"]
     # 2. joint stage at each code length, from the main lambda's stage 1
     joint: dict[int, Path] = {}
+    wtag = ("" if args.weighting == "uncertainty" else f"-{args.weighting}") + (
+        f"-q{args.quantisation:g}" if args.quantisation else "") + (f"-seed{args.joint_seed}" if args.joint_seed else "")
+    quant = (["--quantisation", f"{args.quantisation:g}"] if args.quantisation else []) + (
+        ["--seed", str(args.joint_seed)] if args.joint_seed else [])
     for bits in args.bits:
-        d = work / f"codec-jci{bits}"
+        d = work / f"codec-jci{bits}{wtag}"
         rec = run("train-codec", str(sim), "--out", str(d), "--bits", str(bits), "--lambda", f"{args.main_lambda:g}",
                   "--init", str(stage1[args.main_lambda]), "--codec-epochs", "0", "--joint-epochs",
-                  str(args.joint_epochs), *common, skip_if=d)
+                  str(args.joint_epochs), "--weighting", args.weighting, *quant, *common, skip_if=d)
         joint[bits] = d
         res.setdefault("train_seconds", {})[d.name] = rec["seconds"]
 
@@ -258,7 +296,7 @@ def main() -> None:
     res["storage"] = {}
     st = storage(arch, np.arange(len(arch)))
     for bits, d in joint.items():
-        c = work / f"sim-c{bits}"
+        c = work / f"sim-c{bits}{wtag}"
         rec = run("compress", str(sim), "--codec", str(d), "--out", str(c), "--no-progress", skip_if=c)
         comp[bits] = c
         ca = open_archive(c)
@@ -277,10 +315,15 @@ def main() -> None:
         rd["codec_stage1"][f"{lam:g}"] = rd_codec(d, ref)
     for bits, d in joint.items():
         rd["codec_joint"][str(bits)] = rd_codec(d, ref)
-    rd["jpeg2000"] = rd_jpeg2000(ref, [None, *args.j2k_levels])
+    if not args.retrieval_only:
+        rd["jpeg2000"] = rd_jpeg2000(ref, [None, *args.j2k_levels])
     rd["storage_test"] = storage(arch, test)
     res["rate_distortion"] = rd
     print(json.dumps(rd, indent=1), flush=True)
+    res["hash_outputs"] = {str(bits): hash_stats(d, comp[bits]) for bits, d in joint.items()}
+    res["joint_history"] = {str(bits): json.loads((d / "config.json").read_text())["info"]["history"]
+                            for bits, d in joint.items()}
+    print(json.dumps(res["hash_outputs"], indent=1), flush=True)
 
     # 4. retrieval: codes from the stream vs MiLAN on decoded (and raw) pixels
     cls = work / "classifier"
@@ -298,6 +341,8 @@ def main() -> None:
                                      (f"MiLAN {bits} on decoded pixels", comp[bits], m),
                                      (f"MiLAN {bits} on raw pixels", sim, m)]:
             tag = name.split(" (")[0].lower().replace(" ", "-")
+            if "raw" not in tag:
+                tag += wtag
             idx = work / f"idx-{tag}"
             cmd = ["index", str(archive), "--out", str(idx), "--no-progress"] + (["--model", str(model)] if model else [])
             rec = run(*cmd, skip_if=idx)
@@ -309,16 +354,18 @@ def main() -> None:
 
     # 5. throughput, same compressed archive, one process
     main_bits = max(args.bits)
-    res["throughput"] = throughput(comp[main_bits], joint[main_bits], milan.get(main_bits))
-    print(json.dumps(res["throughput"], indent=1), flush=True)
+    if not args.retrieval_only:
+        res["throughput"] = throughput(comp[main_bits], joint[main_bits], milan.get(main_bits))
+        print(json.dumps(res["throughput"], indent=1), flush=True)
 
-    if args.reben:
+    if args.reben and not args.retrieval_only:
         res["reben"] = reben_rows(work, run)
     res["commands"] = run.commands
     res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
-    plot(res, Path(args.out).with_suffix(".png"))
+    if not args.retrieval_only:
+        plot(res, Path(args.out).with_suffix(".png"))
     print(f"-> {args.out}")
 
 

@@ -98,6 +98,24 @@ def test_training_records_both_stages_and_learned_weights(trained: tuple[Path, P
     assert c.net.entropy.has_tables and c.bits == 16 and c.meta.grid == (24, 24)
 
 
+@pytest.mark.parametrize("weighting", ["pcgrad", "mgda"])
+def test_joint_stage_with_gradient_manipulation(weighting: str, trained: tuple[Path, Path], tmp_path: Path) -> None:
+    arch, first = trained
+    cfg = CodecTrainConfig(bits=16, codec_epochs=0, joint_epochs=1, batch_size=6, n_filters=8, latent=4,
+                           init=str(first), weighting=weighting, quantisation=0.1 if weighting == "mgda" else 0.0)
+    codec = train_codec(arch, tmp_path / "codec", cfg)
+    info = json.loads((codec / "config.json").read_text())["info"]
+    (joint,) = info["history"]
+    assert joint["stage"] == "joint" and weighting in info["weighting"].lower() and 0 < joint["h_abs"] <= 1
+    if weighting == "mgda":
+        assert abs(sum(joint["weights"].values()) - 1) < 1e-3 and "quantisation" in joint["weights"]
+        assert "rsir's own quantisation term" in info["weighting"]
+    else:
+        assert 0 <= joint["conflicting_pairs"] <= 6
+    with pytest.raises(CodecError, match="unknown weighting"):
+        train_codec(arch, tmp_path / "x", CodecTrainConfig(weighting="fixed"))
+
+
 def test_compress_index_from_streams_without_synthesis(trained: tuple[Path, Path], tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from rsir.compression.archive import compress_archive

@@ -17,7 +17,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="rate-distortion trade-off: loss = bits per pixel + lambda * MSE of normalised bands")
     p.add_argument("--codec-epochs", type=int, default=10, help="epochs of stage 1 (rate-distortion only)")
     p.add_argument("--joint-epochs", type=int, default=10,
-                   help="epochs of stage 2 (codec + hashing, automatic loss weighting)")
+                   help="epochs of stage 2 (codec + hashing, objectives combined by --weighting)")
+    p.add_argument("--weighting", choices=["uncertainty", "pcgrad", "mgda"], default="uncertainty",
+                   help="joint stage: learned uncertainty weights (Kendall et al.), PCGrad gradient surgery, or "
+                        "MGDA-UB min-norm weights (docs/compression.md)")
+    p.add_argument("--quantisation", type=float, default=0.0, metavar="BETA",
+                   help="rsir's addition, not in the papers: add BETA * mean (|h| - 1)^2 as an objective of the "
+                        "joint stage (against hash outputs collapsing to 0)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--filters", type=int, default=64, help="channels of the transforms")
@@ -36,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = CodecTrainConfig(bits=args.bits, lmbda=args.lmbda, codec_epochs=args.codec_epochs,
                            joint_epochs=args.joint_epochs, batch_size=args.batch_size, lr=args.lr,
                            n_filters=args.filters, latent=args.latent, seed=args.seed, max_items=args.max_items,
-                           modality=args.modality, init=args.init)
+                           modality=args.modality, init=args.init, weighting=args.weighting,
+                           quantisation=args.quantisation)
     out = train_codec(args.archive, args.out, cfg, log=print)
     print(f"codec -> {out}")
     return 0
