@@ -172,14 +172,18 @@ class HammingIndex(Index):
         dist, labels = few_query_search(lambda: index.search(queries, k), nq)
         if self.kind == "ivf":
             labels = self._labels_to_positions(labels)
+        if nq == 1 and k <= 256:
+            # the common single query: a plain sort of (distance, position) pairs; right after faiss has streamed
+            # the codes through the caches, a few small numpy calls cost ~4x this (bench/overhead_bench.py)
+            pairs = sorted(zip(dist[0].tolist(), labels[0].tolist(), strict=True))
+            if min(q for _, q in pairs) >= 0:  # every slot found (else the general path below)
+                return (np.array([[d for d, _ in pairs]], dtype=np.int32),
+                        np.array([[q for _, q in pairs]], dtype=np.int64))
         if labels.min() < 0:
             dist = np.where(labels < 0, self.missing_distance, dist).astype(np.int32)
             return sort_ties(dist, labels)
         # one argsort on the combined integer key (distance, position): ties in insertion order, cheaply
         key = dist.astype(np.int64) * (int(labels.max()) + 1) + labels
-        if nq == 1:  # the common single query: plain 1-d indexing (take_along_axis costs more than the sort)
-            o = np.argsort(key[0])
-            return dist[:, o], labels[:, o]
         order = np.argsort(key, axis=1)
         rows = np.arange(nq)[:, None]
         return dist[rows, order], labels[rows, order]
