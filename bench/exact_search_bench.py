@@ -232,8 +232,8 @@ def markdown(rep: dict) -> str:
             m = r[name]
             lines.append(f"| {r['codes']} | {r['n']:.0e} | {r['bits']} | {name} | - | {m['k10_ms']} | - | - | - | "
                          f"{m['build_s']} | - | recall@10 {m['id_recall']} |")
-    lines += ["", "| codes | n | radius | median hits | scan ms | faiss flat ms | mih ms (cands) | exact-ivf ms (cands) |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| codes | n | bits | radius | median hits | scan ms | faiss flat ms | mih ms (cands) | "
+              "exact-ivf ms (cands) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rep["results"]:
         for rad in r["radii"]:
             rr = r["radius"]
@@ -242,7 +242,8 @@ def markdown(rep: dict) -> str:
                 return "-" if not c else f"{c['ms']} ({c['median_candidates']})"
             sc = rr["scan"].get(rad) or rr["scan"][str(rad)]
             ff = rr["faiss_flat"].get(rad) or rr["faiss_flat"][str(rad)]
-            lines.append(f"| {r['codes']} | {r['n']:.0e} | {rad} | {sc['median_hits']} | {sc['ms']} | {ff['ms']} | "
+            lines.append(f"| {r['codes']} | {r['n']:.0e} | {r['bits']} | {rad} | {sc['median_hits']} | {sc['ms']} | "
+                         f"{ff['ms']} | "
                          f"{cell('mih')} | {cell('exact-ivf')} |")
     return "\n".join(lines)
 
