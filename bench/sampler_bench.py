@@ -8,7 +8,8 @@ Everything runs through the `rsir` CLI (the commands are stored in the JSON):
    features; every model selects its epoch on the seeded 10 % slice of the training split
    (rsir.train.selection), never on validation or test items;
 2. the sampler ablation: MiLAN 64 heads on the same frozen features with random, batch-hard, FaceNet semi-hard
-   and the Sumbul et al. sampler as implemented in rsir.miners.multilabel_diverse, a fixed number of epochs
+   and rsir's two readings of the Sumbul et al. sampler (rsir.miners.multilabel_diverse: summed ranks, and
+   relevance first; only the paper's abstract could be read), a fixed number of epochs
    (no early stopping), the per-epoch selection mAP@20 (A), and the epochs / seconds of training until a FIXED
    selection mAP (--target-map, the same number for every sampler) is first reached;
 3. `rsir eval` of every index under the RSiM protocol (validation queries vs test archive) and leave-one-out over
@@ -40,10 +41,11 @@ from train_bench import machine  # noqa: E402
 from rsir.data.archive import open_archive  # noqa: E402
 from rsir.eval.report import plot_training  # noqa: E402
 
-SAMPLERS = ("random", "batch-hard", "semi-hard", "diverse")
+SAMPLERS = ("random", "batch-hard", "semi-hard", "diverse", "diverse-rf")
 SAMPLER_NAMES = {"random": "random multi-label triplets", "batch-hard": "batch-hard (Hermans et al.)",
                  "semi-hard": "semi-hard (FaceNet)",
-                 "diverse": "Sumbul et al., rsir's reading (Borda ranks; paper text not checked)"}
+                 "diverse": "Sumbul et al., rsir's Borda reading (paper body not read)",
+                 "diverse-rf": "Sumbul et al., rsir's relevance-first reading (paper body not read)"}
 KEYS = ("mAP@20(A)", "mAP@20(C)", "mAP@20(C,tie-aware)", "P@10", "mAP@20(C)[jac>=0.5]",
         "mAP@20(C,tie-aware)[jac>=0.5]", "mAP@20(C)[exact]", "mAP@20(C,tie-aware)[exact]")
 
