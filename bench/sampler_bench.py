@@ -8,11 +8,15 @@ Everything runs through the `rsir` CLI (the commands are stored in the JSON):
    features; every model selects its epoch on the seeded 10 % slice of the training split
    (rsir.train.selection), never on validation or test items;
 2. the sampler ablation: MiLAN 64 heads on the same frozen features with random, batch-hard, FaceNet semi-hard
-   and the Sumbul et al. sampler as implemented in rsir.miners.multilabel_diverse, a fixed number of epochs
+   and rsir's two readings of the Sumbul et al. sampler (rsir.miners.multilabel_diverse: summed ranks, and
+   relevance first; only the paper's abstract could be read), a fixed number of epochs
    (no early stopping), the per-epoch selection mAP@20 (A), and the epochs / seconds of training until a FIXED
    selection mAP (--target-map, the same number for every sampler) is first reached;
 3. `rsir eval` of every index under the RSiM protocol (validation queries vs test archive) and leave-one-out over
    the test split, with mAP@20 (A), (C), tie-aware (C), strict relevances ([exact], [jac>=0.5]) and P@10.
+
+Models, indexes and evaluations already in the work directory are reused (skipped), so a re-run with more
+--ablation-seeds only trains the new heads.
 
 Usage: python bench/sampler_bench.py --difficulty hard --n 2000 --out bench/results/samplers_hard.json
        python bench/sampler_bench.py --markdown --out bench/results/samplers_hard.json
@@ -40,10 +44,11 @@ from train_bench import machine  # noqa: E402
 from rsir.data.archive import open_archive  # noqa: E402
 from rsir.eval.report import plot_training  # noqa: E402
 
-SAMPLERS = ("random", "batch-hard", "semi-hard", "diverse")
+SAMPLERS = ("random", "batch-hard", "semi-hard", "diverse", "diverse-rf")
 SAMPLER_NAMES = {"random": "random multi-label triplets", "batch-hard": "batch-hard (Hermans et al.)",
                  "semi-hard": "semi-hard (FaceNet)",
-                 "diverse": "Sumbul et al., rsir's reading (Borda ranks; paper text not checked)"}
+                 "diverse": "Sumbul et al., rsir's Borda reading (paper body not read)",
+                 "diverse-rf": "Sumbul et al., rsir's relevance-first reading (paper body not read)"}
 KEYS = ("mAP@20(A)", "mAP@20(C)", "mAP@20(C,tie-aware)", "P@10", "mAP@20(C)[jac>=0.5]",
         "mAP@20(C,tie-aware)[jac>=0.5]", "mAP@20(C)[exact]", "mAP@20(C,tie-aware)[exact]")
 
@@ -53,7 +58,8 @@ def eval_all(run: Runner, archive: Path, index: Path, work: Path, name: str) -> 
     out: dict[str, dict[str, float]] = {}
     for proto, extra in (("rsim", []), ("loo", ["--split", "test"])):
         ev = work / f"eval-{name}-{proto}"
-        run("eval", str(archive), str(index), "--protocol", proto, *extra, "--k", "10,20", "--out", str(ev))
+        run("eval", str(archive), str(index), "--protocol", proto, *extra, "--k", "10,20", "--out", str(ev),
+            skip_if=ev / "eval.json")
         data = json.loads((ev / "eval.json").read_text())
         res = next(iter(data["results"].values())) if "results" in data else next(iter(data.values()))
         m = res["metrics"] if "metrics" in res else res
@@ -79,6 +85,9 @@ def main() -> None:
                     help="only the classifier (float rows) and the sampler ablation, no MiLAN / LSH rows")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ablation-seeds", type=int, nargs="+", default=[0],
+                    help="hash-head seeds of the sampler ablation (the classifier is the same for all); the first "
+                         "seed's runs are the table rows and the plot, the others give the spread")
     ap.add_argument("--out", required=True)
     ap.add_argument("--markdown", action="store_true", help="print the tables of an existing --out JSON")
     args = ap.parse_args()
@@ -108,7 +117,7 @@ def main() -> None:
              str(args.cls_epochs), "--width", str(args.cls_width), "--schedule", "cosine", "--out", str(cls),
              "--preload", "yes", "--workers", "0", "--seed", str(args.seed), "--quiet", skip_if=cls / "config.json")
     idx = work / "index-float"
-    run("index", str(archive), "--model", str(cls), "--out", str(idx), "--no-progress")
+    run("index", str(archive), "--model", str(cls), "--out", str(idx), "--no-progress", skip_if=idx / "manifest.json")
     doc["rows"]["classifier float features"] = {"train": model_info(cls), "train_wall_s": tr.get("seconds"),
                                                 **eval_all(run, archive, idx, work, "float")}
     m = work / "milan64"
@@ -129,24 +138,33 @@ def main() -> None:
         doc["rows"][f"{method.upper()} 64 (hand-crafted)"] = {"index_wall_s": rec.get("seconds"),
                                                              **eval_all(run, archive, idx, work, method)}
     abl: dict[str, Any] = {}
-    for sampler in SAMPLERS:
-        m = work / f"ablation-{sampler}"
-        tr = run("train", str(archive), "--method", "milan", "--features", str(cls), "--bits", "64", "--sampler",
-                 sampler, "--epochs", str(args.ablation_epochs), "--patience", str(args.ablation_epochs + 1),
-                 "--out", str(m), "--seed", str(args.seed), "--workers", "0", "--quiet", skip_if=m / "config.json")
-        idx = work / f"index-ablation-{sampler}"
-        run("index", str(archive), "--model", str(m), "--out", str(idx), "--no-progress")
-        info = json.loads((m / "config.json").read_text())["info"]
-        abl[sampler] = {"train": model_info(m), "train_wall_s": tr.get("seconds"),
-                        "distinct_codes_train": info.get("distinct_codes_train"),
-                        "triplets_per_batch_median": float(np.median([h.get("triplets", 0) for h in info["history"]])),
-                        **eval_all(run, archive, idx, work, f"ablation-{sampler}")}
+    for seed in args.ablation_seeds:
+        for sampler in SAMPLERS:
+            # seed 0 keeps the directory names of the single-seed runs, so they are reused
+            tag = sampler if seed == 0 else f"{sampler}-s{seed}"
+            m = work / f"ablation-{tag}"
+            tr = run("train", str(archive), "--method", "milan", "--features", str(cls), "--bits", "64", "--sampler",
+                     sampler, "--epochs", str(args.ablation_epochs), "--patience", str(args.ablation_epochs + 1),
+                     "--out", str(m), "--seed", str(seed), "--workers", "0", "--quiet", skip_if=m / "config.json")
+            idx = work / f"index-ablation-{tag}"
+            run("index", str(archive), "--model", str(m), "--out", str(idx), "--no-progress",
+                skip_if=idx / "manifest.json")
+            info = json.loads((m / "config.json").read_text())["info"]
+            rec = {"seed": seed, "train": model_info(m), "train_wall_s": tr.get("seconds"),
+                   "distinct_codes_train": info.get("distinct_codes_train"),
+                   "triplets_per_batch_median": float(np.median([h.get("triplets", 0) for h in info["history"]])),
+                   **eval_all(run, archive, idx, work, f"ablation-{tag}")}
+            if seed == args.ablation_seeds[0]:
+                abl[sampler] = rec
+            else:
+                abl[sampler].setdefault("other_seeds", []).append(rec)
     curves = {k: a["train"]["val_map@20_A_per_epoch"] for k, a in abl.items()}
     target = args.target_map if args.target_map is not None else round(0.98 * max(curves["random"]), 4)
     for a in abl.values():
-        e = epochs_to_reach(a["train"]["val_map@20_A_per_epoch"], target)
-        a["epochs_to_target"] = e
-        a["seconds_to_target"] = round(sum(a["train"]["seconds_per_epoch"][:e]), 2) if e else None
+        for r in [a, *a.get("other_seeds", [])]:
+            e = epochs_to_reach(r["train"]["val_map@20_A_per_epoch"], target)
+            r["epochs_to_target"] = e
+            r["seconds_to_target"] = round(sum(r["train"]["seconds_per_epoch"][:e]), 2) if e else None
     png = Path(args.out).with_name(Path(args.out).stem + "_curves.png")
     plot_training({k: json.loads((work / f"ablation-{k}" / "config.json").read_text())["info"]["history"]
                    for k in SAMPLERS}, png,
@@ -193,7 +211,30 @@ def markdown(doc: dict[str, Any]) -> str:
                          f"{f(a.get('seconds_to_target'))} | {f(spe)} | {f(a.get('triplets_per_batch_median'))} | "
                          f"{f(a.get('distinct_codes_train'))} |")
         out += "\n\n" + "\n".join(rows2)
+        if any(a.get("other_seeds") for a in abl["samplers"].values()):
+            out += "\n\n" + seeds_table(abl)
     return out
+
+
+def seeds_table(abl: dict[str, Any]) -> str:
+    """Mean and range over the hash-head seeds of the ablation: selection mAP, epochs to target, test rows."""
+    t = abl["target_selection_map@20_A"]
+    lines = [f"| sampler | seeds | best selection mAP@20 (A), mean (min-max) | last 5 epochs, mean (min-max) | "
+             f"epochs to {t:.4f} (each seed) | RSiM mAP@20 (C), mean (min-max) | loo mAP@20 (C), mean (min-max) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+
+    def mr(v: list[float]) -> str:
+        return f"{np.mean(v):.4f} ({min(v):.4f}-{max(v):.4f})"
+
+    for k, a in abl["samplers"].items():
+        runs = [a, *a.get("other_seeds", [])]
+        best = [r["train"]["val_map@20_A_best"] for r in runs]
+        ep = [r.get("epochs_to_target") for r in runs]
+        last = [float(np.mean(r["train"]["val_map@20_A_per_epoch"][-5:])) for r in runs]
+        lines.append(f"| {SAMPLER_NAMES.get(k, k)} | {len(runs)} | {mr(best)} | {mr(last)} | "
+                     f"{', '.join(str(e) if e else 'never' for e in ep)} | "
+                     f"{mr([r['rsim']['mAP@20(C)'] for r in runs])} | {mr([r['loo']['mAP@20(C)'] for r in runs])} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from rsir.losses import SquaredEuclidean
@@ -12,10 +13,11 @@ from rsir.miners import (
     MilanPairsBatchSampler,
     MultiLabelDiverseMiner,
     RandomTripletMiner,
+    RelevanceFirstDiverseMiner,
     SemiHardMiner,
 )
 from rsir.miners.base import relevance
-from rsir.miners.multilabel_diverse import farthest_point_order, rank_candidates
+from rsir.miners.multilabel_diverse import farthest_point_order, rank_candidates, select_relevance_first
 
 
 def _batch(n: int = 16, c: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,43 +148,31 @@ def _rank_candidates_loop(d_anchor, jaccard, d, candidates, positive):
     return [int(c[i]) for i in np.lexsort((c, r_hard, total))]
 
 
+def jac_of(lab):
+    labn = lab.numpy()
+    inter = labn @ labn.T
+    union = labn.sum(1)[:, None] + labn.sum(1)[None] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+def _tie_batch(rng, n_max):
+    """A random batch on an integer grid: equal distances (ties) are common, which the tie rules must resolve."""
+    n = int(rng.integers(5, n_max))
+    emb = torch.from_numpy(rng.integers(0, 3, size=(n, 2)).astype(np.float32))
+    lab = torch.from_numpy((rng.random((n, 4)) < 0.35).astype(np.float32))
+    return n, lab, SquaredEuclidean().pairwise(emb).double().numpy(), jac_of(lab)
+
+
 def test_batched_ranking_matches_per_anchor_loop():
     rng = np.random.default_rng(7)
     for trial in range(20):
-        n = int(rng.integers(5, 40))
-        # integer coordinates make equal distances (ties) common, which the tie rules must resolve alike
-        emb = torch.from_numpy(rng.integers(0, 3, size=(n, 2)).astype(np.float32))
-        lab = torch.from_numpy((rng.random((n, 4)) < 0.35).astype(np.float32))
-        d = SquaredEuclidean().pairwise(emb).double().numpy()
-        labn = lab.numpy()
-        inter = labn @ labn.T
-        union = labn.sum(1)[:, None] + labn.sum(1)[None] - inter
-        jac = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+        n, lab, d, jac = _tie_batch(rng, 40)
         pos, neg = (m.numpy() for m in relevance(lab))
         for a in range(n):
             for mask, is_pos in ((pos[a], True), (neg[a], False)):
                 cand = np.flatnonzero(mask).tolist()
                 want = _rank_candidates_loop(d[a], jac[a], d, cand, is_pos) if cand else []
                 assert rank_candidates(d[a], jac[a], d, cand, is_pos) == want, (trial, a, is_pos)
-
-
-def test_diverse_miner_matches_loop_over_anchors():
-    emb, lab = _batch(n=30, seed=11)
-    miner = MultiLabelDiverseMiner(anchor_fraction=0.5, n_pos=2, n_neg=3, distance=SquaredEuclidean(), seed=4)
-    a, p, n = miner(emb, lab)
-    ref = MultiLabelDiverseMiner(anchor_fraction=0.5, n_pos=2, n_neg=3, distance=SquaredEuclidean(), seed=4)
-    d = SquaredEuclidean().pairwise(emb).double().numpy()
-    pos, neg = (m.numpy() for m in relevance(lab))
-    labn = lab.numpy()
-    inter = labn @ labn.T
-    jac = inter / np.maximum(labn.sum(1)[:, None] + labn.sum(1)[None] - inter, 1)
-    eligible = [i for i in range(30) if pos[i].any() and neg[i].any()]
-    want = []
-    for an in ref.select_anchors(d, eligible):
-        ps = _rank_candidates_loop(d[an], jac[an], d, np.flatnonzero(pos[an]).tolist(), True)[:2]
-        ns = _rank_candidates_loop(d[an], jac[an], d, np.flatnonzero(neg[an]).tolist(), False)[:3]
-        want += [(an, pi, ni) for pi in ps for ni in ns]
-    assert list(zip(a.tolist(), p.tolist(), n.tolist(), strict=True)) == want
 
 
 def test_random_miner_draws_uniformly():
@@ -219,3 +209,103 @@ def test_semi_hard_matches_a_hand_loop():
     # with a margin of 0 no negative lies in the band
     emb, lab = _batch()
     assert len(SemiHardMiner(0.0, dist)(emb, lab)[0]) == 0
+
+
+def _relevance_first_loop(d_anchor, jac, d, cand, k, positive):
+    """The relevance-first selection written out with lists and scipy ranks, as a reference."""
+    from scipy.stats import rankdata
+
+    if not cand or k < 1:
+        return []
+    cut = sorted((jac[c] for c in cand), reverse=True)[min(k, len(cand)) - 1]
+    pool = [c for c in cand if jac[c] >= cut]
+    hard = {c: (-d_anchor[c] if positive else d_anchor[c]) for c in pool}
+    chosen: list[int] = []
+    while len(chosen) < min(k, len(pool)):
+        rest = [c for c in pool if c not in chosen]
+        score = dict.fromkeys(rest, 0.0)
+        if chosen:
+            hr = rankdata([hard[c] for c in rest])
+            dr = rankdata([-min(d[c][s] for s in chosen) for c in rest])
+            score = {c: hr[i] + dr[i] for i, c in enumerate(rest)}
+        chosen.append(min(rest, key=lambda c: (score[c], hard[c], c)))
+    return chosen
+
+
+def test_relevance_first_by_hand():
+    # 1-D embeddings, squared distances; anchor 0 at x=0 with labels {A, B}
+    x = [0, 1, 5, 9, 4, -1, -3, 2, 8]
+    lab = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0],
+                        [0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 1, 1]], dtype=torch.float32)
+    emb = torch.tensor(x, dtype=torch.float32)[:, None]
+    d = SquaredEuclidean().pairwise(emb).double().numpy()
+    jac = np.array([1, 1, 1, 0.5, 1, 0, 0, 0, 0])
+    # positives 1..4: item 3 (x=9) is the hardest but less relevant (J 0.5), so the pool is {1, 2, 4}; the first
+    # pick is the hardest of the pool, 2 (d 25); then 4 (hardness rank 1, diversity rank 2: min d to 2 is 1) and
+    # 1 (hardness 2, diversity 1: 16) tie at 3 and the harder one, 4, wins
+    assert select_relevance_first(d[0], jac, d, [1, 2, 3, 4], 2, positive=True) == [2, 4]
+    # the Borda reading takes the hardest, less relevant item 3 first (totals: 3 -> 6, 2 -> 7, 1 -> 8, 4 -> 9)
+    assert rank_candidates(d[0], jac, d, [1, 2, 3, 4], positive=True) == [3, 2, 1, 4]
+    # negatives 5..8 all tie on relevance; first the nearest, 5 (d 1); then 7 (hardness 1 + diversity 2 = 3)
+    # before 8 (3 + 1 = 4) and 6 (2 + 3 = 5)
+    assert select_relevance_first(d[0], jac, d, [5, 6, 7, 8], 2, positive=False) == [5, 7]
+    # fewer candidates than wanted: all of them, hardest first
+    assert select_relevance_first(d[0], jac, d, [1, 3], 5, positive=True) == [3, 1]
+    miner = RelevanceFirstDiverseMiner(n_anchors=1, n_pos=2, n_neg=2, distance=SquaredEuclidean(), seed=0)
+    a, p, n = miner(emb, lab)
+    an = int(a[0])
+    want = [(an, pi, ni) for pi in _relevance_first_loop(d[an], jac_of(lab)[an], d, _pos(lab, an), 2, True)
+            for ni in _relevance_first_loop(d[an], jac_of(lab)[an], d, _neg(lab, an), 2, False)]
+    assert list(zip(a.tolist(), p.tolist(), n.tolist(), strict=True)) == want
+
+
+def _pos(lab, a):
+    return [j for j in range(len(lab)) if j != a and _shares(lab, a, j)]
+
+
+def _neg(lab, a):
+    return [j for j in range(len(lab)) if not _shares(lab, a, j)]
+
+
+def test_relevance_first_matches_loop_with_ties():
+    rng = np.random.default_rng(5)
+    for trial in range(20):
+        n, lab, d, jac = _tie_batch(rng, 30)
+        for a in range(n):
+            for cand, is_pos in ((_pos(lab, a), True), (_neg(lab, a), False)):
+                for k in (1, 2, 3):
+                    want = _relevance_first_loop(d[a], jac[a], d, cand, k, is_pos)
+                    assert select_relevance_first(d[a], jac[a], d, cand, k, is_pos) == want, (trial, a, k)
+
+
+def _borda_loop(d_anchor, jac, d, cand, k, positive):
+    return _rank_candidates_loop(d_anchor, jac, d, cand, positive)[:k] if cand else []
+
+
+@pytest.mark.parametrize("miner_cls, select", [(MultiLabelDiverseMiner, _borda_loop),
+                                               (RelevanceFirstDiverseMiner, _relevance_first_loop)])
+def test_diverse_miners_match_loop_over_anchors(miner_cls, select):
+    emb, lab = _batch(n=30, seed=11)
+    miner = miner_cls(anchor_fraction=0.5, n_pos=2, n_neg=3, distance=SquaredEuclidean(), seed=4)
+    a, p, n = miner(emb, lab)
+    ref = MultiLabelDiverseMiner(anchor_fraction=0.5, n_pos=2, n_neg=3, distance=SquaredEuclidean(), seed=4)
+    d = SquaredEuclidean().pairwise(emb).double().numpy()
+    jac = jac_of(lab)
+    eligible = [i for i in range(30) if _pos(lab, i) and _neg(lab, i)]
+    want = []
+    for an in ref.select_anchors(d, eligible):
+        ps = select(d[an], jac[an], d, _pos(lab, an), 2, True)
+        ns = select(d[an], jac[an], d, _neg(lab, an), 3, False)
+        want += [(an, pi, ni) for pi in ps for ni in ns]
+    got = list(zip(a.tolist(), p.tolist(), n.tolist(), strict=True))
+    assert got == want and 0 < len(got) <= 15 * 2 * 3
+    for ai, pi, ni in got:
+        assert _shares(lab, ai, pi) and ai != pi and not _shares(lab, ai, ni)
+
+
+def test_samplers_by_name():
+    from rsir.methods.recipes import SAMPLERS, make_miner
+
+    assert isinstance(make_miner("diverse-rf"), RelevanceFirstDiverseMiner)
+    assert type(make_miner("diverse")) is MultiLabelDiverseMiner
+    assert {"random", "batch-hard", "semi-hard", "diverse", "diverse-rf"} <= set(SAMPLERS)

@@ -38,10 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="default: 64 for the classifier, 90 (30 triplets, as MiLAN) for milan")
     p.add_argument("--lr", type=float, default=None, help="default: 1e-3 classifier, 1e-4 milan")
     p.add_argument("--sampler", default="random",
-                   choices=["random", "batch-hard", "semi-hard", "diverse", "milan-pairs"],
+                   choices=["random", "batch-hard", "semi-hard", "diverse", "diverse-rf", "milan-pairs"],
                    help="triplet sampling for milan: multi-label random (default; MiLAN's own sampler is random), "
                         "batch-hard, FaceNet semi-hard (every positive pair, the nearest negative beyond the "
-                        "positive within the margin), Sumbul et al. diverse, or the original two-class MiLAN sampler (single-label "
+                        "positive within the margin), two readings of the Sumbul et al. sampler (diverse: summed ranks; "
+                        "diverse-rf: relevance first; the paper body was not available), or the original two-class MiLAN sampler (single-label "
                         "archives only). On the simulator batch-hard and diverse degrade after their first epochs "
                         "(BENCHMARKS.md, samplers re-run; bench/results/samplers_*.json)")
     p.add_argument("--loss", default="bce", choices=["bce", "focal"], help="classifier loss")

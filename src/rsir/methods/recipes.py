@@ -16,12 +16,13 @@ from rsir.miners import (
     FixedTripletMiner,
     MultiLabelDiverseMiner,
     RandomTripletMiner,
+    RelevanceFirstDiverseMiner,
     SemiHardMiner,
 )
 from rsir.models.heads import MilanHashHead
 from rsir.models.net import NetConfig, RetrievalNet
 
-SAMPLERS = ("random", "batch-hard", "semi-hard", "diverse", "milan-pairs")
+SAMPLERS = ("random", "batch-hard", "semi-hard", "diverse", "diverse-rf", "milan-pairs")
 
 
 def make_miner(name: str, seed: int = 0, margin: float = 0.2) -> Any:
@@ -35,6 +36,8 @@ def make_miner(name: str, seed: int = 0, margin: float = 0.2) -> Any:
         return SemiHardMiner(margin, dist)  # the band of the MiLAN triplet term's own margin
     if name == "diverse":
         return MultiLabelDiverseMiner(anchor_fraction=0.5, n_pos=2, n_neg=2, distance=dist, seed=seed)
+    if name == "diverse-rf":
+        return RelevanceFirstDiverseMiner(anchor_fraction=0.5, n_pos=2, n_neg=2, distance=dist, seed=seed)
     if name == "milan-pairs":
         return FixedTripletMiner()
     raise RsirError(f"unknown sampler {name!r} (one of {', '.join(SAMPLERS)})")

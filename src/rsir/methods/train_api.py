@@ -149,7 +149,7 @@ def train_milan(archive: Archive, modality: str, out: Path, cfg: TrainConfig, op
         labels = archive.labels[train_ds.positions]
         if not (labels.sum(1) == 1).all():
             raise RsirError("the milan-pairs sampler is for single-label archives; use --sampler random, "
-                            "batch-hard or diverse for multi-label data")
+                            "batch-hard, semi-hard, diverse or diverse-rf for multi-label data")
         classes = labels.argmax(1)
         n_trip = cfg.batch_size // 3
         steps = max(1, len(train) // cfg.batch_size)

@@ -1,28 +1,38 @@
-"""Multi-label triplet sampling of Sumbul, Ravanbakhsh and Demir (TGRS 2022, arXiv:2105.03647).
+"""Multi-label triplet sampling of Sumbul, Ravanbakhsh and Demir (TGRS 2022, arXiv:2105.03647): two readings.
 
-Step 1, anchors: a subset of the mini-batch that is diverse in the embedding space, chosen by an iterative
-farthest-point (max-min, k-center greedy) algorithm.
-Step 2, per anchor: candidate positives (share >= 1 label) and negatives (share none) are ranked by three
-criteria and the ranks combined; the top ``n_pos`` positives and ``n_neg`` negatives are kept, and every
-(anchor, positive, negative) combination is a triplet, i.e. n_anchors * n_pos * n_neg triplets per batch
-instead of the batch-all count.
-- relevancy: label overlap, measured by the Jaccard index of the label sets (higher = more relevant);
-- hardness: far positives, near negatives in the embedding space;
-- diversity: the order in which the candidates are picked by farthest-point selection within the candidate set.
+What rests on the paper: only its abstract could be read (the body and the reference code,
+git.tu-berlin.de/rsim/image-retrieval-from-triplets, are not reachable from here; BENCHMARKS.md lists the
+searches). The abstract says: step 1 selects a set of anchors "diverse to each other in the embedding space" from
+the mini-batch "using an iterative algorithm"; step 2 chooses "different sets of positive and negative images"
+for each anchor "by evaluating the relevancy, hardness and diversity of the images among each other". It does not
+say how the three criteria are combined, in which order, nor how many positives and negatives an anchor gets.
+Everything below that goes beyond those sentences is rsir's choice, and both samplers say so in their names.
 
-Choices where the published description (abstract + method outline available to us) is not explicit:
-- The first anchor is drawn at random (seeded generator) among the eligible items (those with at least one
-  positive and one negative in the batch); later anchors maximise the minimum distance to the chosen anchors.
-- Negatives share no label with the anchor, so their Jaccard relevance is 0 for all; relevancy then ties and
-  the negative ranking is decided by hardness and diversity.
-- Diversity ordering starts from the hardest candidate and repeatedly adds the candidate farthest (max-min) from
-  those already picked.
-- Rank aggregation is a Borda count: the sum of the three ranks (ties given their average rank); equal sums are
-  broken by the hardness rank, then by batch position.
+Shared step 1 (both readings): eligible anchors have at least one positive (shares >= 1 label) and one negative
+(shares none) in the batch; the first anchor is drawn at random (seeded), later ones by farthest-point (max-min,
+k-center greedy) selection. Triplets are every (anchor, positive, negative) combination of the chosen sets.
 
-The ranking of step 2 runs for all anchors (and both candidate sets) at once as array operations
-(:func:`rank_candidates_batch`), so the miner costs a few milliseconds per batch of 90 rather than a Python loop
-per anchor; tests check it against a per-anchor loop written by hand.
+``MultiLabelDiverseMiner`` (``--sampler diverse``, "rsir's Borda reading"): each candidate's relevancy (Jaccard
+index of the label sets), hardness (far positives, near negatives) and diversity (its position in a
+farthest-point walk over the candidates started at the hardest one) are ranked and the ranks summed (Borda count,
+ties averaged); equal sums go to the harder candidate, then to batch position. Because the walk starts at the
+hardest candidate and every negative ties on relevance, hardness effectively counts twice (issue 12): the chosen
+positives and negatives sit near the hard end, close to batch-hard.
+
+``RelevanceFirstDiverseMiner`` (``--sampler diverse-rf``, "rsir's relevance-first reading"), written to remove
+those two effects and to take the abstract's order of words (relevancy, hardness, diversity) as the order of
+precedence: for each anchor and each of its candidate sets (k = ``n_pos`` or ``n_neg`` items wanted)
+1. relevancy first: the pool is every candidate whose Jaccard relevance is at least the k-th largest among the
+   candidates (positives: the most relevant ones, ties at the boundary kept; negatives share no label, so all tie
+   at 0 and the pool is every negative);
+2. then greedily from the pool: the first pick is the hardest candidate; each later pick minimises the sum of two
+   ranks over the remaining pool, hardness (1 = hardest) and diversity (1 = largest minimum distance to the items
+   already picked for this anchor's set), ties averaged; equal sums go to the harder candidate, then to the
+   earlier batch position. Each criterion counts once.
+
+The Borda ranking runs for all anchors (and both candidate sets) at once as array operations
+(:func:`rank_candidates_batch`); the relevance-first selection loops over anchors (a few milliseconds per batch of
+90). Tests check both against loops written by hand.
 """
 
 from __future__ import annotations
@@ -56,6 +66,14 @@ def farthest_point_order(d: np.ndarray, candidates: list[int], start: list[int],
         if cand:
             mind = np.minimum(mind, d[c, cand])
     return chosen
+
+
+def jaccard_matrix(labels: torch.Tensor) -> np.ndarray:
+    """B x B Jaccard index of the label sets (class ids are one-hot); 0 where both sets are empty."""
+    lab = labels.float().cpu().numpy() if labels.ndim == 2 else np.eye(int(labels.max()) + 1)[labels.cpu()]
+    inter = lab @ lab.T
+    union = lab.sum(1)[:, None] + lab.sum(1)[None] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
 def _average_ranks(v: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -122,7 +140,7 @@ def rank_candidates(d_anchor: np.ndarray, jaccard: np.ndarray, d: np.ndarray, ca
 
 
 class MultiLabelDiverseMiner:
-    """Diverse anchors + relevancy/hardness/diversity ranked positives and negatives (Sumbul et al.)."""
+    """Sumbul et al., rsir's Borda reading: diverse anchors, positives/negatives by summed ranks (module doc)."""
 
     def __init__(self, n_anchors: int | None = None, anchor_fraction: float = 0.5, n_pos: int = 2,
                  n_neg: int = 2, distance: SquaredEuclidean | None = None, seed: int = 0) -> None:
@@ -141,16 +159,17 @@ class MultiLabelDiverseMiner:
         rest = [e for e in eligible if e != first]
         return [first] + farthest_point_order(d, rest, [first], min(n, len(eligible)) - 1)
 
-    @torch.no_grad()
-    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> IndicesTuple:
+    def batch_state(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, ...]:
+        """(positive mask, negative mask, distances, Jaccard relevance, diverse anchors) of one batch."""
         pos, neg = (m.cpu().numpy() for m in relevance(labels))
         d = self.distance.pairwise(embeddings.detach().float()).cpu().double().numpy()
-        lab = labels.float().cpu().numpy() if labels.ndim == 2 else np.eye(int(labels.max()) + 1)[labels.cpu()]
-        inter = lab @ lab.T
-        union = lab.sum(1)[:, None] + lab.sum(1)[None] - inter
-        jac = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
         eligible = np.flatnonzero(pos.any(1) & neg.any(1)).tolist()
         anchors = np.asarray(self.select_anchors(d, eligible), dtype=np.int64)
+        return pos, neg, d, jaccard_matrix(labels), anchors
+
+    @torch.no_grad()
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> IndicesTuple:
+        pos, neg, d, jac, anchors = self.batch_state(embeddings, labels)
         if len(anchors) == 0 or self.n_pos < 1 or self.n_neg < 1:
             return empty_tuple(embeddings.device)
         na = len(anchors)
@@ -172,3 +191,50 @@ class MultiLabelDiverseMiner:
         dev = embeddings.device
         return (torch.from_numpy(a_idx[keep].copy()).to(dev), torch.from_numpy(p_idx[keep].copy()).to(dev),
                 torch.from_numpy(n_idx[keep].copy()).to(dev))
+
+
+def _average_rank_1d(v: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``v`` ascending, ties given their average rank (as scipy's rankdata)."""
+    return _average_ranks(v[None], np.ones((1, len(v)), dtype=bool))[0]
+
+
+def select_relevance_first(d_anchor: np.ndarray, jaccard: np.ndarray, d: np.ndarray, candidates: list[int], k: int,
+                           positive: bool) -> list[int]:
+    """Up to ``k`` of one anchor's ``candidates``: most relevant pool first, then hardness + diversity (module doc)."""
+    if not candidates or k < 1:
+        return []
+    cand = np.asarray(candidates, dtype=np.int64)
+    rel = np.asarray(jaccard, dtype=float)[cand]
+    cut = np.sort(rel)[::-1][min(k, len(cand)) - 1]
+    pool = cand[rel >= cut]
+    hard_key = -np.asarray(d_anchor, dtype=float)[pool] if positive else np.asarray(d_anchor, dtype=float)[pool]
+    chosen: list[int] = []
+    left = np.ones(len(pool), dtype=bool)
+    while len(chosen) < k and left.any():
+        idx = np.flatnonzero(left)
+        if not chosen:
+            score = np.zeros(len(idx))
+        else:
+            mind = d[np.ix_(pool[idx], chosen)].min(1)
+            score = _average_rank_1d(hard_key[idx]) + _average_rank_1d(-mind)
+        best = idx[np.lexsort((pool[idx], hard_key[idx], score))[0]]
+        chosen.append(int(pool[best]))
+        left[best] = False
+    return chosen
+
+
+class RelevanceFirstDiverseMiner(MultiLabelDiverseMiner):
+    """Sumbul et al., rsir's relevance-first reading: diverse anchors, then relevance before hardness + diversity."""
+
+    @torch.no_grad()
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> IndicesTuple:
+        pos, neg, d, jac, anchors = self.batch_state(embeddings, labels)
+        out: list[tuple[int, int, int]] = []
+        for a in anchors.tolist():
+            ps = select_relevance_first(d[a], jac[a], d, np.flatnonzero(pos[a]).tolist(), self.n_pos, True)
+            ns = select_relevance_first(d[a], jac[a], d, np.flatnonzero(neg[a]).tolist(), self.n_neg, False)
+            out += [(a, p, n) for p in ps for n in ns]
+        if not out:
+            return empty_tuple(embeddings.device)
+        t = torch.tensor(out, dtype=torch.long, device=embeddings.device)
+        return t[:, 0], t[:, 1], t[:, 2]
