@@ -208,12 +208,16 @@ def main() -> None:
         found.append("none" if not got else ("right" if got and got <= want and
                                              all(set(g) & got for g in q["relevant"]) else "wrong"))
     results["matcher_outcome"] = found
-    # hybrid: the matcher when it finds a class, DUCH 64 otherwise
+    # hybrid: the product's routing (rsir.query.text.text_route, as rsir search --text / POST /api/search/text in
+    # their default mode): the matcher when it finds a class, the DUCH codes otherwise
+    from rsir.query.text import text_route
+
+    route = [text_route(matcher.match(q["text"]), "hybrid", True) for q in queries]
+    results["hybrid_route"] = route
     key = f"DUCH {args.ablation_bits}"
     if key in results["queries"]:
         results["queries"]["hybrid (matcher if it finds a class, else DUCH)"] = [
-            results["queries"]["label matcher"][j] if found[j] != "none" else results["queries"][key][j]
-            for j in range(len(queries))]
+            results["queries"]["label matcher" if route[j] == "matcher" else key][j] for j in range(len(queries))]
     results["query_list"] = [{"group": q["group"], "text": q["text"], "matcher": found[j]}
                              for j, q in enumerate(queries)]
     results["meta"] = {
