@@ -103,6 +103,6 @@ def test_service_routes_and_reports(indexes) -> None:
     assert client.post("/api/search/text", json={"text": CLASS_TEXT, "mode": "both"}).status_code == 422
     plain = TestClient(create_app(engine=SearchEngine.open(indexes["plain"])))
     r = plain.post("/api/search/text", json={"text": UNKNOWN_TEXT, "mode": "learned"})
-    assert 400 <= r.status_code < 500 and "text-image model" in r.json()["detail"]
+    assert r.status_code == 422 and "text-image model" in r.json()["detail"]
     body = plain.post("/api/search/text", json={"text": UNKNOWN_TEXT}).json()
     assert body["query"]["answered"] == "label matcher" and "no text-image model" in body["note"]
