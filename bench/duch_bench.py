@@ -68,6 +68,16 @@ def matcher_rank_distance(matcher: Any, text: str, labels: np.ndarray) -> np.nda
     return d
 
 
+def matcher_outcome(found: list[str], relevant: list[list[str]]) -> str:
+    """How the label matcher read a query of the list: "none" (no class), "right" (only classes of the query's
+    groups, every group met) or "wrong"."""
+    got = set(found)
+    if not got:
+        return "none"
+    want = {c for grp in relevant for c in grp}
+    return "right" if got <= want and all(set(g) & got for g in relevant) else "wrong"
+
+
 def score_queries(dist: np.ndarray, rel: np.ndarray) -> dict[str, float]:
     """P@10 and mAP@20 (variants A and B) of one query's ranking (distance, then position) under ``rel``."""
     from rsir.eval import metrics as M
@@ -200,20 +210,18 @@ def main() -> None:
     per = [score_queries(matcher_rank_distance(matcher, q["text"], labels), qrel[j]) for j, q in enumerate(queries)]
     results["runs"]["label matcher"] = {"directions": {"t2i": t2i}}
     results["queries"]["label matcher"] = per
-    found = []
-    for q in queries:
-        m = matcher.match(q["text"])
-        want = {c for grp in q["relevant"] for c in grp}
-        got = set(m.labels)
-        found.append("none" if not got else ("right" if got and got <= want and
-                                             all(set(g) & got for g in q["relevant"]) else "wrong"))
+    found = [matcher_outcome(matcher.match(q["text"]).labels, q["relevant"]) for q in queries]
     results["matcher_outcome"] = found
-    # hybrid: the matcher when it finds a class, DUCH 64 otherwise
+    # hybrid: the product's routing (rsir.query.text.text_route, as rsir search --text / POST /api/search/text in
+    # their default mode): the matcher when it finds a class, the DUCH codes otherwise
+    from rsir.query.text import text_route
+
+    route = [text_route(matcher.match(q["text"]), "hybrid", True) for q in queries]
+    results["hybrid_route"] = route
     key = f"DUCH {args.ablation_bits}"
     if key in results["queries"]:
         results["queries"]["hybrid (matcher if it finds a class, else DUCH)"] = [
-            results["queries"]["label matcher"][j] if found[j] != "none" else results["queries"][key][j]
-            for j in range(len(queries))]
+            results["queries"]["label matcher" if route[j] == "matcher" else key][j] for j in range(len(queries))]
     results["query_list"] = [{"group": q["group"], "text": q["text"], "matcher": found[j]}
                              for j, q in enumerate(queries)]
     results["meta"] = {

@@ -10,6 +10,8 @@
     index.search(file="query.tif", k=10)              # by an image file (GeoTIFF, .npz, PNG/JPEG)
     index.search(image={"B02": b02, ...}, k=10)       # by raw band arrays
     index.search(archive.ids[0], filters={"labels": ["Arable land"]})
+    index.search(text="a lagoon on the coast", k=10)  # by a sentence: hybrid of label matcher and DUCH codes
+    index.search(text="...", text_mode="learned")    # (hybrid | learned | matcher; query["answered_by"] says)
 
     # learning from answers (ANNEAL; the index must hold the standardised features: rsir index --method float)
     session = rsir.open_annotation("indexes/reben-float")

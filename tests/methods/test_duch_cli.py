@@ -43,7 +43,7 @@ def test_text_search_ranks_by_hamming_distance_to_the_sentence_code(trained, cap
     eng = SearchEngine.open(trained["index"])
     assert eng.text_model == "duch"
     text = "flooded fields next to a river"
-    res, _ = eng.search_text(text, k=10)
+    res, _ = eng.search_text(text, k=10, mode="learned")  # hybrid would give it to the matcher (fields, river)
     assert res.mode == "text" and res.query["answered_by"] == "duch"
     q = eng.encoder.encode_text_query(text)
     ids = eng.archive.ids
@@ -52,9 +52,9 @@ def test_text_search_ranks_by_hamming_distance_to_the_sentence_code(trained, cap
     order = np.lexsort((np.arange(len(ids)), d))[:10]
     assert res.ids == [ids[i] for i in order]
     assert [h.distance for h in res.hits] == d[order].tolist()
-    assert main(["search", str(trained["index"]), "--text", text, "-k", "5"]) == 0
+    assert main(["search", str(trained["index"]), "--text", text, "--mode", "learned", "-k", "5"]) == 0
     out = capsys.readouterr().out
-    assert "answered by: duch (learned text-image codes)" in out and res.ids[0] in out
+    assert "answered by: learned DUCH codes (mode learned)" in out and res.ids[0] in out
 
 
 def test_an_items_nearest_captions(trained, capsys):

@@ -174,7 +174,8 @@ def test_text_query(page, server) -> None:  # type: ignore[no-untyped-def]
     page.fill("#text-input", "coniferous forest next to a lake")
     page.click("#text-btn")
     page.wait_for_selector("#results .card")
-    assert page.inner_text("#mode") == "text: label matcher (no text-image model)"
+    assert page.inner_text("#mode") == "text (hybrid): answered by: label matcher (no text-image model)"
+    assert not page.is_visible("#text-mode")  # no text-image model: no choice of who answers
     summary = page.inner_text("#summary")
     assert "Coniferous forest" in summary and "Inland waters" in summary
     for card in page.locator("#results .card").all():

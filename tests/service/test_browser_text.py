@@ -32,19 +32,44 @@ def page(browser, server):  # type: ignore[no-untyped-def]  # noqa: F811
         yield pg
 
 
+def _search(page, text: str, mode: str | None = None) -> list[str | None]:  # type: ignore[no-untyped-def]
+    page.click("#tab-text")
+    page.fill("#text-input", text)
+    if mode is not None:
+        page.select_option("#text-mode", mode)
+    before = page.inner_text("#summary")
+    page.click("#text-btn")
+    page.wait_for_function("b => document.querySelector('#summary').innerText !== b && "
+                           "document.querySelector('#results .card') !== null", arg=before)
+    return [c.get_attribute("data-id") for c in page.locator("#results .card").all()]
+
+
 def test_text_search_answers_from_the_learned_codes(page, server) -> None:  # type: ignore[no-untyped-def]
     _, eng = server
     assert "text: duch" in page.inner_text("#stats")
-    text = "young trees regrowing after clearing"
     page.click("#tab-text")
-    page.fill("#text-input", text)
-    page.click("#text-btn")
-    page.wait_for_selector("#results .card")
-    assert page.inner_text("#mode") == "text: learned codes (duch)"
-    shown = [c.get_attribute("data-id") for c in page.locator("#results .card").all()]
+    assert page.is_visible("#text-mode") and page.locator("#text-mode").input_value() == "hybrid"
+    # hybrid (default): the label matcher finds no class in this sentence, so the learned codes answer
+    text = "a lagoon on the coast"
+    shown = _search(page, text)
+    assert page.inner_text("#mode") == "text (hybrid): answered by: learned DUCH codes"
+    assert "found no class name or synonym" in page.inner_text("#why")
     ref, _ = eng.search_text(text, k=len(shown))
-    assert shown == ref.ids
+    assert shown == ref.ids and ref.mode == "text"
     _shot(page, "text-duch")
+    # hybrid: the matcher finds classes here and answers
+    text = "a lake next to a coniferous forest"
+    shown = _search(page, text)
+    assert page.inner_text("#mode") == "text (hybrid): answered by: label matcher"
+    ref, _ = eng.search_text(text, k=len(shown))
+    assert shown == ref.ids and ref.mode == "label-match"
+    # the learned codes chosen on the page answer even where the matcher finds a (wrong) class
+    text = "young trees regrowing after clearing"
+    shown = _search(page, text, "learned")
+    assert page.inner_text("#mode") == "text (learned): answered by: learned DUCH codes"
+    ref, _ = eng.search_text(text, k=len(shown), mode="learned")
+    assert shown == ref.ids
+    _shot(page, "text-duch-learned")
 
 
 def test_an_items_nearest_captions_are_shown(page, server) -> None:  # type: ignore[no-untyped-def]

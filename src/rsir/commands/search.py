@@ -13,14 +13,15 @@ EXAMPLE = "rsir search indexes/reben-itq64 --id S2A_MSIL2A_20170613T101031_N9999
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from rsir.query.text import TEXT_MODES
+
     p.add_argument("index", help="INDEX directory (from rsir index)")
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--id", help="an item id of the indexed archive")
     q.add_argument("--file", help="an image file: GeoTIFF (bands in order, or named by their descriptions), "
                                   ".npz (one array per band) or PNG/JPEG for RGB models")
-    q.add_argument("--text", help="a sentence, e.g. 'flooded fields next to a river': learned text-image codes when "
-                                  "the index was built with a DUCH model, else the label matcher; a change index "
-                                  "returns the pairs whose change it describes")
+    q.add_argument("--text", help="a sentence, e.g. 'flooded fields next to a river', answered as --mode says; "
+                                  "a change index returns the pairs whose change it describes")
     q.add_argument("--pair", help="a bitemporal pair of a change index (its pair id or either image's id)")
     p.add_argument("--from", dest="from_", default=None, metavar="MODALITY",
                    help="cross-modal index: the query's modality, e.g. s1 (default: the index's own; for --file the "
@@ -30,6 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "query's); for a text-image (DUCH) index image (default) or text (the archive captions "
                         "nearest to --id or --text); with --pair (change index): text (sentences describing the "
                         "change, default) or pairs (similar changes)")
+    p.add_argument("--mode", choices=TEXT_MODES, default="hybrid",
+                   help="who answers --text: hybrid (default) the label matcher when it finds a class name or synonym "
+                        "in the sentence, else the learned codes of the index's text-image (DUCH) model; learned: "
+                        "always the learned codes; matcher: always the label matcher (an index without a text-image "
+                        "model always uses the matcher, and says so)")
     p.add_argument("-k", type=int, default=10, help="number of results")
     p.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
     p.add_argument("--radius", type=int, default=None, metavar="R",
@@ -102,12 +108,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{c['rank']:>4}  {c['distance']:>8}  {'yes' if c['own'] else '':>3}  {c['item_id']}  {c['caption']}")
         return 0
     if args.text is not None:
-        res, _match = engine.search_text(args.text, args.k, args.offset, filters)
-        who = res.query.get("answered_by")
-        header = (f"query text {args.text!r}  answered by: "
-                  + (f"{who} (learned text-image codes)" if res.mode == "text" else
-                     "label matcher (this index has no text-image model"
-                     + (f"; classes matched: {'; '.join(res.query.get('labels') or []) or 'none'})")))
+        res, _match = engine.search_text(args.text, args.k, args.offset, filters, mode=args.mode)
+        header = f"query text {args.text!r}  answered by: {res.query['answered']} ({res.query['why']})"
     elif args.id is not None:
         res = engine.search_id(args.id, args.k, args.offset, filters, from_=args.from_, target=target,
                                radius=args.radius)

@@ -39,7 +39,7 @@ from rsir.index import Index
 from rsir.pipeline import IndexDir, index_attributes
 from rsir.query.items import ConflictError, Filters, ItemTable, QueryError, finite_or_nan, pushdown_filter
 from rsir.query.journal import Journal, Record, live_records, read_records
-from rsir.query.text import TextMatch, TextMatcher
+from rsir.query.text import TextMatch, TextMatcher, text_route
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -578,10 +578,15 @@ class SearchEngine:
         return str(self.index_dir.method) if self.index_dir.has_text else None
 
     def search_text(self, text: str, k: int = 10, offset: int = 0, filters: Filters | None = None,
-                    max_chars: int = 512) -> tuple[Results, TextMatch]:
-        """Items for a sentence: ranked by the Hamming distance of their image codes to the sentence's code when
-        the index has a text-image model (``mode`` "text"), else by how well their labels match the classes the
-        sentence names (rsir.query.text, ``mode`` "label-match"). ``query["answered_by"]`` says which."""
+                    max_chars: int = 512, mode: str | None = None) -> tuple[Results, TextMatch]:
+        """Items for a sentence, answered by one of two parts (rsir.query.text.text_route; ``mode`` hybrid
+        (default), learned or matcher): the learned codes rank the items by the Hamming distance of their image
+        codes to the sentence's code (``Results.mode`` "text"; needs an index built with a text-image model), the
+        label matcher ranks them by how well their labels match the classes the sentence names (``mode``
+        "label-match"). In hybrid mode the matcher answers when it finds a class name or synonym, the learned
+        codes otherwise. ``query["answered_by"]`` names the part ("label matcher" or the model's method),
+        ``query["answered"]`` says it in words ("label matcher", "learned DUCH codes"), ``query["text_mode"]``
+        gives the mode and ``query["why"]`` the reason."""
         t0 = time.perf_counter()
         self.check_page(k, offset)
         clean = " ".join(str(text).split())
@@ -590,16 +595,28 @@ class SearchEngine:
         if len(clean) > max_chars:
             raise QueryError(f"text is {len(clean)} characters long; at most {max_chars} are accepted")
         match = self.matcher.match(text)
-        if self.text_model is not None:
+        model = self.text_model
+        try:
+            route = text_route(match, mode, model is not None)
+        except ValueError as e:
+            raise QueryError(str(e)) from None
+        mode = mode or "hybrid"
+        found = ("classes matched: " + "; ".join(match.labels) if match.labels
+                 else "no class name or synonym found")
+        why = ("this index has no text-image model; " + found if model is None else
+               f"mode {mode}" + (f"; {found}" if route == "matcher" else "") if mode != "hybrid" else
+               f"hybrid; {found}" if route == "matcher" else "hybrid; the label matcher found no class name or synonym")
+        if route == "learned":
             vec = self.encoder.encode_text_query(clean, max_chars)  # type: ignore[attr-defined]
-            learned: dict[str, Any] = {"text": text, "labels": [], "answered_by": self.text_model}
+            learned: dict[str, Any] = {"text": text, "labels": [], "answered_by": model, "text_mode": mode,
+                                       "answered": f"learned {str(model).upper()} codes", "why": why}
             return self.search_vector(vec, k, offset, filters, mode="text", query=learned, t0=t0), match
         with self.lock.read():
             mask = self.filter_mask(filters)
             pos, sat, _jac = self.matcher.rank(match, self.table.labels, mask)
             ranked: list[tuple[int, float | None]] = [(int(p), None) for p in pos[:offset + k]]
-            query = {"text": text, "labels": match.labels, "answered_by": "label matcher",
-                     "concepts": [{"phrase": c.phrase, "labels": c.labels} for c in match.concepts]}
+            query = {"text": text, "labels": match.labels, "answered_by": "label matcher", "text_mode": mode,
+                     "answered": "label matcher", "why": why, "concepts": [{"phrase": c.phrase, "labels": c.labels} for c in match.concepts]}
             res = self._page("label-match", ranked, k, offset, self.nomenclature.encode(match.labels), None, t0,
                              query)
         res.matching = int(len(pos))
@@ -643,10 +660,11 @@ class SearchEngine:
     def search(self, id: str | None = None, *, image: Mapping[str, np.ndarray] | None = None,
                file: str | Path | None = None, vector: np.ndarray | None = None, text: str | None = None,
                k: int = 10, offset: int = 0, filters: Filters | dict[str, Any] | None = None,
-               from_: str | None = None, target: str | None = None) -> Results:
+               from_: str | None = None, target: str | None = None, text_mode: str | None = None) -> Results:
         """Search by exactly one of: an archive ``id``, raw band arrays ``image``, an image ``file``, a code or
-        float ``vector``, or a sentence ``text``; ``from_`` / ``target`` pick the query and result modalities of
-        a cross-modal index."""
+        float ``vector``, or a sentence ``text`` (answered as ``text_mode`` says: hybrid (default), learned or
+        matcher; see search_text); ``from_`` / ``target`` pick the query and result modalities of a cross-modal
+        index."""
         given = [n for n, v in (("id", id), ("image", image), ("file", file), ("vector", vector), ("text", text))
                  if v is not None]
         if len(given) != 1:
@@ -659,7 +677,7 @@ class SearchEngine:
         if file is not None:
             return self.search_file(file, k, offset, flt, from_, target)
         if text is not None:
-            return self.search_text(text, k, offset, flt)[0]
+            return self.search_text(text, k, offset, flt, mode=text_mode)[0]
         return self.search_vector(np.asarray(vector), k, offset, flt, from_=from_, target=target)
 
     def vectors(self, ids: list[str], modality: str | None = None) -> np.ndarray:

@@ -1,10 +1,13 @@
-"""Text queries without a text-image model: match a sentence against the label nomenclature with synonyms.
+"""Text queries: match a sentence against the label nomenclature with synonyms, and choose who answers it.
 
 A sentence is lower-cased and tokenised; phrases from the synonym table (and the class names themselves) are
 matched longest first without overlap, so "coniferous forest" is one concept (Coniferous forest) while a bare
 "forest" is a concept satisfied by any of the three forest classes. Items are ranked by the number of concepts
 their labels satisfy, then by the Jaccard index between their labels and the union of matched labels, then by
 archive position (the deterministic tie rule of the project).
+
+With a text-image model (DUCH) the index can also rank by learned codes; :func:`text_route` decides, for one
+sentence, which of the two answers (the hybrid: the matcher when it finds a class, the learned codes otherwise).
 """
 
 from __future__ import annotations
@@ -171,3 +174,23 @@ def known_phrases(nomenclature: Nomenclature) -> dict[str, Sequence[str]]:
     """Phrase -> labels table in use for a nomenclature (shown by the API for transparency)."""
     m = TextMatcher(nomenclature)
     return {" ".join(k): list(v) for k, v in sorted(m._table.items())}
+
+
+TEXT_MODES = ("hybrid", "learned", "matcher")
+"""How a text query is answered: ``hybrid`` (default) the label matcher when it finds a class name or synonym in
+the sentence, else the learned codes; ``learned`` always the learned codes; ``matcher`` always the label matcher."""
+
+
+def text_route(match: TextMatch, mode: str | None, has_model: bool) -> str:
+    """Which part answers a sentence: ``"matcher"`` or ``"learned"``. ``mode`` is one of TEXT_MODES (None:
+    hybrid). Without a text-image model the matcher answers in hybrid mode (the fallback); asking for ``learned``
+    there is an error (ValueError), as is an unknown mode."""
+    mode = mode or "hybrid"
+    if mode not in TEXT_MODES:
+        raise ValueError(f"unknown text mode {mode!r} (known: {', '.join(TEXT_MODES)})")
+    if mode == "learned" and not has_model:
+        raise ValueError("text mode 'learned' needs an index built with a text-image model "
+                         "(rsir index --model DUCH_MODEL); this one has none")
+    if mode == "matcher" or not has_model:
+        return "matcher"
+    return "matcher" if mode == "hybrid" and match.labels else "learned"

@@ -135,6 +135,10 @@ class IdQuery(BaseModel):
 
 class TextQuery(BaseModel):
     text: Annotated[str, StringConstraints(max_length=10_000)]
+    mode: Literal["hybrid", "learned", "matcher"] = Field(
+        default="hybrid", description="who answers: hybrid (the label matcher when it finds a class name or synonym, "
+        "else the learned codes of the index's text-image model), learned or matcher; without a text-image model "
+        "the matcher answers (learned: 422)")
     k: int = 20
     offset: int = 0
     filters: FilterBody = Field(default_factory=FilterBody)
@@ -538,17 +542,20 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
         return await svc.pool.run(work)
 
     @app.post("/api/search/text", description="Search by a sentence: the text-image model's codes when the index "
-              "has one, else by matching it against the label names (query.answered_by says which)." + geo_note)
+              "has one and the label matcher finds no class name or synonym in it (mode hybrid, the default), else by "
+              "matching it against the label names; query.answered_by / query.answered say which part answered, "
+              "query.why why." + geo_note)
     def search_text(q: TextQuery, request: Request) -> Any:
         if len(q.text) > limits.max_text_chars:
             raise HTTPException(422, f"text is longer than {limits.max_text_chars} characters")
         if not q.text.strip():
             raise HTTPException(422, "text is empty")
-        res, match = eng.search_text(q.text, q.k, q.offset, q.filters.to_filters(), limits.max_text_chars)
+        res, match = eng.search_text(q.text, q.k, q.offset, q.filters.to_filters(), limits.max_text_chars,
+                                     mode=q.mode)
         if svc.wants_geojson(request):
             return svc.geojson(request, res)
         out = svc.answer(res)
-        if res.mode == "text":
+        if eng.text_model is not None:
             out["note"] = None
         else:
             out["note"] = "this index has no text-image model: the sentence was matched against the label names" + (

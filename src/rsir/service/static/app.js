@@ -79,6 +79,11 @@ async function loadStats() {
   $("stats").textContent = `${s.items.toLocaleString()} patches · index: ${idx.size.toLocaleString()} ` +
     `${idx.metric === "hamming" ? idx.dim + "-bit codes" : idx.dim + "-d vectors"} of ${(idx.modalities || [idx.modality]).join(" + ")} ` +
     `(${idx.kind}) · text: ${s.text_mode}`;
+  if (s.text_mode !== "label-match") {  // a text-image model: hybrid by default, or either part alone
+    $("text-mode").classList.remove("hidden");
+    $("text-hint").textContent = "hybrid: the label matcher answers when it finds a class name or synonym in the " +
+      "sentence, the learned codes otherwise.";
+  }
   const lab = $("f-labels");
   for (const l of s.labels) {
     const o = el("option", { value: l.name }, `${l.name} (${l.count})`);
@@ -162,7 +167,8 @@ async function run(kind, payload, offset) {
           from_modality: cross() ? $("from-modality").value : null, radius: radius(), ...pictures }) });
     } else if (kind === "text") {
       r = await api("api/search/text", { method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ text: payload, k: k(), offset, filters: filters(), montage: state.montage }) });
+        body: JSON.stringify({ text: payload, k: k(), offset, filters: filters(), montage: state.montage,
+          mode: $("text-mode").value }) });
     } else {
       const fd = new FormData();
       fd.append("file", payload);
@@ -212,15 +218,16 @@ function render(r) {
   }
   $("query-labels").replaceChildren(...labelChips(q.labels || [], qLabels).childNodes);
   showCaptions(r.mode === "id" ? q.id : null);
-  const modeName = { id: "search by example", upload: "search by upload",
-    "label-match": "text: label matcher (no text-image model)",
-    text: `text: learned codes (${q.answered_by})`, feedback: "relevance feedback" }[r.mode] || r.mode;
+  const modeName = { id: "search by example", upload: "search by upload", feedback: "relevance feedback" }[r.mode]
+    || (q.answered ? `text (${q.text_mode}): answered by: ${q.answered}` +
+      (state.stats && state.stats.text_mode === "label-match" ? " (no text-image model)" : "") : r.mode);
   const parts = [el("span", { class: "mode", id: "mode" }, modeName)];
   if (r.direction) {
     const [a, b] = r.direction.split("->");
     parts.push(el("span", { id: "direction", "data-direction": r.direction }, "direction: ",
       el("b", {}, `${SHORT[a] || a} → ${SHORT[b] || b}`)));
   }
+  if (r.mode === "text") parts.push(el("span", { id: "why" }, q.why));
   if (r.mode === "label-match") {
     parts.push(el("span", {}, q.concepts.length
       ? "matched: " + q.concepts.map((c) => `“${c.phrase}” → ${c.labels.join(" / ")}`).join("; ")
