@@ -155,12 +155,18 @@ def throughput_stage(run: Runner, work: Path, n: int, seed: int) -> dict[str, An
         "--quiet",
         skip_if=model / "config.json")
     rows = {}
+    before = os.environ.get("OMP_NUM_THREADS")
     for threads in (1, 2):
         idx = work / f"throughput-index-{threads}"
         os.environ["OMP_NUM_THREADS"] = str(threads)
         rec = run("index", str(arch), "--model", str(model), "--out", str(idx), "--no-progress",
                   skip_if=idx / "manifest.json" if ASSEMBLE else None)
-        os.environ.pop("OMP_NUM_THREADS")
+        # the caller's setting holds again for the stages after this one (training with 2 torch threads on
+        # 120 px patches crashed in backward on this machine, see BENCHMARKS.md)
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
         m = json.loads((idx / "manifest.json").read_text())
         rows[f"{threads} torch thread(s)"] = {"pairs": n, "build_seconds": m["build_seconds"],
                                               "pairs_per_s": round(n / m["build_seconds"], 1),
