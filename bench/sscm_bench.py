@@ -155,12 +155,18 @@ def throughput_stage(run: Runner, work: Path, n: int, seed: int) -> dict[str, An
         "--quiet",
         skip_if=model / "config.json")
     rows = {}
+    before = os.environ.get("OMP_NUM_THREADS")
     for threads in (1, 2):
         idx = work / f"throughput-index-{threads}"
         os.environ["OMP_NUM_THREADS"] = str(threads)
         rec = run("index", str(arch), "--model", str(model), "--out", str(idx), "--no-progress",
                   skip_if=idx / "manifest.json" if ASSEMBLE else None)
-        os.environ.pop("OMP_NUM_THREADS")
+        # the caller's setting holds again for the stages after this one (training with 2 torch threads on
+        # 120 px patches crashed in backward on this machine, see BENCHMARKS.md)
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
         m = json.loads((idx / "manifest.json").read_text())
         rows[f"{threads} torch thread(s)"] = {"pairs": n, "build_seconds": m["build_seconds"],
                                               "pairs_per_s": round(n / m["build_seconds"], 1),
@@ -207,12 +213,16 @@ def main() -> None:
     ap.add_argument("--milan-epochs", type=int, default=30)
     ap.add_argument("--throughput-n", type=int, default=1024)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--extra-seeds", type=lambda v: [int(x) for x in v.split(",") if x], default=[],
+                    help="comma list: train the full 64-bit model and the ablations again with these seeds (the "
+                         "archive keeps --seed)")
     ap.add_argument("--ramp", action="store_true",
                     help="full and mim+de with the DA4DTE weight ramp (rsir train --ramp); adds the constant-weight "
                          "full model as a row of its own")
     ap.add_argument("--work", default="/tmp/sscm-bench")
     ap.add_argument("--reben", default=None, metavar="DIR", help="the reBEN sample (../shared/data/reben-sample)")
-    ap.add_argument("--skip", default="", help="comma list of stages to skip: sscm,milan,throughput,ablations "
+    ap.add_argument("--skip", default="", help="comma list of stages to skip: sscm,milan,throughput,ablations,bits (bits: the 32 / 128-bit "
+                                               "and constant-weight rows) "
                                                "(a second process can run the others beside the first)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sscm.json"))
     ap.add_argument("--width", type=int, default=16, help="encoder base width (ss-cm, classifier, throughput)")
@@ -232,8 +242,13 @@ def main() -> None:
     ramp = ["--ramp"] if args.ramp else []
     variants = [("full-64", ramp), ("random", [])]
     if "ablations" not in skip:
-        variants += [("mim-64", ["--objectives", "mim"]), ("mim+de-64", ["--objectives", "mim+de", *ramp]),
-                     ("full-32", ["--bits", "32", *ramp]), ("full-128", ["--bits", "128", *ramp])]
+        variants += [("mim-64", ["--objectives", "mim"]), ("mim+de-64", ["--objectives", "mim+de", *ramp])]
+    # the full model (and the ablations) again with other training seeds (same archive): the spread of the numbers
+    for s in [s for s in args.extra_seeds if s != args.seed]:
+        variants += [(f"{name} seed {s}", [*extra, "--seed", str(s)]) for name, extra in variants
+                     if name in ("full-64", "mim-64", "mim+de-64")]
+    if not {"ablations", "bits"} & skip:
+        variants += [("full-32", ["--bits", "32", *ramp]), ("full-128", ["--bits", "128", *ramp])]
         if args.ramp:
             variants.append(("full-64 constant weights", []))
     doc: dict[str, Any] = {
@@ -242,7 +257,7 @@ def main() -> None:
                 f"(rsir simulate --difficulty hard --seed {args.seed})",
         "protocol": "rsim: validation queries against the test split; mAP@20 variant A, RSiM P/R/F1@20; "
                     "relevance = any shared label; labels used only here (and by the MiLAN reference)",
-        "settings": {"epochs": args.epochs, "batch": args.batch, "seed": args.seed, "ramp": args.ramp,
+        "settings": {"epochs": args.epochs, "batch": args.batch, "seed": args.seed, "extra_seeds": args.extra_seeds, "ramp": args.ramp,
                      "max_steps_per_epoch": args.max_steps, "width": args.width, "classifier_epochs": args.cls_epochs,
                      "milan_epochs": args.milan_epochs,
                      "objective_defaults": "tau 0.5, w_de 1, w_intra 1, no quantisation term"},
