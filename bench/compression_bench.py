@@ -29,9 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,46 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from milan_bench import Runner, eval_metrics  # noqa: E402
 from train_bench import machine  # noqa: E402
 
-METRICS = {"mAP@20(A)": "mAP@20 (A)", "WAP@20": "WAP@20", "NDCG@20(exp)": "NDCG@20 (exp gain)"}
 PEAK = 10000.0
-
-
-class Runner:
-    def __init__(self, log: Path) -> None:
-        self.log = log
-        self.commands: list[dict[str, Any]] = []
-
-    def __call__(self, *args: str, skip_if: Path | None = None) -> dict[str, Any]:
-        text = "rsir " + " ".join(shlex.quote(a) for a in args)
-        if skip_if is not None and skip_if.exists():
-            print(f"[skip, exists] {text}", flush=True)
-            rec = {"cmd": text, "seconds": None, "skipped": True}
-            self.commands.append(rec)
-            return rec
-        print(f"$ {text}", flush=True)
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-        load0 = os.getloadavg()
-        t0 = time.perf_counter()
-        with self.log.open("a") as fh:
-            fh.write(f"\n$ {text}\n")
-            fh.flush()
-            proc = subprocess.run([sys.executable, "-m", "rsir", *args], stdout=fh, stderr=subprocess.STDOUT,
-                                  env=env, check=False)
-        rec = {"cmd": text, "seconds": round(time.perf_counter() - t0, 2),
-               "loadavg_before": [round(v, 2) for v in load0], "loadavg_after": [round(v, 2) for v in os.getloadavg()]}
-        if proc.returncode:
-            raise SystemExit(f"failed ({proc.returncode}): {text}; see {self.log}")
-        self.commands.append(rec)
-        return rec
-
-
-def eval_metrics(path: Path) -> dict[str, float]:
-    data = json.loads((path / "eval.json").read_text())
-    res = next(iter(data["results"].values())) if "results" in data else next(iter(data.values()))
-    m = res["metrics"] if "metrics" in res else res
-    return {k: round(float(m[k]), 4) for k in METRICS}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -246,7 +207,7 @@ def main() -> None:
     if args.reben_only:
         work = Path(args.work)
         work.mkdir(parents=True, exist_ok=True)
-        print(json.dumps(reben_rows(work, Runner(work / "commands-reben.log")), indent=1))
+        print(json.dumps(reben_rows(work, Runner(work / "commands-reben.log", one_thread=True)), indent=1))
         return
 
     import torch
@@ -256,7 +217,7 @@ def main() -> None:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    run = Runner(work / "commands.log")
+    run = Runner(work / "commands.log", one_thread=True)
     res: dict[str, Any] = {"machine": {**machine(), "note": "2 shared cores, loaded by other jobs (see loadavg)"},
                            "dataset": f"SIMULATED hard archive, {args.n} patches of {args.size}x{args.size} px, "
                                       f"12 S2 bands (rsir simulate --difficulty hard --seed 0 --bitemporal 0)",

@@ -54,26 +54,33 @@ def rsir_bin() -> str:
 
 
 class Runner:
-    """Runs rsir commands, times them, records load and the exact command lines."""
+    """Runs rsir commands, times them, records load and the exact command lines. With ``one_thread`` each
+    command runs as ``python -m rsir`` from this source tree with OMP_NUM_THREADS=1 (benchmarks that compare
+    paths on a shared machine)."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, one_thread: bool = False) -> None:
         self.log = log
         self.commands: list[dict[str, Any]] = []
+        self.env = ({**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"} if one_thread
+                    else None)
 
     def __call__(self, *args: str, skip_if: Path | None = None) -> dict[str, Any]:
-        cmd = [rsir_bin(), *args]
+        cmd = [sys.executable, "-m", "rsir", *args] if self.env else [rsir_bin(), *args]
         text = "rsir " + " ".join(shlex.quote(a) for a in args)
         if skip_if is not None and skip_if.exists():
             rec = next((c for c in self.commands if c["cmd"] == text), None)
             print(f"[skip, exists] {text}", flush=True)
-            return rec or {"cmd": text, "seconds": None, "skipped": True}
+            if rec is None:  # made by an earlier run: listed as skipped
+                rec = {"cmd": text, "seconds": None, "skipped": True}
+                self.commands.append(rec)
+            return rec
         print(f"$ {text}", flush=True)
         load0 = os.getloadavg()
         t0 = time.perf_counter()
         with self.log.open("a") as fh:
             fh.write(f"\n$ {text}\n")
             fh.flush()
-            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False)
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env, check=False)
         secs = time.perf_counter() - t0
         rec = {"cmd": text, "seconds": round(secs, 2), "loadavg_before": [round(v, 2) for v in load0],
                "loadavg_after": [round(v, 2) for v in os.getloadavg()]}
