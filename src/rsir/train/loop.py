@@ -10,7 +10,7 @@ import math
 import random
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -161,6 +161,27 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+@contextmanager
+def odd_batch_guard(n: int, device: torch.device) -> Iterator[None]:
+    """Run one training step on one CPU thread when the batch size is odd (and > 1).
+
+    torch 2.13's oneDNN backward of a strided convolution on channels_last tensors (the format rsir's ResNets
+    train in on CPU) corrupts the heap when the minibatch is odd and two or more threads share it: a 1 x 1,
+    stride-2 convolution of an N x 8 x 30 x 30 batch crashes (segfault or glibc abort) for every odd N > 1 tried,
+    never for even N, one thread or contiguous tensors (tests/train/test_odd_batch.py runs it in a subprocess).
+    Such batches are rare (the last partial batch is dropped whenever the training split exceeds the batch
+    size), so running them on one thread costs little."""
+    if device.type != "cpu" or n < 2 or n % 2 == 0 or torch.get_num_threads() < 2:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class TrainingError(RsirError):
     """Training cannot go on (e.g. the loss became NaN or infinite); the message says where and what to check."""
 
@@ -243,13 +264,14 @@ def fit(recipe: Recipe, train: Dataset, cfg: TrainConfig, val_queries: Dataset |
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 break
             batch = to_device(batch, device)
-            with autocast(device, cfg.amp):
-                loss, parts = recipe.loss(batch)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):  # stop before the step spreads NaN/Inf into the weights
-                raise TrainingError(_non_finite_message(recipe.name, loss_value, epoch, step, batch, ckpt))
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            with odd_batch_guard(len(batch["x"]), device):
+                with autocast(device, cfg.amp):
+                    loss, parts = recipe.loss(batch)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):  # stop before the step spreads NaN/Inf into the weights
+                    raise TrainingError(_non_finite_message(recipe.name, loss_value, epoch, step, batch, ckpt))
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
             n = len(batch["x"])
