@@ -24,11 +24,41 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM, BITS, CLUSTERS = 64, 64, 256
+
+
+def index_path(work: Path, kind: str = "flat") -> Path:
+    """Where ``build`` writes the index of ``kind`` (one directory per kind beside the shared archive)."""
+    return work / f"index-{kind}"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for the child server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_up(client: Any, child: subprocess.Popen[bytes], limit_s: float = 600) -> float:
+    """Poll ``/api/health`` of the child server until it answers 200; seconds waited (SystemExit if the child
+    dies or ``limit_s`` passes)."""
+    import httpx
+
+    t0 = time.perf_counter()
+    while True:
+        try:
+            if client.get("/api/health").status_code == 200:
+                return time.perf_counter() - t0
+        except httpx.TransportError:
+            pass
+        if child.poll() is not None or time.perf_counter() - t0 > limit_s:
+            raise SystemExit("server did not start")
+        time.sleep(0.5)
 
 
 def build(work: Path, n: int, kind: str = "flat", seed: int = 0) -> float:
@@ -37,7 +67,7 @@ def build(work: Path, n: int, kind: str = "flat", seed: int = 0) -> float:
     from rsir.hashing import hasher_class
     from rsir.index import make_index
 
-    if (work / f"index-{kind}" / "manifest.json").exists() and (work / "archive" / "manifest.json").exists():
+    if (index_path(work, kind) / "manifest.json").exists() and (work / "archive" / "manifest.json").exists():
         return 0.0
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, 1, (CLUSTERS, DIM)).astype(np.float32)
@@ -57,7 +87,7 @@ def build(work: Path, n: int, kind: str = "flat", seed: int = 0) -> float:
     t0 = time.perf_counter()
     index = make_index("hamming", BITS, kind=kind)
     index.add(np.array(ids, dtype=object), codes)
-    index.save(work / f"index-{kind}")  # auto chooses its structure here (timed on the stored codes)
+    index.save(index_path(work, kind))  # auto chooses its structure here (timed on the stored codes)
     return time.perf_counter() - t0
 
 
@@ -106,7 +136,7 @@ def write_catalog(work: Path, n: int, ids: list[str], assign: np.ndarray, cluste
 
 def structure(work: Path, kind: str) -> dict[str, object]:
     """What the index manifest says about its search structure (auto's choice and timings)."""
-    params = json.loads((work / f"index-{kind}" / "manifest.json").read_text()).get("params", {})
+    params = json.loads((index_path(work, kind) / "manifest.json").read_text()).get("params", {})
     return {k: params[k] for k in ("kind", "chosen", "auto", "mih_m") if k in params}
 
 
@@ -132,7 +162,7 @@ def serve(work: Path, port: int, kind: str) -> None:
     from rsir.query import SearchEngine
     from rsir.service.app import create_app
 
-    engine = SearchEngine(IndexDir(work, {}, open_index(work / f"index-{kind}"), _CodesOnly()),  # type: ignore[arg-type]
+    engine = SearchEngine(IndexDir(work, {}, open_index(index_path(work, kind)), _CodesOnly()),  # type: ignore[arg-type]
                           open_archive(work / "archive"))
     uvicorn.run(create_app(engine=engine), host="127.0.0.1", port=port, log_level="warning")
 
@@ -160,25 +190,13 @@ def main() -> int:
     t0 = time.perf_counter()
     index_build_s = build(work, args.n, args.kind)
     build_s = time.perf_counter() - t0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     child = subprocess.Popen([sys.executable, __file__, "--n", str(args.n), "--work", args.work,
                               "--kind", args.kind, "--serve-port", str(port)], env={**os.environ, "PYTHONPATH": str(ROOT)})
     base = f"http://127.0.0.1:{port}"
     try:
-        t1 = time.perf_counter()
         with httpx.Client(base_url=base, timeout=120) as c:
-            while True:
-                try:
-                    if c.get("/api/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if child.poll() is not None or time.perf_counter() - t1 > 600:
-                    raise SystemExit("server did not start")
-                time.sleep(0.5)
-        startup_s = time.perf_counter() - t1
+            startup_s = wait_until_up(c, child)
         rng = np.random.default_rng(1)
         queries = [f"p{i:07d}" for i in rng.integers(0, args.n, args.requests)]
         lat: list[float] = []

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,9 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from load_test import build, free_port, index_path, wait_until_up  # noqa: E402
 
 
 def _pct(v: list[float]) -> dict[str, float]:
@@ -41,9 +43,6 @@ def _pct(v: list[float]) -> dict[str, float]:
 def _service_dir(work: Path, n: int) -> Path:
     """bench/load_test.py's catalog-only archive + 64-bit index of ``n`` patches, and an untrained DUCH model."""
     import torch
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    from load_test import build
 
     from rsir.data.archive import open_archive
     from rsir.models.duch import DuchConfig, DuchNet, save_duch
@@ -76,7 +75,7 @@ def _serve(work: Path, port: int) -> None:
     from rsir.query import SearchEngine
     from rsir.service.app import create_app
 
-    index_dir = IndexDir(work, {"method": "duch", "text": {"captions": 0}}, open_index(work / "index"),
+    index_dir = IndexDir(work, {"method": "duch", "text": {"captions": 0}}, open_index(index_path(work)),
                          DuchEncoder(work / "duch"))  # type: ignore[arg-type]
     uvicorn.run(create_app(engine=SearchEngine(index_dir, open_archive(work / "archive"))), host="127.0.0.1",
                 port=port, log_level="warning")
@@ -89,26 +88,14 @@ def service_latency(work: Path, n: int, requests: int, k: int = 20) -> dict[str,
     t0 = time.perf_counter()
     work = _service_dir(work, n)
     build_s = time.perf_counter() - t0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     child = subprocess.Popen([sys.executable, __file__, "--serve", str(work), "--port", str(port)],
                              env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])})
     sentences = [q["text"] for q in json.loads((ROOT / "bench" / "text_queries.json").read_text())["queries"]]
     out: dict[str, Any] = {"n_indexed": n, "bits": 64, "k": k, "requests_per_mode": requests, "build_s": build_s}
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as c:
-            t1 = time.perf_counter()
-            while True:
-                try:
-                    if c.get("/api/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if child.poll() is not None or time.perf_counter() - t1 > 600:
-                    raise SystemExit("server did not start")
-                time.sleep(0.5)
-            out["server_startup_s"] = round(time.perf_counter() - t1, 1)
+            out["server_startup_s"] = round(wait_until_up(c, child), 1)
             c.post("/api/search/text", json={"text": "warm up", "k": k, "mode": "learned"}).raise_for_status()
             for mode in ("learned", "matcher", "hybrid"):
                 wall: list[float] = []
