@@ -391,14 +391,10 @@ class SearchEngine:
         if self._index_rows is None or self._index_rows[0] != key:
             import pandas as pd
 
-            table_ids = pd.Index(self.table.ids)
-            if table_ids.is_unique:
-                rows = table_ids.get_indexer(pd.Index(np.asarray(self.index.ids, dtype=object)))
-                alive = np.append(self.table.alive, False)  # get_indexer's -1 reads the appended False
-                rows = np.where(alive[rows], rows, -1)
-            else:  # an id deleted and added again has two rows: the live one is in table.pos
-                rows = np.array([self.table.pos.get(str(i), -1) for i in self.index.ids], dtype=np.int64)
-            self._index_rows = (key, rows.astype(np.int64))
+            live = self.table.pos  # the live items' rows (deleted ids are not in it, a re-added id once)
+            at = pd.Index(list(live)).get_indexer(pd.Index(np.asarray(self.index.ids).astype(str)))
+            row_of = np.append(np.fromiter(live.values(), dtype=np.int64, count=len(live)), -1)
+            self._index_rows = (key, row_of[at])  # get_indexer's -1 (not a live item) reads the appended -1
         return self._index_rows[1]
 
     def _page(self, mode: str, ranked: Sequence[tuple[int, float | None]], k: int, offset: int,
