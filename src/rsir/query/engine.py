@@ -599,9 +599,14 @@ class SearchEngine:
         mode = mode or "hybrid"
         found = ("classes matched: " + "; ".join(match.labels) if match.labels
                  else "no class name or synonym found")
-        why = ("this index has no text-image model; " + found if model is None else
-               f"mode {mode}" + (f"; {found}" if route == "matcher" else "") if mode != "hybrid" else
-               f"hybrid; {found}" if route == "matcher" else "hybrid; the label matcher found no class name or synonym")
+        if model is None:
+            why = "this index has no text-image model; " + found
+        elif mode != "hybrid":
+            why = f"mode {mode}" + (f"; {found}" if route == "matcher" else "")
+        elif route == "matcher":
+            why = f"hybrid; {found}"
+        else:
+            why = "hybrid; the label matcher found no class name or synonym"
         if route == "learned":
             vec = self.encoder.encode_text_query(clean, max_chars)  # type: ignore[attr-defined]
             learned: dict[str, Any] = {"text": text, "labels": [], "answered_by": model, "text_mode": mode,
