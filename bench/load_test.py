@@ -73,7 +73,8 @@ def build(work: Path, n: int, kind: str = "flat", seed: int = 0) -> float:
     centres = rng.normal(0, 1, (CLUSTERS, DIM)).astype(np.float32)
     cluster_labels = [sorted(set(rng.choice(19, size=int(rng.integers(1, 4))).tolist())) for _ in range(CLUSTERS)]
     assign = rng.integers(0, CLUSTERS, n)
-    sample = centres[assign[:20000]] + 0.6 * rng.normal(0, 1, (20000, DIM)).astype(np.float32)
+    # ITQ is fitted on 20,000 codes' worth of vectors; np.resize repeats the assignments when n is smaller
+    sample = centres[np.resize(assign, 20000)] + 0.6 * rng.normal(0, 1, (20000, DIM)).astype(np.float32)
     itq = hasher_class("itq")(BITS, seed=seed)
     itq.fit(sample)
     codes = np.empty((n, BITS // 8), np.uint8)
