@@ -135,6 +135,17 @@ def write_catalog(work: Path, n: int, ids: list[str], assign: np.ndarray, cluste
     atomic_write_json(work / "archive" / "manifest.json", manifest)
 
 
+def rss_gb(pid: int) -> float | None:
+    """Resident memory of a process in GB (Linux /proc; None elsewhere)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        pass
+    return None
+
+
 def structure(work: Path, kind: str) -> dict[str, object]:
     """What the index manifest says about its search structure (auto's choice and timings)."""
     params = json.loads((index_path(work, kind) / "manifest.json").read_text()).get("params", {})
@@ -193,11 +204,12 @@ def main() -> int:
     build_s = time.perf_counter() - t0
     port = free_port()
     child = subprocess.Popen([sys.executable, __file__, "--n", str(args.n), "--work", args.work,
-                              "--kind", args.kind, "--serve-port", str(port)], env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              "--kind", args.kind, "--serve-port", str(port)], env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])})
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=120) as c:
             startup_s = wait_until_up(c, child)
+        rss_up = rss_gb(child.pid)
         rng = np.random.default_rng(1)
         queries = [f"p{i:07d}" for i in rng.integers(0, args.n, args.requests)]
         lat: list[float] = []
@@ -238,6 +250,7 @@ def main() -> int:
                                 "p99": float(np.percentile(server_ms, 99))},
             "queries_per_s": args.requests / wall, "wall_s": wall, "mean_precision_at_k": float(np.mean(precisions)),
             "build_s": build_s, "index_build_s": index_build_s, "server_startup_s": startup_s,
+            "server_rss_gb": {"after_startup": rss_up, "at_end": rss_gb(child.pid)},
             "load_average_at_end": os.getloadavg(),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

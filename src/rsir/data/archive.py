@@ -33,6 +33,7 @@ import lmdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import safetensors.numpy as stnp
 
@@ -93,6 +94,39 @@ CATALOG_COLUMNS: dict[str, pa.DataType] = {
     "partner_id": pa.string(),            # bitemporal partner item id
     "source": pa.string(),                # the file or key the item came from
 }
+def catalog_frame(table: pa.Table) -> pd.DataFrame:
+    """The catalog table as a DataFrame whose list columns stay in Arrow memory (``pd.ArrowDtype``).
+
+    A Python list object per row and list column took ~1 GB per million items (six list columns); Arrow keeps
+    one offsets buffer and one values buffer per column. Iterating such a column yields Python lists, and a
+    missing list reads as an empty one: every reader treats the two alike (no bbox, no captions, no labels).
+    """
+    for i, f in enumerate(table.schema):
+        col = table.column(i)
+        if pa.types.is_list(f.type) and col.null_count:
+            table = table.set_column(i, f, pc.if_else(pc.is_null(col), pa.scalar([], f.type), col))
+    frame = table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else None)
+    pa.default_memory_pool().release_unused()  # Parquet decoding peaks at ~3x the table; hand that back
+    return frame
+
+
+def list_matrix(column: pd.Series, width: int, dtype: Any, fill: float) -> np.ndarray:
+    """A list column as an N x ``width`` array: rows whose list has exactly ``width`` values are copied, the
+    others (missing, empty, other lengths) are ``fill``. Vectorised over the Arrow buffers."""
+    arr = pa.array(column.array) if isinstance(column.dtype, pd.ArrowDtype) else pa.array(column.tolist())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    out = np.full((len(arr), width), fill, dtype=dtype)
+    if len(arr) == 0 or width == 0:
+        return out
+    lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False)
+    starts = arr.offsets.to_numpy()[:-1] - arr.offsets[0].as_py()  # into the flattened values of this slice
+    values = pc.list_flatten(arr).to_numpy(zero_copy_only=False)
+    ok = lengths == width
+    out[ok] = values[starts[ok, None] + np.arange(width)]
+    return out
+
+
 _DEFAULTS: dict[str, Any] = {
     "split": "", "labels": [], "label_vec": None, "country": "", "tile": "", "date": "", "lon": math.nan,
     "lat": math.nan, "bbox": None, "crs": "", "transform": None, "modalities": [], "s1_id": "",
@@ -430,7 +464,7 @@ class Archive:
             raise ArchiveError(f"{self.path}: archive format version {self.manifest['version']} is newer than "
                                f"this rsir understands ({FORMAT_VERSION})")
         try:
-            self.catalog: pd.DataFrame = pq.read_table(self.path / CATALOG).to_pandas()
+            self.catalog: pd.DataFrame = catalog_frame(pq.read_table(self.path / CATALOG))
         except Exception as e:
             raise ArchiveError(f"{self.path / CATALOG}: unreadable catalog ({e})") from None
         if len(self.catalog) != int(self.manifest["n_items"]):
@@ -500,11 +534,7 @@ class Archive:
         """N x C uint8 multi-hot label matrix in archive order."""
         if self._labels is None:
             c = len(self.nomenclature)
-            if len(self) == 0:
-                self._labels = np.zeros((0, c), np.uint8)
-            else:
-                self._labels = np.stack([np.asarray(v, dtype=np.uint8) if v is not None and len(v) == c
-                                         else np.zeros(c, np.uint8) for v in self.catalog["label_vec"]])
+            self._labels = list_matrix(self.catalog["label_vec"], c, np.uint8, 0)
         return self._labels
 
     def split_positions(self, split: str | None) -> np.ndarray:

@@ -387,14 +387,14 @@ def create_app(archive_path: str | Path | None = None, index_path: str | Path | 
         with eng.lock.read():
             t = eng.table
             counts = t.labels.sum(0)
-            dates = sorted(d for d in set(t.date.tolist()) if d)
+            dates = sorted(d for d in t.date.counts() if d)
             finite = np.isfinite(t.lon) & np.isfinite(t.lat)
             extent = ([float(t.lon[finite].min()), float(t.lat[finite].min()), float(t.lon[finite].max()),
                        float(t.lat[finite].max())] if finite.any() else None)
             return {
                 "items": int(t.alive.sum()), "added": len(t.added),
-                "splits": {s or "(none)": int((t.split == s).sum()) for s in sorted(set(t.split.tolist()))},
-                "countries": sorted(c for c in set(t.country.tolist()) if c),
+                "splits": {s or "(none)": n for s, n in sorted(t.split.counts().items())},
+                "countries": sorted(c for c in t.country.counts() if c),
                 "labels": [{"name": c, "count": int(n)} for c, n in zip(eng.nomenclature.classes, counts, strict=True)],
                 "nomenclature": eng.nomenclature.name, "modalities": list(svc.archive.modalities),
                 "target_modalities": eng.modalities, "from_modalities": eng.modalities, "index": index_info(),
