@@ -524,6 +524,10 @@ class Archive:
         except KeyError:
             raise NotFoundError(f"id {item!r} is not in archive {self.path}") from None
 
+    def position_map(self) -> dict[str, int]:
+        """A copy of the id -> position map (it shares the key and position objects: only the table is new)."""
+        return dict(self._pos)
+
     def item(self, item: str | int) -> dict[str, Any]:
         """Catalog row of one item as a plain dict."""
         row = self.catalog.iloc[self.position(item)].to_dict()

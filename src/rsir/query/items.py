@@ -140,7 +140,7 @@ class ItemTable:
         cat = archive.catalog
         n = len(cat)
         self.ids: list[str] = list(archive.ids)
-        self.pos: dict[str, int] = {i: p for p, i in enumerate(self.ids)}
+        self.pos: dict[str, int] = archive.position_map()
         self.labels = archive.labels.copy()
         self.split = Coded.of_strings(cat["split"])
         self.country = Coded.of_strings(cat["country"])
