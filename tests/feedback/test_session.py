@@ -53,6 +53,20 @@ def test_rounds_versions_and_oracle(sim_float: tuple[Path, Path], tmp_path: Path
     assert [x["status"] for x in s.store.rounds()] == ["done", "done", "done"]
 
 
+def test_knn_pool_round_asks_neighbour_pairs(sim_float: tuple[Path, Path], tmp_path: Path) -> None:
+    s = _session(sim_float, tmp_path, pool_from="knn", neighbours=3)
+    assert s.run_round("random", 10)["queued"] == 10
+    train = s.archive.split_positions("train")
+    pos = {v: k for k, v in enumerate(s.ids)}
+    f = s.features[train].astype(np.float64)
+    d = ((f[:, None] - f[None]) ** 2).sum(2)
+    np.fill_diagonal(d, np.inf)
+    near = np.argsort(d, axis=1)[:, :3]  # by hand: each training patch's 3 nearest training patches
+    allowed = {(min(a, b), max(a, b)) for r, a in enumerate(train.tolist()) for b in train[near[r]].tolist()}
+    asked = {(min(pos[p["a"]], pos[p["b"]]), max(pos[p["a"]], pos[p["b"]])) for p in s.store.pending(100)}
+    assert len(asked) == 10 and asked <= allowed
+
+
 def test_one_round_at_a_time_and_failed_rounds_are_closed(sim_float: tuple[Path, Path], tmp_path: Path) -> None:
     s = _session(sim_float, tmp_path)
     rid = s.store.start_round("random", 3, who="someone else")

@@ -24,7 +24,7 @@ import numpy as np
 
 from rsir.data.archive import Archive
 from rsir.feedback import FeedbackError
-from rsir.feedback.anneal import AnnealConfig, HeadState, retrieval_map, sample_pool, select
+from rsir.feedback.anneal import AnnealConfig, HeadState, candidate_pool, retrieval_map, select
 from rsir.feedback.store import AnnotationStore
 from rsir.pipeline import IndexDir
 from rsir.storage import StorageError, read_manifest, write_dir_atomic
@@ -181,7 +181,7 @@ class AnnotationSession:
         items = self.archive.split_positions("train")
         items = items if items.size >= 2 else np.arange(len(self.ids))
         rng = np.random.default_rng(self.config.seed + round_id)
-        pi, pj = sample_pool(items, self.config.pool, rng)
+        pi, pj = candidate_pool(self.features, items, self.config, rng)
         li, lj, ly = self.labelled()
         done = set(zip(np.minimum(li, lj).tolist(), np.maximum(li, lj).tolist(), strict=True))
         unl = np.array([(a, b) not in done for a, b in zip(pi.tolist(), pj.tolist(), strict=True)], bool)
