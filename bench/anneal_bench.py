@@ -190,6 +190,12 @@ def diagnose(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.ndarray
                                 "candidates_similar_share": round(float(y[near].mean()), 4),
                                 "candidates_entropy_bits": round(_entropy(float(y[near].mean())), 3)}
                 row["random_entropy_bits"] = round(_entropy(float(y[rest].mean())), 3)
+                clf = A.train_pair_classifier(A.pair_features(z, pi[:n], pj[:n]), y[:n], seed=seed)
+                p = clf(A.pair_features(z, pi[rest], pj[rest]))
+                near = rest[np.argsort(np.abs(p - 0.5), kind="stable")[:4 * args.budget]]
+                row["bcgue"] = {"classifier_auc": round(_auc(-p, y[rest]), 3), "distance_auc": round(_auc(d[rest], y[rest]), 3),
+                                "candidates_similar_share": round(float(y[near].mean()), 4),
+                                "candidates_entropy_bits": round(_entropy(float(y[near].mean())), 3)}
                 edges = np.quantile(d, np.linspace(0, 1, 11))
                 dec = np.clip(np.searchsorted(edges, d, side="right") - 1, 0, 9)
                 row["similar_share_by_distance_decile"] = [round(float(y[dec == k].mean()), 3) for k in range(10)]
