@@ -193,7 +193,8 @@ def diagnose(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.ndarray
                 clf = A.train_pair_classifier(A.pair_features(z, pi[:n], pj[:n]), y[:n], seed=seed)
                 p = clf(A.pair_features(z, pi[rest], pj[rest]))
                 near = rest[np.argsort(np.abs(p - 0.5), kind="stable")[:4 * args.budget]]
-                row["bcgue"] = {"classifier_auc": round(_auc(-p, y[rest]), 3), "distance_auc": round(_auc(d[rest], y[rest]), 3),
+                row["bcgue"] = {"classifier_auc": round(_auc(-p, y[rest]), 3),
+                                "distance_auc": round(_auc(d[rest], y[rest]), 3),
                                 "candidates_similar_share": round(float(y[near].mean()), 4),
                                 "candidates_entropy_bits": round(_entropy(float(y[near].mean())), 3)}
                 edges = np.quantile(d, np.linspace(0, 1, 11))
@@ -298,6 +299,8 @@ def main() -> None:
                          "nearest in the frozen features")
     ap.add_argument("--neighbours", type=int, default=10)
     ap.add_argument("--threshold", choices=["midpoint", "error"], default="midpoint", help="MGUE's tau")
+    ap.add_argument("--fine-tune", action="store_true",
+                    help="start each round's head from the last one instead of retraining from the initialisation")
     ap.add_argument("--candidates", type=int, default=4,
                     help="ANNEAL clusters the candidates x budget most uncertain pairs (default 4)")
     ap.add_argument("--queries", type=int, default=1000)
@@ -355,7 +358,8 @@ def main() -> None:
             for strat in strategies:
                 cfg = A.AnnealConfig(strategy=strat, budget=args.budget, rounds=args.rounds, initial=args.initial,
                                      pool=args.pool, pool_from=args.pool_from, neighbours=args.neighbours,
-                                     threshold=args.threshold, candidates=args.candidates, seed=seed)
+                                     threshold=args.threshold, candidates=args.candidates,
+                                     fine_tune=args.fine_tune, seed=seed)
                 t0 = time.perf_counter()
                 recs, _ = A.run(x, train, orc, cfg, evaluate=lambda z, o=oracle: {
                     "map20": A.retrieval_map(z, q, db, labels, relevance=o)})

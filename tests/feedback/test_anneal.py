@@ -242,3 +242,24 @@ def test_loop_bookkeeping_and_learning() -> None:
         A.AnnealConfig(strategy="greedy")
     with pytest.raises(FeedbackError, match="budget"):
         A.AnnealConfig(budget=0)
+
+
+def test_fine_tune_starts_from_the_given_head() -> None:
+    x, labels = _toy()
+    rng = np.random.default_rng(0)
+    pi, pj = A.sample_pool(np.arange(120), 200, rng)
+    y = A.label_oracle(labels)(pi, pj)
+    cfg = A.AnnealConfig(dim=4, steps=30, lr=1e-2)
+    first = A.train_head(x, pi[:50], pj[:50], y[:50], cfg)
+    # no steps: the fine-tuned head is the one it started from; a fresh one is the seeded initialisation
+    zero = A.AnnealConfig(dim=4, steps=1, lr=1e-12)
+    same = A.train_head(x, pi[:1], pj[:1], y[:1], zero, init=first)
+    for k in ("w2", "b2"):
+        np.testing.assert_allclose(same.weights[k], first.weights[k], atol=1e-6)
+    fresh = A.train_head(x, pi[:1], pj[:1], y[:1], zero)
+    assert not np.allclose(fresh.weights["w2"], first.weights["w2"], atol=1e-3)
+    with pytest.raises(FeedbackError):
+        A.train_head(x, pi[:1], pj[:1], y[:1], A.AnnealConfig(dim=8), init=first)
+    recs, head = A.run(x, np.arange(120), A.label_oracle(labels),
+                       A.AnnealConfig(budget=10, rounds=2, initial=20, pool=500, dim=4, steps=20, fine_tune=True))
+    assert [r.labelled for r in recs] == [20, 30, 40] and head.dim == 4

@@ -22,7 +22,8 @@ def _session(sim_float: tuple[Path, Path], tmp_path: Path, **kw: object) -> Anno
     arc, idx = sim_float
     copy = tmp_path / "idx"
     shutil.copytree(idx, copy)
-    return AnnotationSession.open(copy, arc, config=AnnealConfig(pool=2000, steps=40, **kw))  # type: ignore[arg-type]
+    cfg = AnnealConfig(**{"pool": 2000, "steps": 40, **kw})  # type: ignore[arg-type]
+    return AnnotationSession.open(copy, arc, config=cfg)
 
 
 def test_rounds_versions_and_oracle(sim_float: tuple[Path, Path], tmp_path: Path) -> None:
@@ -65,6 +66,18 @@ def test_knn_pool_round_asks_neighbour_pairs(sim_float: tuple[Path, Path], tmp_p
     allowed = {(min(a, b), max(a, b)) for r, a in enumerate(train.tolist()) for b in train[near[r]].tolist()}
     asked = {(min(pos[p["a"]], pos[p["b"]]), max(pos[p["a"]], pos[p["b"]])) for p in s.store.pending(100)}
     assert len(asked) == 10 and asked <= allowed
+
+
+def test_fine_tune_rounds_start_from_the_published_head(sim_float: tuple[Path, Path], tmp_path: Path) -> None:
+    s = _session(sim_float, tmp_path, fine_tune=True, steps=1, lr=1e-12)
+    s.run_round("random", 12)
+    s.answer_with_labels()
+    assert s.run_round("random", 8)["model_version"] == 1
+    first, _ = load_head(s.model_dir)
+    s.answer_with_labels()
+    assert s.run_round("random", 0)["model_version"] == 2
+    second, _ = load_head(s.model_dir)  # one step at a vanishing rate: the head it started from
+    np.testing.assert_allclose(second.weights["w2"], first.weights["w2"], atol=1e-6)
 
 
 def test_one_round_at_a_time_and_failed_rounds_are_closed(sim_float: tuple[Path, Path], tmp_path: Path) -> None:

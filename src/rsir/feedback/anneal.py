@@ -4,7 +4,8 @@ Hoxha, Sumbul, Henkel, Möllenbrok, Demir, arXiv:2406.10107 (TGRS) and arXiv:230
 labels *pairs* of images as similar or dissimilar (one bit, never a class label). Each round:
 
 1. the metric model is trained on the labelled pairs with the contrastive loss (here a head on rsir's frozen
-   features, :class:`MetricHead`, retrained from its initialisation every round);
+   features, :class:`MetricHead`, retrained from its initialisation every round, or with ``fine_tune``
+   from the last round's head);
 2. every item is embedded and the unlabelled candidate pairs (the pool) are scored for *uncertainty*:
    - **MGUE** (metric-guided): a threshold tau on embedding distances that separates similar from dissimilar
      pairs is estimated from the current metric space (:func:`mgue_threshold`, from the labelled pairs'
@@ -24,9 +25,9 @@ git.tu-berlin.de/rsim/ANNEAL could not be read here) is the above. These are rsi
 the papers: the pool (``pool`` uniform random pairs of training items, or with ``pool_from="knn"`` each item
 with its ``neighbours`` nearest in the frozen features), P0 = ``initial`` random pairs, ``budget`` pairs per
 round, ``candidates * budget`` uncertain pairs clustered, tau as the midpoint of the class means, the head
-retrained from its seeded initialisation each round (not fine-tuned), a linear head on frozen features instead
-of an end-to-end CNN, the contrastive margin 1 on L2-normalised embeddings, and no transitive expansion of the
-answers (valid only when "similar" is an equivalence, e.g. identical label sets).
+retrained from its seeded initialisation each round (``fine_tune`` starts from the last head), a linear head
+on frozen features instead of an end-to-end CNN, the contrastive margin 1 on L2-normalised embeddings, and no
+transitive expansion of the answers (valid only when "similar" is an equivalence, e.g. identical label sets).
 
 Pair representation (for clustering and for the BCGUE classifier) is symmetric in the two items, since a pair
 is unordered: ``[z_i + z_j, |z_i - z_j|]`` for clustering, ``[|z_i - z_j|, z_i * z_j]`` for the classifier.
@@ -65,6 +66,7 @@ class AnnealConfig:
     hidden: int = 0            # hidden width of the head (0: a linear head; see BENCHMARKS.md)
     margin: float = 1.0        # contrastive margin on L2-normalised embeddings (distances lie in [0, 2])
     steps: int = 100           # optimiser steps per round
+    fine_tune: bool = False    # start each round from the last round's head instead of the initialisation
     batch: int = 1024          # pairs per step (all of them while fewer)
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -372,8 +374,10 @@ class HeadState:
 
 
 def train_head(x: np.ndarray, i: np.ndarray, j: np.ndarray, y: np.ndarray, cfg: AnnealConfig,
-               seed: int | None = None, on_step: Callable[[int], None] | None = None) -> HeadState:
-    """Train the metric head from its (seeded) initialisation on labelled pairs with the contrastive loss."""
+               seed: int | None = None, on_step: Callable[[int], None] | None = None,
+               init: HeadState | None = None) -> HeadState:
+    """Train the metric head on labelled pairs with the contrastive loss, from its (seeded) initialisation, or
+    from ``init`` (fine-tuning; it must have the same shape)."""
     import torch
     from torch import nn
 
@@ -388,6 +392,14 @@ def train_head(x: np.ndarray, i: np.ndarray, j: np.ndarray, y: np.ndarray, cfg: 
     else:
         layers += [nn.Identity(), nn.Identity(), nn.Linear(f, cfg.dim)]
     net = nn.Sequential(*layers)
+    if init is not None:
+        if (init.hidden, init.dim) != (cfg.hidden, cfg.dim):
+            raise FeedbackError(f"cannot fine-tune a head of hidden {init.hidden}, dim {init.dim} "
+                                f"as hidden {cfg.hidden}, dim {cfg.dim}")
+        state = {"2.weight": init.weights["w2"], "2.bias": init.weights["b2"]}
+        if cfg.hidden:
+            state.update({"0.weight": init.weights["w1"], "0.bias": init.weights["b1"]})
+        net.load_state_dict({k: torch.as_tensor(np.array(v)) for k, v in state.items()})
     losses: list[float] = []
     if len(i):
         xt = torch.as_tensor(np.asarray(x, np.float32))
@@ -472,7 +484,7 @@ def run(x: np.ndarray, items: np.ndarray, oracle: Oracle, cfg: AnnealConfig,
     for t in range(cfg.rounds + 1):
         t0 = time.perf_counter()
         li, lj, ly = pi[labelled], pj[labelled], answers[labelled]
-        head = train_head(x, li, lj, ly, cfg, seed=cfg.seed + t)
+        head = train_head(x, li, lj, ly, cfg, seed=cfg.seed + t, init=head if cfg.fine_tune else None)
         z = head.embed(x)
         metrics = evaluate(z) if evaluate is not None else {}
         rec = RoundRecord(t, int(labelled.sum()), int(ly.sum()), new_similar, tau, metrics,

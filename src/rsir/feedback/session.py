@@ -165,8 +165,11 @@ class AnnotationSession:
         if i.size == 0:
             return self.current()
         self.progress.set(phase="training", step=0, steps=self.config.steps)
+        last = self.current()[0] if self.config.fine_tune else None
+        if last is not None and (last.hidden, last.dim) != (self.config.hidden, self.config.dim):
+            last = None  # a head of another shape: start afresh
         head = train_head(self.features, i, j, y, self.config, seed=self.config.seed + (round_id or 0),
-                          on_step=lambda s: self.progress.set(step=s + 1))
+                          on_step=lambda s: self.progress.set(step=s + 1), init=last)
         metrics = self.evaluate(head.embed(self.features))
         version = self.store.register_model(str(self.model_dir), round_id, int(i.size), metrics)
         save_head(self.model_dir, head, version, {"round": round_id, "pairs": int(i.size),
