@@ -137,6 +137,152 @@ def head_ablation(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.nd
     print(json.dumps(summary, indent=1))
 
 
+def _auc(d: np.ndarray, y: np.ndarray) -> float:
+    """P(a similar pair is nearer than a dissimilar one) of pool distances (0.5: no separation)."""
+    from scipy.stats import rankdata
+
+    r = rankdata(-d)
+    n1, n0 = int(y.sum()), int((~y).sum())
+    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)) if n1 and n0 else float("nan")
+
+
+def _entropy(p: float) -> float:
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return float(-(p * np.log2(p) + (1 - p) * np.log2(1 - p)))
+
+
+def diagnose(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.ndarray, db: np.ndarray,
+             args: argparse.Namespace, meta: dict[str, Any]) -> None:
+    """Why selection does (not) beat random: (1) the learning curve of random pairs up to the whole pool and
+    with 4x the training steps (saturation, under-training); (2) how well this round's metric separates the
+    pool's similar and dissimilar pairs, where MGUE's tau sits, and how uncertain ANNEAL's candidates really
+    are (their share of similar answers and its entropy, against random pairs); (3) an unrealisable reference
+    selection that knows the answers and asks the pairs with the largest contrastive loss under the current
+    model, with and without ANNEAL's clustering. Writes anneal_diagnosis.json."""
+    from rsir.feedback import anneal as A
+    from rsir.storage import atomic_write_json
+
+    curve, separation, reference = [], [], []
+    for oracle in args.oracles:
+        orc = A.label_oracle(labels, oracle)
+        for seed in args.seeds:
+            rng = np.random.default_rng(seed)
+            pi, pj = A.sample_pool(train, args.pool, rng)
+            y = orc(pi, pj)
+            for n, steps in [(n, 100) for n in (100, 450, 900, 2000, 5000, 10000)] + \
+                            [(n, 400) for n in (100, 900, 10000)]:
+                n = min(n, pi.size)
+                head = A.train_head(x, pi[:n], pj[:n], y[:n], A.AnnealConfig(seed=seed, steps=steps))
+                z = head.embed(x)
+                d = A.pair_distances(z, pi, pj)
+                curve.append({"oracle": oracle, "seed": seed, "pairs": n, "steps": steps,
+                              "map20": round(A.retrieval_map(z, q, db, labels, relevance=oracle), 4),
+                              "pool_auc": round(_auc(d, y), 3)})
+                if steps != 100 or n not in (100, 450, 900):
+                    continue
+                rest = np.arange(n, d.size)
+                row: dict[str, Any] = {"oracle": oracle, "seed": seed, "pairs": n,
+                                       "pool_similar_share": round(float(y.mean()), 4)}
+                for how in A.THRESHOLDS:
+                    tau = A.mgue_threshold(d[:n], y[:n], how, fallback=float(np.median(d)))
+                    near = rest[np.argsort(np.abs(d[rest] - tau), kind="stable")[:4 * args.budget]]
+                    row[how] = {"tau": round(tau, 4), "tau_quantile": round(float((d < tau).mean()), 3),
+                                "candidates_similar_share": round(float(y[near].mean()), 4),
+                                "candidates_entropy_bits": round(_entropy(float(y[near].mean())), 3)}
+                row["random_entropy_bits"] = round(_entropy(float(y[rest].mean())), 3)
+                clf = A.train_pair_classifier(A.pair_features(z, pi[:n], pj[:n]), y[:n], seed=seed)
+                p = clf(A.pair_features(z, pi[rest], pj[rest]))
+                near = rest[np.argsort(np.abs(p - 0.5), kind="stable")[:4 * args.budget]]
+                row["bcgue"] = {"classifier_auc": round(_auc(-p, y[rest]), 3),
+                                "distance_auc": round(_auc(d[rest], y[rest]), 3),
+                                "candidates_similar_share": round(float(y[near].mean()), 4),
+                                "candidates_entropy_bits": round(_entropy(float(y[near].mean())), 3)}
+                edges = np.quantile(d, np.linspace(0, 1, 11))
+                dec = np.clip(np.searchsorted(edges, d, side="right") - 1, 0, 9)
+                row["similar_share_by_distance_decile"] = [round(float(y[dec == k].mean()), 3) for k in range(10)]
+                separation.append(row)
+                print(row, flush=True)
+        # (3) the reference selection: uncertainty replaced by the true loss (needs the answers: not realisable)
+        def true_loss(strategy: str, z: np.ndarray, pi: np.ndarray, pj: np.ndarray, *rest: Any,
+                      orc: Any = orc) -> tuple[np.ndarray, None]:
+            d = A.pair_distances(z, pi, pj)
+            return np.where(orc(pi, pj), d ** 2, np.maximum(0.0, 1.0 - d) ** 2), None
+
+        saved = A.uncertainty
+        A.uncertainty = true_loss  # type: ignore[assignment]
+        try:
+            for name, strat in (("oracle-loss", "uncertainty"), ("oracle-loss+clustering", "anneal-mgue")):
+                for seed in args.seeds:
+                    cfg = A.AnnealConfig(strategy=strat, budget=args.budget, rounds=args.rounds,
+                                         initial=args.initial, pool=args.pool, seed=seed)
+                    recs, _ = A.run(x, train, orc, cfg, evaluate=lambda z, o=oracle: {
+                        "map20": A.retrieval_map(z, q, db, labels, relevance=o)})
+                    reference.append({"oracle": oracle, "strategy": name, "seed": seed,
+                                      "curve": [{"labelled": r.labelled, "similar": r.similar,
+                                                 "new_similar": r.new_similar,
+                                                 "map20": round(r.metrics["map20"], 4)} for r in recs]})
+                    print(name, oracle, seed, [c["map20"] for c in reference[-1]["curve"]], flush=True)
+        finally:
+            A.uncertainty = saved  # type: ignore[assignment]
+    summary: dict[str, Any] = {"learning_curve": {}, "reference": summarise(reference)}
+    for oracle in args.oracles:
+        for steps in (100, 400):
+            rows = [r for r in curve if r["oracle"] == oracle and r["steps"] == steps]
+            for n in sorted({r["pairs"] for r in rows}):
+                v = [r for r in rows if r["pairs"] == n]
+                summary["learning_curve"][f"{oracle}/{steps} steps/{n} pairs"] = {
+                    "map20": round(float(np.mean([r["map20"] for r in v])), 4),
+                    "pool_auc": round(float(np.mean([r["pool_auc"] for r in v])), 3)}
+    data = {**meta, "summary": summary, "learning_curve": curve, "separation": separation,
+            "reference": reference, "loadavg_end": _load()}
+    atomic_write_json(Path(args.out).with_name("anneal_diagnosis.json"), data)
+    plot_diagnosis(data, Path(args.out).with_name("anneal_diagnosis.png"))
+    print(json.dumps(summary["learning_curve"], indent=1))
+
+
+def plot_diagnosis(data: dict[str, Any], path: Path) -> None:
+    """Left: mAP@20 of random pairs up to the whole pool, and of the oracle-loss reference selection; right:
+    the share of similar pairs by distance decile of the metric trained on 100, 450 and 900 random pairs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    oracles = sorted({r["oracle"] for r in data["learning_curve"]}, reverse=True)
+    fig, axes = plt.subplots(len(oracles), 2, figsize=(11, 4 * len(oracles)), squeeze=False)
+    for row, oracle in zip(axes, oracles, strict=True):
+        ax = row[0]
+        for steps in (100, 400):
+            pts = sorted({r["pairs"] for r in data["learning_curve"] if r["oracle"] == oracle and r["steps"] == steps})
+            m = [np.mean([r["map20"] for r in data["learning_curve"]
+                          if (r["oracle"], r["steps"], r["pairs"]) == (oracle, steps, n)]) for n in pts]
+            ax.plot(pts, m, marker="o", ms=3, label=f"random pairs, {steps} steps")
+        for name, c in data["summary"]["reference"].get(oracle, {}).get("curves", {}).items():
+            ax.plot(c["labelled"], c["map20_mean"], marker=".", ls="--", label=f"{name} (knows the answers)")
+        ax.set_xscale("log")
+        ax.set_xlabel("annotated pairs")
+        ax.set_ylabel("mAP@20 (A)")
+        ax.set_title(f"oracle '{oracle}': learning curve")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        ax = row[1]
+        for n in sorted({r["pairs"] for r in data["separation"] if r["oracle"] == oracle}):
+            rows = [r for r in data["separation"] if r["oracle"] == oracle and r["pairs"] == n]
+            ax.plot(range(1, 11), np.mean([r["similar_share_by_distance_decile"] for r in rows], 0), marker="o",
+                    ms=3, label=f"metric after {n} random pairs")
+        base = np.mean([r["pool_similar_share"] for r in data["separation"] if r["oracle"] == oracle])
+        ax.axhline(base, color="grey", ls=":", lw=1, label="all pool pairs")
+        ax.axhline(0.5, color="black", ls="-", lw=0.5)
+        ax.set_xlabel("distance decile in the current metric (1 = nearest)")
+        ax.set_ylabel("share answered similar")
+        ax.set_title(f"oracle '{oracle}': how the distances separate")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--index", required=True, help="INDEX built with rsir index --method float")
@@ -148,11 +294,23 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--initial", type=int, default=100)
     ap.add_argument("--pool", type=int, default=10000)
+    ap.add_argument("--pool-from", choices=["uniform", "knn"], default="uniform",
+                    help="the candidate pairs: uniform pairs of training patches, or each with its --neighbours "
+                         "nearest in the frozen features")
+    ap.add_argument("--neighbours", type=int, default=10)
+    ap.add_argument("--threshold", choices=["midpoint", "error"], default="midpoint", help="MGUE's tau")
+    ap.add_argument("--fine-tune", action="store_true",
+                    help="start each round's head from the last one instead of retraining from the initialisation")
+    ap.add_argument("--candidates", type=int, default=4,
+                    help="ANNEAL clusters the candidates x budget most uncertain pairs (default 4)")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--head-ablation", action="store_true",
                     help="instead: linear vs MLP head trained on the first n random pairs (n = 100, 300, 600, 900), "
                          "written to anneal_head.json")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="instead: learning curve of random pairs, metric separation and MGUE's tau, and the "
+                         "oracle-loss reference selection, written to anneal_diagnosis.json")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "anneal.json"))
     args = ap.parse_args()
 
@@ -189,6 +347,9 @@ def main() -> None:
     if args.head_ablation:
         head_ablation(x, labels, train, q, db, args, meta)
         return
+    if args.diagnose:
+        diagnose(x, labels, train, q, db, args, meta)
+        return
     runs: list[dict[str, Any]] = []
     out = Path(args.out)
     for oracle in args.oracles:
@@ -196,7 +357,9 @@ def main() -> None:
         for seed in args.seeds:
             for strat in strategies:
                 cfg = A.AnnealConfig(strategy=strat, budget=args.budget, rounds=args.rounds, initial=args.initial,
-                                     pool=args.pool, seed=seed)
+                                     pool=args.pool, pool_from=args.pool_from, neighbours=args.neighbours,
+                                     threshold=args.threshold, candidates=args.candidates,
+                                     fine_tune=args.fine_tune, seed=seed)
                 t0 = time.perf_counter()
                 recs, _ = A.run(x, train, orc, cfg, evaluate=lambda z, o=oracle: {
                     "map20": A.retrieval_map(z, q, db, labels, relevance=o)})

@@ -102,6 +102,27 @@ def test_sample_pool_distinct_unordered_pairs() -> None:
         A.sample_pool(items[:1], 5, rng)
 
 
+def test_knn_pool_by_hand() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 3))
+    items = np.arange(5, 25)
+    i, j = A.knn_pool(x, items, 3, 10_000, rng, block=7)  # a block size that does not divide the items
+    want = set()
+    for a in items.tolist():  # by hand: each item's 3 nearest other items, as unordered pairs
+        near = sorted((b for b in items.tolist() if b != a), key=lambda b: math.dist(x[a], x[b]))[:3]
+        want |= {(min(a, b), max(a, b)) for b in near}
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == want
+    assert (i < j).all() and len(want) == i.size
+    i2, j2 = A.knn_pool(x, items, 3, 5, rng)  # capped: a subset of the same pairs
+    assert i2.size == 5 and set(zip(i2.tolist(), j2.tolist(), strict=True)) <= want
+    cfg = A.AnnealConfig(pool_from="knn", neighbours=3, pool=10_000)
+    assert set(zip(*(v.tolist() for v in A.candidate_pool(x, items, cfg, rng)), strict=True)) == want
+    with pytest.raises(FeedbackError):
+        A.AnnealConfig(pool_from="nearest")
+    with pytest.raises(FeedbackError):
+        A.knn_pool(x, items[:1], 3, 10, rng)
+
+
 def _toy(seed: int = 0, n: int = 120) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     cls = rng.integers(0, 4, n)
@@ -221,3 +242,24 @@ def test_loop_bookkeeping_and_learning() -> None:
         A.AnnealConfig(strategy="greedy")
     with pytest.raises(FeedbackError, match="budget"):
         A.AnnealConfig(budget=0)
+
+
+def test_fine_tune_starts_from_the_given_head() -> None:
+    x, labels = _toy()
+    rng = np.random.default_rng(0)
+    pi, pj = A.sample_pool(np.arange(120), 200, rng)
+    y = A.label_oracle(labels)(pi, pj)
+    cfg = A.AnnealConfig(dim=4, steps=30, lr=1e-2)
+    first = A.train_head(x, pi[:50], pj[:50], y[:50], cfg)
+    # no steps: the fine-tuned head is the one it started from; a fresh one is the seeded initialisation
+    zero = A.AnnealConfig(dim=4, steps=1, lr=1e-12)
+    same = A.train_head(x, pi[:1], pj[:1], y[:1], zero, init=first)
+    for k in ("w2", "b2"):
+        np.testing.assert_allclose(same.weights[k], first.weights[k], atol=1e-6)
+    fresh = A.train_head(x, pi[:1], pj[:1], y[:1], zero)
+    assert not np.allclose(fresh.weights["w2"], first.weights["w2"], atol=1e-3)
+    with pytest.raises(FeedbackError):
+        A.train_head(x, pi[:1], pj[:1], y[:1], A.AnnealConfig(dim=8), init=first)
+    recs, head = A.run(x, np.arange(120), A.label_oracle(labels),
+                       A.AnnealConfig(budget=10, rounds=2, initial=20, pool=500, dim=4, steps=20, fine_tune=True))
+    assert [r.labelled for r in recs] == [20, 30, 40] and head.dim == 4

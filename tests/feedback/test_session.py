@@ -22,7 +22,8 @@ def _session(sim_float: tuple[Path, Path], tmp_path: Path, **kw: object) -> Anno
     arc, idx = sim_float
     copy = tmp_path / "idx"
     shutil.copytree(idx, copy)
-    return AnnotationSession.open(copy, arc, config=AnnealConfig(pool=2000, steps=40, **kw))  # type: ignore[arg-type]
+    cfg = AnnealConfig(**{"pool": 2000, "steps": 40, **kw})  # type: ignore[arg-type]
+    return AnnotationSession.open(copy, arc, config=cfg)
 
 
 def test_rounds_versions_and_oracle(sim_float: tuple[Path, Path], tmp_path: Path) -> None:
@@ -51,6 +52,32 @@ def test_rounds_versions_and_oracle(sim_float: tuple[Path, Path], tmp_path: Path
     st = s.status()
     assert st["model_version"] == 2 and st["pending"] == 0 and "map@20" in st["model_metrics"]
     assert [x["status"] for x in s.store.rounds()] == ["done", "done", "done"]
+
+
+def test_knn_pool_round_asks_neighbour_pairs(sim_float: tuple[Path, Path], tmp_path: Path) -> None:
+    s = _session(sim_float, tmp_path, pool_from="knn", neighbours=3)
+    assert s.run_round("random", 10)["queued"] == 10
+    train = s.archive.split_positions("train")
+    pos = {v: k for k, v in enumerate(s.ids)}
+    f = s.features[train].astype(np.float64)
+    d = ((f[:, None] - f[None]) ** 2).sum(2)
+    np.fill_diagonal(d, np.inf)
+    near = np.argsort(d, axis=1)[:, :3]  # by hand: each training patch's 3 nearest training patches
+    allowed = {(min(a, b), max(a, b)) for r, a in enumerate(train.tolist()) for b in train[near[r]].tolist()}
+    asked = {(min(pos[p["a"]], pos[p["b"]]), max(pos[p["a"]], pos[p["b"]])) for p in s.store.pending(100)}
+    assert len(asked) == 10 and asked <= allowed
+
+
+def test_fine_tune_rounds_start_from_the_published_head(sim_float: tuple[Path, Path], tmp_path: Path) -> None:
+    s = _session(sim_float, tmp_path, fine_tune=True, steps=1, lr=1e-12)
+    s.run_round("random", 12)
+    s.answer_with_labels()
+    assert s.run_round("random", 8)["model_version"] == 1
+    first, _ = load_head(s.model_dir)
+    s.answer_with_labels()
+    assert s.run_round("random", 0)["model_version"] == 2
+    second, _ = load_head(s.model_dir)  # one step at a vanishing rate: the head it started from
+    np.testing.assert_allclose(second.weights["w2"], first.weights["w2"], atol=1e-6)
 
 
 def test_one_round_at_a_time_and_failed_rounds_are_closed(sim_float: tuple[Path, Path], tmp_path: Path) -> None:

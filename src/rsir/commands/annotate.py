@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--oracle-mode", choices=("shared", "exact"), default="shared",
                    help="labels oracle: similar when the patches share a label (shared) or have the same label "
                         "set (exact)")
+    p.add_argument("--pool-from", choices=("uniform", "knn"), default="uniform",
+                   help="candidate pairs: uniform pairs of training patches (default), or each patch with its "
+                        "10 nearest in the frozen features (measured no better; see BENCHMARKS.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--who", default="cli", help="name recorded with the round")
     p.add_argument("--out", default=None, help="export: the Parquet file to write")
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.rounds < 0 or args.budget < 1 or args.initial < 0:
         raise RsirError("--rounds must be >= 0, --budget >= 1 and --initial >= 0")
-    cfg = AnnealConfig(strategy=args.strategy, budget=args.budget, seed=args.seed)
+    cfg = AnnealConfig(strategy=args.strategy, budget=args.budget, pool_from=args.pool_from, seed=args.seed)
     s = AnnotationSession.open(args.index, args.archive, db=args.db, model_dir=args.model, config=cfg)
     oracle = args.oracle == "labels"
     if args.initial and s.store.count() == 0:

@@ -4,7 +4,8 @@ Hoxha, Sumbul, Henkel, Möllenbrok, Demir, arXiv:2406.10107 (TGRS) and arXiv:230
 labels *pairs* of images as similar or dissimilar (one bit, never a class label). Each round:
 
 1. the metric model is trained on the labelled pairs with the contrastive loss (here a head on rsir's frozen
-   features, :class:`MetricHead`, retrained from its initialisation every round);
+   features, :class:`MetricHead`, retrained from its initialisation every round, or with ``fine_tune``
+   from the last round's head);
 2. every item is embedded and the unlabelled candidate pairs (the pool) are scored for *uncertainty*:
    - **MGUE** (metric-guided): a threshold tau on embedding distances that separates similar from dissimilar
      pairs is estimated from the current metric space (:func:`mgue_threshold`, from the labelled pairs'
@@ -18,6 +19,15 @@ labels *pairs* of images as similar or dissimilar (one bit, never a class label)
 
 :data:`STRATEGIES` also holds the ablations of the paper's comparison: uncertainty alone (MGUE top-b),
 diversity alone (k-means over the whole unlabelled pool) and random pairs.
+
+What the papers' stored copies confirm (title, abstract, introduction; the experimental set-up and the code at
+git.tu-berlin.de/rsim/ANNEAL could not be read here) is the above. These are rsir's choices, unverified against
+the papers: the pool (``pool`` uniform random pairs of training items, or with ``pool_from="knn"`` each item
+with its ``neighbours`` nearest in the frozen features), P0 = ``initial`` random pairs, ``budget`` pairs per
+round, ``candidates * budget`` uncertain pairs clustered, tau as the midpoint of the class means, the head
+retrained from its seeded initialisation each round (``fine_tune`` starts from the last head), a linear head
+on frozen features instead of an end-to-end CNN, the contrastive margin 1 on L2-normalised embeddings, and no
+transitive expansion of the answers (valid only when "similar" is an equivalence, e.g. identical label sets).
 
 Pair representation (for clustering and for the BCGUE classifier) is symmetric in the two items, since a pair
 is unordered: ``[z_i + z_j, |z_i - z_j|]`` for clustering, ``[|z_i - z_j|, z_i * z_j]`` for the classifier.
@@ -36,6 +46,7 @@ from rsir.feedback import FeedbackError
 
 STRATEGIES = ("anneal-mgue", "anneal-bcgue", "uncertainty", "diversity", "random")
 THRESHOLDS = ("midpoint", "error")
+POOLS = ("uniform", "knn")
 
 
 @dataclass
@@ -47,12 +58,15 @@ class AnnealConfig:
     rounds: int = 10           # selection rounds after the initial set
     initial: int = 100         # random pairs annotated before the first round (P0)
     candidates: int = 4        # the candidates * budget most uncertain pairs go to clustering
-    pool: int = 10000          # unlabelled candidate pairs drawn from the items
+    pool: int = 10000          # unlabelled candidate pairs drawn from the items (at most)
+    pool_from: str = "uniform"  # uniform pairs of items, or "knn": each item with its nearest neighbours
+    neighbours: int = 10       # k of the "knn" pool
     threshold: str = "midpoint"  # MGUE tau: midpoint of the class means, or the least-error cut
     dim: int = 64              # embedding size of the head
     hidden: int = 0            # hidden width of the head (0: a linear head; see BENCHMARKS.md)
     margin: float = 1.0        # contrastive margin on L2-normalised embeddings (distances lie in [0, 2])
     steps: int = 100           # optimiser steps per round
+    fine_tune: bool = False    # start each round from the last round's head instead of the initialisation
     batch: int = 1024          # pairs per step (all of them while fewer)
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -62,9 +76,11 @@ class AnnealConfig:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise FeedbackError(f"strategy {self.strategy!r}: one of {', '.join(STRATEGIES)}")
+        if self.pool_from not in POOLS:
+            raise FeedbackError(f"pool_from {self.pool_from!r}: one of {', '.join(POOLS)}")
         if self.threshold not in THRESHOLDS:
             raise FeedbackError(f"threshold {self.threshold!r}: one of {', '.join(THRESHOLDS)}")
-        for name in ("budget", "pool", "dim", "steps", "batch", "candidates"):
+        for name in ("budget", "pool", "dim", "steps", "batch", "candidates", "neighbours"):
             if int(getattr(self, name)) < 1:
                 raise FeedbackError(f"{name} must be at least 1 (got {getattr(self, name)})")
         for name in ("rounds", "initial", "hidden"):
@@ -108,6 +124,39 @@ def sample_pool(items: np.ndarray, size: int, rng: np.random.Generator) -> tuple
             if len(out_i) == size:
                 break
     return np.asarray(out_i, np.int64), np.asarray(out_j, np.int64)
+
+
+def knn_pool(x: np.ndarray, items: np.ndarray, k: int, size: int, rng: np.random.Generator,
+             block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct unordered pairs (i < j) of each item with its ``k`` nearest other items (Euclidean, in the
+    rows of ``x``), ``size`` of them drawn uniformly when there are more."""
+    items = np.asarray(items, dtype=np.int64)
+    if items.size < 2:
+        raise FeedbackError(f"a pool of pairs needs at least 2 items (got {items.size})")
+    k = min(k, items.size - 1)
+    f = np.asarray(x[items], np.float64)
+    sq = (f * f).sum(1)
+    nb = np.empty((items.size, k), np.int64)
+    for s in range(0, items.size, block):
+        d = sq[s:s + block, None] + sq[None] - 2.0 * f[s:s + block] @ f.T
+        d[np.arange(d.shape[0]), np.arange(s, s + d.shape[0])] = np.inf
+        part = np.argpartition(d, k - 1, axis=1)[:, :k]
+        nb[s:s + block] = part
+    a = np.repeat(np.arange(items.size), k)
+    b = nb.ravel()
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    keys = np.unique(lo * items.size + hi)
+    if keys.size > size:
+        keys = np.sort(rng.choice(keys, size, replace=False))
+    return items[keys // items.size], items[keys % items.size]
+
+
+def candidate_pool(x: np.ndarray, items: np.ndarray, cfg: AnnealConfig, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The unlabelled pool of candidate pairs the strategies choose from, as ``cfg.pool_from`` says."""
+    if cfg.pool_from == "knn":
+        return knn_pool(x, items, cfg.neighbours, cfg.pool, rng)
+    return sample_pool(items, cfg.pool, rng)
 
 
 def pair_distances(z: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -325,8 +374,10 @@ class HeadState:
 
 
 def train_head(x: np.ndarray, i: np.ndarray, j: np.ndarray, y: np.ndarray, cfg: AnnealConfig,
-               seed: int | None = None, on_step: Callable[[int], None] | None = None) -> HeadState:
-    """Train the metric head from its (seeded) initialisation on labelled pairs with the contrastive loss."""
+               seed: int | None = None, on_step: Callable[[int], None] | None = None,
+               init: HeadState | None = None) -> HeadState:
+    """Train the metric head on labelled pairs with the contrastive loss, from its (seeded) initialisation, or
+    from ``init`` (fine-tuning; it must have the same shape)."""
     import torch
     from torch import nn
 
@@ -341,6 +392,14 @@ def train_head(x: np.ndarray, i: np.ndarray, j: np.ndarray, y: np.ndarray, cfg: 
     else:
         layers += [nn.Identity(), nn.Identity(), nn.Linear(f, cfg.dim)]
     net = nn.Sequential(*layers)
+    if init is not None:
+        if (init.hidden, init.dim) != (cfg.hidden, cfg.dim):
+            raise FeedbackError(f"cannot fine-tune a head of hidden {init.hidden}, dim {init.dim} "
+                                f"as hidden {cfg.hidden}, dim {cfg.dim}")
+        state = {"2.weight": init.weights["w2"], "2.bias": init.weights["b2"]}
+        if cfg.hidden:
+            state.update({"0.weight": init.weights["w1"], "0.bias": init.weights["b1"]})
+        net.load_state_dict({k: torch.as_tensor(np.array(v)) for k, v in state.items()})
     losses: list[float] = []
     if len(i):
         xt = torch.as_tensor(np.asarray(x, np.float32))
@@ -412,7 +471,7 @@ def run(x: np.ndarray, items: np.ndarray, oracle: Oracle, cfg: AnnealConfig,
     import time
 
     rng = np.random.default_rng(cfg.seed)
-    pi, pj = sample_pool(items, cfg.pool, rng)
+    pi, pj = candidate_pool(x, items, cfg, rng)
     labelled = np.zeros(pi.size, bool)
     answers = np.zeros(pi.size, bool)
     first = rng.choice(pi.size, min(cfg.initial, pi.size), replace=False)
@@ -425,7 +484,7 @@ def run(x: np.ndarray, items: np.ndarray, oracle: Oracle, cfg: AnnealConfig,
     for t in range(cfg.rounds + 1):
         t0 = time.perf_counter()
         li, lj, ly = pi[labelled], pj[labelled], answers[labelled]
-        head = train_head(x, li, lj, ly, cfg, seed=cfg.seed + t)
+        head = train_head(x, li, lj, ly, cfg, seed=cfg.seed + t, init=head if cfg.fine_tune else None)
         z = head.embed(x)
         metrics = evaluate(z) if evaluate is not None else {}
         rec = RoundRecord(t, int(labelled.sum()), int(ly.sum()), new_similar, tau, metrics,

@@ -24,7 +24,7 @@ import numpy as np
 
 from rsir.data.archive import Archive
 from rsir.feedback import FeedbackError
-from rsir.feedback.anneal import AnnealConfig, HeadState, retrieval_map, sample_pool, select
+from rsir.feedback.anneal import AnnealConfig, HeadState, candidate_pool, retrieval_map, select
 from rsir.feedback.store import AnnotationStore
 from rsir.pipeline import IndexDir
 from rsir.storage import StorageError, read_manifest, write_dir_atomic
@@ -165,8 +165,11 @@ class AnnotationSession:
         if i.size == 0:
             return self.current()
         self.progress.set(phase="training", step=0, steps=self.config.steps)
+        last = self.current()[0] if self.config.fine_tune else None
+        if last is not None and (last.hidden, last.dim) != (self.config.hidden, self.config.dim):
+            last = None  # a head of another shape: start afresh
         head = train_head(self.features, i, j, y, self.config, seed=self.config.seed + (round_id or 0),
-                          on_step=lambda s: self.progress.set(step=s + 1))
+                          on_step=lambda s: self.progress.set(step=s + 1), init=last)
         metrics = self.evaluate(head.embed(self.features))
         version = self.store.register_model(str(self.model_dir), round_id, int(i.size), metrics)
         save_head(self.model_dir, head, version, {"round": round_id, "pairs": int(i.size),
@@ -181,7 +184,7 @@ class AnnotationSession:
         items = self.archive.split_positions("train")
         items = items if items.size >= 2 else np.arange(len(self.ids))
         rng = np.random.default_rng(self.config.seed + round_id)
-        pi, pj = sample_pool(items, self.config.pool, rng)
+        pi, pj = candidate_pool(self.features, items, self.config, rng)
         li, lj, ly = self.labelled()
         done = set(zip(np.minimum(li, lj).tolist(), np.maximum(li, lj).tolist(), strict=True))
         unl = np.array([(a, b) not in done for a, b in zip(pi.tolist(), pj.tolist(), strict=True)], bool)
