@@ -12,7 +12,10 @@ Everything runs through the `rsir` CLI, so the commands recorded in the JSON are
    first, labels used) as the reference: S1->S1 and S2->S2;
 6. end-to-end encoding throughput of both modalities (`rsir index --model` on a 120 x 120 px simulated archive,
    pairs/s = pairs / build_seconds from the index manifest);
-7. optionally (--reben DIR), the real reBEN sample as it is (24 pairs: 8 train / 8 validation / 8 test).
+7. optionally (--reben DIR), the real reBEN sample as it is (24 pairs: 8 train / 8 validation / 8 test);
+8. optionally (--select), before 2: tau and the objective weights chosen without labels on the held-out slice of
+   the training split (short runs scored by partner MRR; `selection` in the JSON), used by every variant; with
+   --extra-seeds every variant (the floor too) is trained per seed and `seed_stats` holds the paired differences.
 
 Usage: nice -n 10 .venv/bin/python bench/sscm_bench.py [--n 6000] [--size 48] [--epochs 12]
        [--work /tmp/sscm-bench] [--reben ../shared/data/reben-sample] [--out bench/results/sscm.json]
