@@ -310,6 +310,9 @@ def main() -> None:
     ap.add_argument("--select", action="store_true",
                     help="choose tau and the objective weights first, label-free, on the held-out slice of the "
                          "training split (short runs; recorded under 'selection'), and train every variant with them")
+    ap.add_argument("--weights", default=None, metavar="JSON",
+                    help='the objective weights outright, in the form of selection.chosen: {"tau": 0.5, '
+                         '"mim+de": {"w_de": 1}, "all": {"w_de": 1, "w_intra": 1}} (not with --select)')
     ap.add_argument("--select-epochs", type=int, default=20)
     ap.add_argument("--select-taus", type=lambda v: [float(x) for x in v.split(",")], default=[0.1, 0.5])
     ap.add_argument("--select-weights", type=lambda v: [float(x) for x in v.split(",")], default=[0.3, 1.0, 3.0])
@@ -323,6 +326,8 @@ def main() -> None:
     ap.add_argument("--assemble", action="store_true",
                     help="run nothing: write the JSON from what runs with the same settings left in --work")
     args = ap.parse_args()
+    if args.select and args.weights:
+        ap.error("--select chooses the weights; --weights gives them: not both")
     global WIDTH, ASSEMBLE
     WIDTH, ASSEMBLE = args.width, args.assemble
     skip = set(filter(None, args.skip.split(",")))
@@ -343,6 +348,11 @@ def main() -> None:
         tau = ["--tau", str(ch["tau"])]
         hp = {"mim": tau, "mim+de": [*tau, "--w-de", str(ch["mim+de"]["w_de"])],
               "all": [*tau, "--w-de", str(ch["all"]["w_de"]), "--w-intra", str(ch["all"]["w_intra"])]}
+    if args.weights:  # given outright (e.g. a sensitivity run), instead of --select
+        w = json.loads(args.weights)
+        tau = ["--tau", str(w["tau"])]
+        hp = {"mim": tau, "mim+de": [*tau, "--w-de", str(w["mim+de"]["w_de"])],
+              "all": [*tau, "--w-de", str(w["all"]["w_de"]), "--w-intra", str(w["all"]["w_intra"])]}
     variants = [("full-64", [*ramp, *hp["all"]]), ("random", [])]
     if "ablations" not in skip:
         variants += [("mim-64", ["--objectives", "mim", *hp["mim"]]),
