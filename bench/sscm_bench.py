@@ -12,7 +12,10 @@ Everything runs through the `rsir` CLI, so the commands recorded in the JSON are
    first, labels used) as the reference: S1->S1 and S2->S2;
 6. end-to-end encoding throughput of both modalities (`rsir index --model` on a 120 x 120 px simulated archive,
    pairs/s = pairs / build_seconds from the index manifest);
-7. optionally (--reben DIR), the real reBEN sample as it is (24 pairs: 8 train / 8 validation / 8 test).
+7. optionally (--reben DIR), the real reBEN sample as it is (24 pairs: 8 train / 8 validation / 8 test);
+8. optionally (--select), before 2: tau and the objective weights chosen without labels on the held-out slice of
+   the training split (short runs scored by partner MRR; `selection` in the JSON), used by every variant; with
+   --extra-seeds every variant (the floor too) is trained per seed and `seed_stats` holds the paired differences.
 
 Usage: nice -n 10 .venv/bin/python bench/sscm_bench.py [--n 6000] [--size 48] [--epochs 12]
        [--work /tmp/sscm-bench] [--reben ../shared/data/reben-sample] [--out bench/results/sscm.json]
@@ -75,6 +78,90 @@ def model_summary(path: Path) -> dict[str, Any]:
             "distinct_codes_train": info.get("distinct_codes_train")}
 
 
+def _score(model: Path) -> float:
+    """The label-free selection score (partner MRR on the held-out training slice) of a trained model."""
+    return float(json.loads((model / "config.json").read_text())["info"]["best_selection_score"])
+
+
+def selection_stage(run: Runner, archive: Path, work: Path, epochs: int, taus: list[float],
+                    weights: list[float], seed: int, batch: int) -> dict[str, Any]:
+    """Choose tau and the objective weights on the held-out slice of the TRAINING split, label-free.
+
+    Short runs (``epochs``, the weight ramp over them, training seed ``seed``), each scored by the partner MRR
+    of its best epoch on the selection slice (rsir.train.selection: 10 % of the training split, never trained
+    on; no labels, no validation or test item). Coordinate order: tau on InfoNCE alone (the term every variant
+    has), then at that tau w_de for InfoNCE + discrepancy, and (w_de, w_intra) over the full grid for all three
+    objectives. Nothing here is indexed or evaluated: the evaluation queries are never seen."""
+    gdir = work / "select"
+    gdir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+
+    def trial(terms: str, tau: float, w_de: float | None, w_intra: float | None) -> float:
+        extra = ["--objectives", terms, "--tau", str(tau)]
+        if w_de is not None:
+            extra += ["--w-de", str(w_de), "--ramp"]
+        if w_intra is not None:
+            extra += ["--w-intra", str(w_intra)]
+        slug = f"{terms.replace('+', '')}-t{tau}" + ("" if w_de is None else f"-de{w_de}") + \
+            ("" if w_intra is None else f"-in{w_intra}")
+        model = gdir / f"model-{slug}"
+        tr = run("train", str(archive), "--method", "ss-cm", "--epochs", str(epochs), "--patience", str(epochs),
+                 "--out", str(model), "--seed", str(seed), "--batch-size", str(batch), "--width", str(WIDTH),
+                 "--workers", "0", "--quiet", *extra, skip_if=model / "config.json")
+        sc = _score(model)
+        rows.append({"objectives": terms, "tau": tau, "w_de": w_de, "w_intra": w_intra,
+                     "sel_partner_mrr": round(sc, 4), "best_epoch": model_summary(model)["best_epoch"],
+                     "train_wall_s": tr.get("seconds")})
+        return sc
+
+    tau = max(taus, key=lambda t: trial("mim", t, None, None))
+    w_de_mimde = max(weights, key=lambda w: trial("mim+de", tau, w, None))
+    full = max(((a, b) for a in weights for b in weights), key=lambda ab: trial("all", tau, ab[0], ab[1]))
+    return {
+        "rule": "label-free: partner MRR (Hamming on sign codes, both directions) of the best epoch on the 10 % "
+                "selection slice held out of the TRAINING split; no labels, no validation/test item; "
+                f"{epochs}-epoch runs, training seed {seed}, weight ramp on for the de/intra weights; tau chosen "
+                "on InfoNCE alone, then w_de (mim+de) and (w_de, w_intra) (all) at that tau",
+        "grid": {"tau": taus, "weights": weights, "epochs": epochs},
+        "trials": rows,
+        "chosen": {"tau": tau, "mim+de": {"w_de": w_de_mimde}, "all": {"w_de": full[0], "w_intra": full[1]}},
+    }
+
+
+T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
+
+
+def seed_stats(rows: dict[str, Any], groups: dict[str, list[str]]) -> dict[str, Any]:
+    """Per variant: mean and sd (over training seeds) of mAP@20 (A) per direction; per ablation: the paired
+    (same seed) difference full - ablation, its mean, sd and 95 % t interval; 'exceeds_noise' when that interval
+    excludes 0."""
+    import statistics as st
+
+    def vals(name: str, d: str) -> list[float]:
+        return [rows[r]["directions"][d]["mAP@20(A)"] for r in groups[name] if r in rows]
+
+    out: dict[str, Any] = {"variants": {}, "paired_full_minus": {}}
+    for name in groups:
+        out["variants"][name] = {d: {"mean": round(st.mean(v), 4), "sd": round(st.stdev(v), 4) if len(v) > 1
+                                     else None, "n": len(v)} for d in DIRS if (v := vals(name, d))}
+    for name in groups:
+        if name == "full":
+            continue
+        cmp: dict[str, Any] = {}
+        for d in DIRS:
+            f, a = vals("full", d), vals(name, d)
+            if len(f) != len(a) or len(f) < 2:
+                continue
+            diff = [x - y for x, y in zip(f, a, strict=True)]
+            m, sd = st.mean(diff), st.stdev(diff)
+            half = T975.get(len(diff), 2.0) * sd / len(diff) ** 0.5
+            cmp[d] = {"per_seed": [round(x, 4) for x in diff], "mean": round(m, 4), "sd": round(sd, 4),
+                      "ci95": [round(m - half, 4), round(m + half, 4)], "exceeds_noise": abs(m) > half,
+                      "full_better_every_seed": all(x > 0 for x in diff)}
+        out["paired_full_minus"][name] = cmp
+    return out
+
+
 def sscm_stage(run: Runner, archive: Path, work: Path, variants: list[tuple[str, list[str]]], epochs: int,
                seed: int, batch: int, max_steps: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -92,8 +179,9 @@ def _variant(run: Runner, archive: Path, work: Path, name: str, extra: list[str]
     if True:
         slug = name.replace(" ", "_")
         model = work / f"model-{slug}"
-        ep = ["--epochs", "0"] if name == "random" else ["--epochs", str(epochs), "--patience", str(epochs)]
-        if max_steps and name != "random":
+        floor = name.startswith("random")
+        ep = ["--epochs", "0"] if floor else ["--epochs", str(epochs), "--patience", str(epochs)]
+        if max_steps and not floor:
             ep += ["--max-steps", str(max_steps)]
         tr = run("train", str(archive), "--method", "ss-cm", *ep, "--out", str(model), "--seed", str(seed),
                  "--batch-size", str(batch), "--width", str(WIDTH), "--workers", "0", "--quiet", *extra,
@@ -219,6 +307,15 @@ def main() -> None:
     ap.add_argument("--ramp", action="store_true",
                     help="full and mim+de with the DA4DTE weight ramp (rsir train --ramp); adds the constant-weight "
                          "full model as a row of its own")
+    ap.add_argument("--select", action="store_true",
+                    help="choose tau and the objective weights first, label-free, on the held-out slice of the "
+                         "training split (short runs; recorded under 'selection'), and train every variant with them")
+    ap.add_argument("--weights", default=None, metavar="JSON",
+                    help='the objective weights outright, in the form of selection.chosen: {"tau": 0.5, '
+                         '"mim+de": {"w_de": 1}, "all": {"w_de": 1, "w_intra": 1}} (not with --select)')
+    ap.add_argument("--select-epochs", type=int, default=20)
+    ap.add_argument("--select-taus", type=lambda v: [float(x) for x in v.split(",")], default=[0.1, 0.5])
+    ap.add_argument("--select-weights", type=lambda v: [float(x) for x in v.split(",")], default=[0.3, 1.0, 3.0])
     ap.add_argument("--work", default="/tmp/sscm-bench")
     ap.add_argument("--reben", default=None, metavar="DIR", help="the reBEN sample (../shared/data/reben-sample)")
     ap.add_argument("--skip", default="", help="comma list of stages to skip: sscm,milan,throughput,ablations,bits (bits: the 32 / 128-bit "
@@ -229,6 +326,8 @@ def main() -> None:
     ap.add_argument("--assemble", action="store_true",
                     help="run nothing: write the JSON from what runs with the same settings left in --work")
     args = ap.parse_args()
+    if args.select and args.weights:
+        ap.error("--select chooses the weights; --weights gives them: not both")
     global WIDTH, ASSEMBLE
     WIDTH, ASSEMBLE = args.width, args.assemble
     skip = set(filter(None, args.skip.split(",")))
@@ -240,15 +339,32 @@ def main() -> None:
     run("simulate", "--n", str(args.n), "--out", str(archive), "--difficulty", "hard", "--size", str(args.size),
         "--bitemporal", "0", "--seed", str(args.seed), "--quiet", skip_if=archive / "manifest.json")
     ramp = ["--ramp"] if args.ramp else []
-    variants = [("full-64", ramp), ("random", [])]
+    selection = None
+    hp: dict[str, list[str]] = {"all": [], "mim": [], "mim+de": []}
+    if args.select:
+        selection = selection_stage(run, archive, work, args.select_epochs, args.select_taus,
+                                    args.select_weights, args.seed, args.batch)
+        ch = selection["chosen"]
+        tau = ["--tau", str(ch["tau"])]
+        hp = {"mim": tau, "mim+de": [*tau, "--w-de", str(ch["mim+de"]["w_de"])],
+              "all": [*tau, "--w-de", str(ch["all"]["w_de"]), "--w-intra", str(ch["all"]["w_intra"])]}
+    if args.weights:  # given outright (e.g. a sensitivity run), instead of --select
+        w = json.loads(args.weights)
+        tau = ["--tau", str(w["tau"])]
+        hp = {"mim": tau, "mim+de": [*tau, "--w-de", str(w["mim+de"]["w_de"])],
+              "all": [*tau, "--w-de", str(w["all"]["w_de"]), "--w-intra", str(w["all"]["w_intra"])]}
+    variants = [("full-64", [*ramp, *hp["all"]]), ("random", [])]
     if "ablations" not in skip:
-        variants += [("mim-64", ["--objectives", "mim"]), ("mim+de-64", ["--objectives", "mim+de", *ramp])]
-    # the full model (and the ablations) again with other training seeds (same archive): the spread of the numbers
+        variants += [("mim-64", ["--objectives", "mim", *hp["mim"]]),
+                     ("mim+de-64", ["--objectives", "mim+de", *ramp, *hp["mim+de"]])]
+    # every variant again with other training seeds (same archive): the spread of the numbers, paired by seed
+    seeded = ("full-64", "mim-64", "mim+de-64", "random")
     for s in [s for s in args.extra_seeds if s != args.seed]:
         variants += [(f"{name} seed {s}", [*extra, "--seed", str(s)]) for name, extra in variants
-                     if name in ("full-64", "mim-64", "mim+de-64")]
+                     if name in seeded]
     if not {"ablations", "bits"} & skip:
-        variants += [("full-32", ["--bits", "32", *ramp]), ("full-128", ["--bits", "128", *ramp])]
+        variants += [("full-32", ["--bits", "32", *ramp, *hp["all"]]),
+                     ("full-128", ["--bits", "128", *ramp, *hp["all"]])]
         if args.ramp:
             variants.append(("full-64 constant weights", []))
     doc: dict[str, Any] = {
@@ -260,10 +376,19 @@ def main() -> None:
         "settings": {"epochs": args.epochs, "batch": args.batch, "seed": args.seed, "extra_seeds": args.extra_seeds, "ramp": args.ramp,
                      "max_steps_per_epoch": args.max_steps, "width": args.width, "classifier_epochs": args.cls_epochs,
                      "milan_epochs": args.milan_epochs,
-                     "objective_defaults": "tau 0.5, w_de 1, w_intra 1, no quantisation term"},
+                     "objective_defaults": "tau 0.5, w_de 1, w_intra 1, no quantisation term",
+                     "objective_args": hp},
         "results": {} if "sscm" in skip else sscm_stage(run, archive, work, variants, args.epochs, args.seed,
                                                          args.batch, args.max_steps),
     }
+    if selection is not None:
+        doc["selection"] = selection
+    if doc["results"] and args.extra_seeds:
+        groups = {base.split("-")[0] if base != "random" else "floor":
+                  [r for r in doc["results"] if r == base or r.startswith(base + " seed ")]
+                  for base in seeded}
+        doc["seed_stats"] = seed_stats(doc["results"], {"full": groups["full"], "mim": groups["mim"],
+                                                        "mim+de": groups["mim+de"], "floor": groups["floor"]})
     if "milan" not in skip:
         doc["results"].update(milan_stage(run, archive, work, args.cls_epochs, args.milan_epochs, args.seed))
     if "throughput" not in skip:
