@@ -262,12 +262,11 @@ def test_ingest_decodes_a_compressed_archive_back_to_raw_bands(trained: tuple[Pa
 def test_ingest_with_codec_writes_what_compress_writes(trained: tuple[Path, Path], tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     from rsir.cli import main
-    from rsir.compression.archive import compress_archive
-    from rsir.data.formats import ingest
+    from rsir.compression.archive import compress_archive, ingest_with_codec
 
     arch_dir, codec_dir = trained
     compress_archive(arch_dir, codec_dir, tmp_path / "c", progress=False)
-    rep = ingest(arch_dir, "rsir-archive", tmp_path / "i", progress=False, codec=codec_dir)
+    rep = ingest_with_codec(arch_dir, "rsir-archive", tmp_path / "i", codec_dir, progress=False)
     comp, ing = open_archive(tmp_path / "c"), open_archive(rep.path)
     assert rep.compressed is not None and rep.compressed.n_items == len(ing) == len(comp)
     assert 0 < rep.compressed.compressed_bytes < rep.compressed.raw_bytes
@@ -289,7 +288,7 @@ def test_ingest_with_codec_writes_what_compress_writes(trained: tuple[Path, Path
 def test_ingest_refuses_a_codec_of_other_bands_before_writing(trained: tuple[Path, Path], tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     from rsir.cli import main
-    from rsir.data.formats import ingest
+    from rsir.compression.archive import ingest_with_codec
 
     arch_dir, codec_dir = trained
     bad = tmp_path / "codec-bands"
@@ -299,7 +298,7 @@ def test_ingest_refuses_a_codec_of_other_bands_before_writing(trained: tuple[Pat
     (bad / "config.json").write_text(json.dumps(cfg))
     out = tmp_path / "out" / "arch"
     with pytest.raises(CodecError, match="trained on bands"):
-        ingest(arch_dir, "rsir-archive", out, progress=False, codec=bad)
+        ingest_with_codec(arch_dir, "rsir-archive", out, bad, progress=False)
     assert not out.parent.exists()  # nothing written, not even the folder or a hidden partial copy
     assert main(["ingest", str(arch_dir), "--format", "rsir-archive", "--out", str(out), "--quiet",
                  "--codec", str(bad)]) == 2
@@ -307,5 +306,5 @@ def test_ingest_refuses_a_codec_of_other_bands_before_writing(trained: tuple[Pat
     cfg["modality"] = "s9"
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CodecError, match="codes 's9'"):
-        ingest(arch_dir, "rsir-archive", out, progress=False, codec=bad)
+        ingest_with_codec(arch_dir, "rsir-archive", out, bad, progress=False)
     assert not out.parent.exists()

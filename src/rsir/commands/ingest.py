@@ -44,8 +44,15 @@ def run(args: argparse.Namespace) -> int:
     def tell(kind: str, text: str) -> None:
         print(f"rsir ingest: {kind}: {text}", file=sys.stderr, flush=True)
 
-    rep = ingest(args.source, args.format, args.out, parse_options(args.option), skip_bad=args.skip_bad,
-                 overwrite=args.overwrite, progress=not args.quiet, limit=args.limit, tell=tell, codec=args.codec)
+    kw = {"skip_bad": args.skip_bad, "overwrite": args.overwrite, "progress": not args.quiet, "limit": args.limit,
+          "tell": tell}
+    if args.codec is not None:
+        from rsir.compression.archive import ingest_with_codec
+
+        rep = ingest_with_codec(args.source, args.format, args.out, args.codec, options=parse_options(args.option),
+                                **kw)
+    else:
+        rep = ingest(args.source, args.format, args.out, parse_options(args.option), **kw)
     print(f"wrote {rep.n_items} items to {rep.path}")
     if rep.compressed is not None:
         print(describe_compression(rep.compressed))

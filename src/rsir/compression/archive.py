@@ -14,7 +14,7 @@ are at the grid size afterwards (decoding gives the grid).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from rsir.compression.codec import CodecError, load_codec, read_codec_config
 from rsir.compression.encoder import weights_digest
 from rsir.data.archive import Archive, ArchiveWriter, check_output, decode_value, encode_value, open_archive
 from rsir.data.bands import ModalitySpec, to_grid_batch
+from rsir.data.formats import IngestReport, ingest
 
 
 @dataclass
@@ -100,6 +101,25 @@ class CompressedModality:
         g = self.spec.grid
         return CompressReport(path, n_items, self.name, self.raw_bytes, self.coded_bytes, self.items * g[0] * g[1],
                               len(self.spec.bands))
+
+
+def codec_compressor(codec_dir: str | Path) -> Callable[[Sequence[ModalitySpec], str], CompressedModality]:
+    """For :func:`rsir.data.formats.ingest`: the codec's modality among a source's, stored as its bitstreams."""
+    def make(modalities: Sequence[ModalitySpec], what: str) -> CompressedModality:
+        mod = str(read_codec_config(codec_dir).get("modality"))
+        spec = next((m for m in modalities if m.name == mod), None)
+        if spec is None:
+            raise CodecError(f"codec {codec_dir} codes {mod!r}, {what} has modalities {[m.name for m in modalities]}")
+        return CompressedModality(codec_dir, spec, f"{what} ({mod})")
+    return make
+
+
+def ingest_with_codec(root: str | Path, fmt: str, out: str | Path, codec_dir: str | Path,
+                      **kwargs: Any) -> IngestReport:
+    """``rsir ingest --codec``: a source ingested straight into a compressed archive (the codec's modality as
+    bitstreams, coded as :func:`compress_archive` codes them; no raw archive in between). A codec whose bands,
+    grid or dtype differ from the source's is refused before anything is written."""
+    return ingest(root, fmt, out, compressor=codec_compressor(codec_dir), **kwargs)
 
 
 def compress_archive(archive: Archive | str | Path, codec_dir: str | Path, out: str | Path,

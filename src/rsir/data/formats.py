@@ -119,31 +119,22 @@ class IngestReport:
 def ingest(root: str | Path, fmt: str, out: str | Path, options: Mapping[str, Any] | None = None,
            skip_bad: bool = False, overwrite: bool = False, progress: bool = True,
            limit: int | None = None, tell: Callable[[str, str], None] | None = None,
-           codec: str | Path | None = None) -> IngestReport:
+           compressor: Callable[[Sequence[ModalitySpec], str], Any] | None = None) -> IngestReport:
     """Read a source and write it as an archive; bad items raise, or are skipped and reported with skip_bad.
 
     Options and the output path are checked before the source is read. ``tell(kind, text)`` hears each note
     and warning ("note" / "warning") as soon as it is known (the CLI prints them before the progress bar); they
     are also in the report, and the warnings in the manifest's ``info.warnings``.
 
-    With ``codec`` (a directory from ``rsir train-codec``) the codec's modality is stored as its bitstreams, a
-    compressed archive as ``rsir compress`` writes (the same :class:`rsir.compression.archive.CompressedModality`
-    codes it), without a raw archive in between; a codec whose bands, grid or dtype differ from the source's is
-    refused before anything is written.
+    ``compressor(modalities, what)``, when given, returns how one modality is stored instead of raw bands (an
+    :class:`rsir.compression.archive.CompressedModality`: ``name``, ``code``, ``finish``, ``report``; it raises
+    when it does not fit the source's modalities, before anything is written): ``rsir ingest --codec`` through
+    :func:`rsir.compression.archive.ingest_with_codec`, so that ``data`` never imports ``compression``.
     """
     check_output(out, overwrite)
     source = open_source(root, fmt, options)
-    cm = None
-    if codec is not None:
-        from rsir.compression.archive import CompressedModality
-        from rsir.compression.codec import CodecError, read_codec_config
-
-        mod = str(read_codec_config(codec).get("modality"))
-        spec = next((m for m in source.modalities if m.name == mod), None)
-        if spec is None:
-            raise CodecError(f"codec {codec} codes {mod!r}, the {fmt} source has modalities "
-                             f"{[m.name for m in source.modalities]}")
-        cm = CompressedModality(codec, spec, f"the {fmt} source {root} ({mod})")
+    # checked against the source's modalities before anything is written (a CodecError when they differ)
+    cm = compressor(source.modalities, f"the {fmt} source {root}") if compressor is not None else None
     writer = ArchiveWriter(out, source.modalities, source.nomenclature, source.format, overwrite=overwrite,
                            info={"source": str(root), **source.info,
                                  **({"warnings": list(source.warnings)} if source.warnings else {})},
