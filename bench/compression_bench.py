@@ -248,7 +248,7 @@ def main() -> None:
     stage1: dict[float, Path] = {}
     lambdas = [args.main_lambda] if args.retrieval_only else sorted(set(args.lambdas) | {args.main_lambda})
     for lam in lambdas:
-        d = work / stage1_name(lam, args.latent)
+        d = work / stage1_name(lam, args.latent, args.filters, args.codec_epochs)
         rec = run("train-codec", str(sim), "--out", str(d), "--lambda", f"{lam:g}", "--codec-epochs",
                   str(args.codec_epochs), "--joint-epochs", "0", *common, skip_if=d)
         stage1[lam] = d
@@ -256,6 +256,7 @@ def main() -> None:
     # 2. joint stage at each code length, from the main lambda's stage 1
     joint: dict[int, Path] = {}
     wtag = ("" if args.latent == 16 else f"-m{args.latent}-l{args.main_lambda:g}") + (
+        "" if args.filters == 32 else f"-f{args.filters}") + ("" if args.codec_epochs == 4 else f"-s{args.codec_epochs}") + (
         "" if args.joint_epochs == 4 else f"-e{args.joint_epochs}") + (
         "" if args.weighting == "uncertainty" else f"-{args.weighting}") + (
         f"-q{args.quantisation:g}" if args.quantisation else "") + (f"-seed{args.joint_seed}" if args.joint_seed else "")
@@ -347,8 +348,10 @@ def main() -> None:
     print(f"-> {args.out}")
 
 
-def stage1_name(lam: float, latent: int) -> str:
-    return f"codec-s1-l{lam:g}" + ("" if latent == 16 else f"-m{latent}")
+def stage1_name(lam: float, latent: int, filters: int = 32, codec_epochs: int = 4) -> str:
+    """Stage-1 codec folder (the defaults of the first runs keep their names)."""
+    return f"codec-s1-l{lam:g}" + ("" if latent == 16 else f"-m{latent}") + (
+        "" if filters == 32 else f"-f{filters}") + ("" if codec_epochs == 4 else f"-s{codec_epochs}")
 
 
 def held_out_slice(arch: Any, max_items: int) -> dict[str, np.ndarray]:
@@ -390,7 +393,7 @@ def select(args: argparse.Namespace, run: Runner, arch: Any, work: Path) -> dict
     out: dict[str, Any] = {"held_out_items": int(len(val["x"])), "raw_bpppb": raw_bpppb, "points": []}
     for spec in args.select:
         latent, lam = int(spec.split(":")[0]), float(spec.split(":")[1])
-        d = work / stage1_name(lam, latent)
+        d = work / stage1_name(lam, latent, args.filters, args.codec_epochs)
         rec = run("train-codec", str(arch.path), "--out", str(d), "--lambda", f"{lam:g}", "--codec-epochs",
                   str(args.codec_epochs), "--joint-epochs", "0", "--filters", str(args.filters), "--latent", str(latent),
                   "--max-items", str(args.max_items), "--batch-size", str(args.codec_batch), skip_if=d)

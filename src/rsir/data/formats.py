@@ -112,7 +112,7 @@ class IngestReport:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     conversions: list[dict[str, Any]] = field(default_factory=list)
-    #: with ``codec``: what was coded (an rsir.compression.archive.CompressReport)
+    #: with a ``compressor`` (rsir ingest --codec): what was coded (an rsir.compression.archive.CompressReport)
     compressed: Any = None
 
 
