@@ -221,6 +221,28 @@ def test_init_reuses_stage_one_for_another_code_length(trained: tuple[Path, Path
                                                                  n_filters=8, latent=6, init=str(codec_dir)))
 
 
+def test_epoch_hook_scores_held_out_items_into_the_history(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from rsir.compression.train import training_positions
+
+    arch_dir, codec_dir = trained
+    arch = open_archive(arch_dir)
+    used = training_positions(arch, max_items=4, seed=0)
+    held = np.setdiff1d(arch.split_positions("train"), used)
+    assert len(used) == 4 and len(held) > 0 and set(used) <= set(arch.split_positions("train").tolist())
+    calls: list[tuple[str, int, bool]] = []
+
+    def hook(stage: str, epoch: int, net: JointNet) -> dict[str, float]:
+        calls.append((stage, epoch, net.training))
+        return {"held_out": float(epoch)}
+
+    cfg = CodecTrainConfig(bits=8, codec_epochs=0, joint_epochs=2, batch_size=2, n_filters=8, latent=4,
+                           max_items=4, init=str(codec_dir), weighting="pcgrad")
+    out = train_codec(arch, tmp_path / "c", cfg, on_epoch=hook)
+    assert calls == [("joint", 1, False), ("joint", 2, False)]  # after each epoch, the net in eval mode
+    hist = json.loads((out / "config.json").read_text())["info"]["history"]
+    assert [r["held_out"] for r in hist] == [1.0, 2.0]
+
+
 def test_engine_on_a_compressed_archive_answers_pixel_queries(trained: tuple[Path, Path], tmp_path: Path) -> None:
     from rsir.compression.archive import compress_archive
     from rsir.query.engine import SearchEngine
