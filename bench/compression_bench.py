@@ -199,9 +199,15 @@ def main() -> None:
     ap.add_argument("--quantisation", type=float, default=0.0,
                     help="rsir's own quantisation term in the joint stage (rsir train-codec --quantisation)")
     ap.add_argument("--joint-seed", type=int, default=0, help="seed of the joint stage (rsir train-codec --seed)")
+    ap.add_argument("--select", nargs="+", metavar="LATENT:LAMBDA", default=None,
+                    help="choose the operating point instead: stage 1 at each latent width and lambda, then a "
+                         "joint stage of up to --joint-epochs at 32 bits scored after every epoch on a slice of the "
+                         "training split the codec never trains on (never the test or validation queries)")
     ap.add_argument("--retrieval-only", action="store_true",
                     help="only the retrieval comparison (+ hash-output statistics): no lambda sweep, JPEG 2000, "
                          "throughput")
+    ap.add_argument("--throughput", action="store_true",
+                    help="with --retrieval-only: also the indexing throughput on the largest code length's archive")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "compression.json"))
     args = ap.parse_args()
     if args.reben_only:
@@ -230,17 +236,29 @@ def main() -> None:
               "--batch-size", str(args.codec_batch)]
 
     # 1. stage-1 codecs (rate-distortion only) at each lambda
+    if args.select:
+        res["selection"] = select(args, run, arch, work)
+        res["commands"] = run.commands
+        res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=1))
+        plot_sweep(res, Path(args.out).with_suffix(".png"))
+        print(f"-> {args.out}")
+        return
     stage1: dict[float, Path] = {}
     lambdas = [args.main_lambda] if args.retrieval_only else sorted(set(args.lambdas) | {args.main_lambda})
     for lam in lambdas:
-        d = work / f"codec-s1-l{lam:g}"
+        d = work / stage1_name(lam, args.latent, args.filters, args.codec_epochs)
         rec = run("train-codec", str(sim), "--out", str(d), "--lambda", f"{lam:g}", "--codec-epochs",
                   str(args.codec_epochs), "--joint-epochs", "0", *common, skip_if=d)
         stage1[lam] = d
         res.setdefault("train_seconds", {})[d.name] = rec["seconds"]
     # 2. joint stage at each code length, from the main lambda's stage 1
     joint: dict[int, Path] = {}
-    wtag = ("" if args.weighting == "uncertainty" else f"-{args.weighting}") + (
+    wtag = ("" if args.latent == 16 else f"-m{args.latent}-l{args.main_lambda:g}") + (
+        "" if args.filters == 32 else f"-f{args.filters}") + ("" if args.codec_epochs == 4 else f"-s{args.codec_epochs}") + (
+        "" if args.joint_epochs == 4 else f"-e{args.joint_epochs}") + (
+        "" if args.weighting == "uncertainty" else f"-{args.weighting}") + (
         f"-q{args.quantisation:g}" if args.quantisation else "") + (f"-seed{args.joint_seed}" if args.joint_seed else "")
     quant = (["--quantisation", f"{args.quantisation:g}"] if args.quantisation else []) + (
         ["--seed", str(args.joint_seed)] if args.joint_seed else [])
@@ -315,7 +333,7 @@ def main() -> None:
 
     # 5. throughput, same compressed archive, one process
     main_bits = max(args.bits)
-    if not args.retrieval_only:
+    if not args.retrieval_only or args.throughput:
         res["throughput"] = throughput(comp[main_bits], joint[main_bits], milan.get(main_bits))
         print(json.dumps(res["throughput"], indent=1), flush=True)
 
@@ -328,6 +346,132 @@ def main() -> None:
     if not args.retrieval_only:
         plot(res, Path(args.out).with_suffix(".png"))
     print(f"-> {args.out}")
+
+
+def stage1_name(lam: float, latent: int, filters: int = 32, codec_epochs: int = 4) -> str:
+    """Stage-1 codec folder (the defaults of the first runs keep their names)."""
+    return f"codec-s1-l{lam:g}" + ("" if latent == 16 else f"-m{latent}") + (
+        "" if filters == 32 else f"-f{filters}") + ("" if codec_epochs == 4 else f"-s{codec_epochs}")
+
+
+def held_out_slice(arch: Any, max_items: int) -> dict[str, np.ndarray]:
+    """The training items the codec never sees (train split minus its seed-0 sample of ``max_items``): even
+    positions are queries, odd ones the database. Normalised images (archive statistics, as the codec trains)."""
+    from rsir.compression.train import training_positions
+
+    held = np.setdiff1d(arch.split_positions("train"), training_positions(arch, max_items, 0))
+    x = np.concatenate([x for _, x in arch.batches(256, modality="s2", positions=held.tolist())])
+    return {"positions": held, "x": x, "labels": arch.labels[held]}
+
+
+def slice_map(net: Any, val: dict[str, np.ndarray], k: int = 20) -> float:
+    """mAP@k (A) on the held-out slice: codes h > 0 of the rounded latents, queries against database, Hamming."""
+    import torch
+
+    from rsir.bits import pack_bits
+    from rsir.eval.metrics import average_precision_at_k, rank, ranked, relevance_any
+    from rsir.eval.protocols import hamming_distances
+
+    with torch.inference_mode():
+        h = torch.cat([net.hash(net.quantise(net.g_a(torch.as_tensor(val["x"][s:s + 256]))))
+                       for s in range(0, len(val["x"]), 256)]).numpy()
+    codes, lab = pack_bits(h > 0), val["labels"]
+    q, d = np.arange(0, len(codes), 2), np.arange(1, len(codes), 2)
+    order = rank(hamming_distances(codes[q], codes[d]))
+    return float(average_precision_at_k(ranked(relevance_any(lab[q], lab[d]), order), k, "A").mean())
+
+
+def select(args: argparse.Namespace, run: Runner, arch: Any, work: Path) -> dict[str, Any]:
+    """Rate sweep and operating point chosen on the held-out training slice (see --select)."""
+    from rsir.compression.train import CodecTrainConfig, train_codec
+
+    val = held_out_slice(arch, args.max_items)
+    ref_val = grid_pixels(arch, val["positions"])
+    test = arch.split_positions("test")
+    ref_test = grid_pixels(arch, test)
+    raw_bpppb = storage(arch, np.arange(len(arch)))["raw_bpppb"]
+    out: dict[str, Any] = {"held_out_items": int(len(val["x"])), "raw_bpppb": raw_bpppb, "points": []}
+    for spec in args.select:
+        latent, lam = int(spec.split(":")[0]), float(spec.split(":")[1])
+        d = work / stage1_name(lam, latent, args.filters, args.codec_epochs)
+        rec = run("train-codec", str(arch.path), "--out", str(d), "--lambda", f"{lam:g}", "--codec-epochs",
+                  str(args.codec_epochs), "--joint-epochs", "0", "--filters", str(args.filters), "--latent", str(latent),
+                  "--max-items", str(args.max_items), "--batch-size", str(args.codec_batch), skip_if=d)
+        point: dict[str, Any] = {"latent": latent, "lambda": lam, "stage1_seconds": rec["seconds"],
+                                 "rd_held_out": rd_codec(d, ref_val), "rd_test": rd_codec(d, ref_test)}
+        point["fraction_of_raw"] = round(point["rd_held_out"]["bpppb"] / raw_bpppb, 4)
+        print(json.dumps(point), flush=True)
+        cfg = CodecTrainConfig(bits=32, lmbda=lam, codec_epochs=0, joint_epochs=args.joint_epochs,
+                               batch_size=args.codec_batch, n_filters=args.filters, latent=latent,
+                               max_items=args.max_items, init=str(d), weighting=args.weighting,
+                               quantisation=args.quantisation)
+        t0 = time.perf_counter()
+        qtag = f"-q{args.quantisation:g}" if args.quantisation else ""
+        sel_dir = work / f"select-m{latent}-l{lam:g}-{args.weighting}{qtag}" / "codec"
+        if not sel_dir.exists():
+            sel_dir.parent.mkdir(parents=True, exist_ok=True)
+            train_codec(arch, sel_dir, cfg, log=print,
+                        on_epoch=lambda stage, ep, net: {"held_out_map20": round(slice_map(net, val), 4)})
+        hist = json.loads((sel_dir / "config.json").read_text())["info"]["history"]
+        point["joint_seconds"] = round(time.perf_counter() - t0, 1)
+        point["joint_held_out_map20"] = {r["epoch"]: r["held_out_map20"] for r in hist if r["stage"] == "joint"}
+        point["joint_h_abs"] = {r["epoch"]: r["h_abs"] for r in hist if r["stage"] == "joint"}
+        point["rd_joint_held_out"] = rd_codec(sel_dir, ref_val)
+        out["points"].append(point)
+        print(json.dumps(point), flush=True)
+    ok = [p for p in out["points"] if p["rd_joint_held_out"]["bpppb"] <= raw_bpppb / 8] or out["points"]
+    best = max(((p, int(e), m) for p in ok for e, m in p["joint_held_out_map20"].items()), key=lambda t: t[2])
+    out["chosen"] = {"latent": best[0]["latent"], "lambda": best[0]["lambda"], "joint_epochs": best[1],
+                     "held_out_map20": best[2], "rule": "highest held-out mAP@20 (A) at 32 bits among the points "
+                                                         "at 1/8 of raw storage or less"}
+    out["jpeg2000_test"] = rd_jpeg2000(ref_test, [None, *args.j2k_levels])
+    print(json.dumps(out["chosen"]), flush=True)
+    return out
+
+
+def plot_sweep(res: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sel = res["selection"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    pts = sorted(sel["points"], key=lambda p: p["rd_test"]["bpppb"])
+    draw_rd(axes[:2], sel["jpeg2000_test"], [(f"M={p['latent']}, lambda={p['lambda']:g}", p["rd_test"]) for p in pts],
+            [], sel["raw_bpppb"])
+    for p in sel["points"]:
+        ep = sorted(p["joint_held_out_map20"].items(), key=lambda kv: int(kv[0]))
+        axes[2].plot([int(e) for e, _ in ep], [m for _, m in ep], "o-",
+                     label=f"M={p['latent']}, lambda={p['lambda']:g} ({p['rd_joint_held_out']['bpppb']:.3f} b/px/band)")
+    axes[2].set_xlabel("joint epochs (32 bits)")
+    axes[2].set_ylabel("held-out training slice mAP@20 (A)")
+    axes[2].grid(alpha=0.3)
+    axes[2].legend(fontsize=7)
+    fig.suptitle("SIMULATED archive: rate sweep (test split) and operating point (held-out training slice)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def draw_rd(axes: Any, j2k_rows: list[dict[str, Any]], stage1: list[tuple[str, dict[str, float]]],
+            joint: list[tuple[str, dict[str, float]]], raw_bpppb: float) -> None:
+    """PSNR and spectral angle against bits per pixel per band on two axes: JPEG 2000, the stage-1 codecs
+    (annotated when their label is not empty), joint codecs as stars, and the 1/8-of-raw line."""
+    for ax, key, label in [(axes[0], "psnr", "PSNR (dB, peak 10000)"), (axes[1], "sam_deg", "spectral angle (deg)")]:
+        j2k = [r for r in j2k_rows if not r["lossless"]]
+        ax.plot([r["bpppb"] for r in j2k], [r[key] for r in j2k], "o-", label="JPEG 2000 (OpenJPEG)")
+        ax.plot([v["bpppb"] for _, v in stage1], [v[key] for _, v in stage1], "s-", label="learned codec, stage 1")
+        for name, v in stage1:
+            if name:
+                ax.annotate(name, (v["bpppb"], v[key]), fontsize=6)
+        for name, v in joint:
+            ax.plot([v["bpppb"]], [v[key]], "*", ms=12, label=name)
+        ax.axvline(raw_bpppb / 8, color="grey", ls=":", label="1/8 of raw storage")
+        ax.set_xscale("log")
+        ax.set_xlabel("bits per pixel per band")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
 
 
 def reben_rows(work: Path, run: Runner) -> dict[str, Any]:
@@ -367,20 +511,9 @@ def plot(res: dict[str, Any], path: Path) -> None:
 
     rd = res["rate_distortion"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in [(axes[0], "psnr", "PSNR (dB, peak 10000)"), (axes[1], "sam_deg", "spectral angle (deg)")]:
-        j2k = [r for r in rd["jpeg2000"] if not r["lossless"]]
-        ax.plot([r["bpppb"] for r in j2k], [r[key] for r in j2k], "o-", label="JPEG 2000 (OpenJPEG)")
-        s1 = sorted(rd["codec_stage1"].items(), key=lambda kv: kv[1]["bpppb"])
-        ax.plot([v["bpppb"] for _, v in s1], [v[key] for _, v in s1], "s-", label="learned codec, stage 1")
-        for bits, v in rd["codec_joint"].items():
-            ax.plot([v["bpppb"]], [v[key]], "*", ms=12, label=f"joint codec, {bits} bits")
-        raw = rd["storage_test"]["raw_bpppb"]
-        ax.axvline(raw / 8, color="grey", ls=":", label="1/8 of raw storage")
-        ax.set_xscale("log")
-        ax.set_xlabel("bits per pixel per band")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    s1 = sorted(rd["codec_stage1"].values(), key=lambda v: v["bpppb"])
+    draw_rd(axes, rd["jpeg2000"], [("", v) for v in s1],
+            [(f"joint codec, {bits} bits", v) for bits, v in rd["codec_joint"].items()], rd["storage_test"]["raw_bpppb"])
     fig.suptitle("SIMULATED archive, test split: rate-distortion")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

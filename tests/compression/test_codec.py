@@ -221,6 +221,28 @@ def test_init_reuses_stage_one_for_another_code_length(trained: tuple[Path, Path
                                                                  n_filters=8, latent=6, init=str(codec_dir)))
 
 
+def test_epoch_hook_scores_held_out_items_into_the_history(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from rsir.compression.train import training_positions
+
+    arch_dir, codec_dir = trained
+    arch = open_archive(arch_dir)
+    used = training_positions(arch, max_items=4, seed=0)
+    held = np.setdiff1d(arch.split_positions("train"), used)
+    assert len(used) == 4 and len(held) > 0 and set(used) <= set(arch.split_positions("train").tolist())
+    calls: list[tuple[str, int, bool]] = []
+
+    def hook(stage: str, epoch: int, net: JointNet) -> dict[str, float]:
+        calls.append((stage, epoch, net.training))
+        return {"held_out": float(epoch)}
+
+    cfg = CodecTrainConfig(bits=8, codec_epochs=0, joint_epochs=2, batch_size=2, n_filters=8, latent=4,
+                           max_items=4, init=str(codec_dir), weighting="pcgrad")
+    out = train_codec(arch, tmp_path / "c", cfg, on_epoch=hook)
+    assert calls == [("joint", 1, False), ("joint", 2, False)]  # after each epoch, the net in eval mode
+    hist = json.loads((out / "config.json").read_text())["info"]["history"]
+    assert [r["held_out"] for r in hist] == [1.0, 2.0]
+
+
 def test_engine_on_a_compressed_archive_answers_pixel_queries(trained: tuple[Path, Path], tmp_path: Path) -> None:
     from rsir.compression.archive import compress_archive
     from rsir.query.engine import SearchEngine
@@ -257,3 +279,54 @@ def test_ingest_decodes_a_compressed_archive_back_to_raw_bands(trained: tuple[Pa
     assert raw.item("item007")["labels"] == src.item("item007")["labels"]
     assert np.array_equal(raw.get("item007", "s2")["B04"], comp.get("item007", "s2")["B04"])
     assert any("decoded" in n for n in rep.notes)
+
+
+def test_ingest_with_codec_writes_what_compress_writes(trained: tuple[Path, Path], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from rsir.cli import main
+    from rsir.compression.archive import compress_archive, ingest_with_codec
+
+    arch_dir, codec_dir = trained
+    compress_archive(arch_dir, codec_dir, tmp_path / "c", progress=False)
+    rep = ingest_with_codec(arch_dir, "rsir-archive", tmp_path / "i", codec_dir, progress=False)
+    comp, ing = open_archive(tmp_path / "c"), open_archive(rep.path)
+    assert rep.compressed is not None and rep.compressed.n_items == len(ing) == len(comp)
+    assert 0 < rep.compressed.compressed_bytes < rep.compressed.raw_bytes
+    assert ing.ids == comp.ids and ing.compressed("s2") == comp.compressed("s2")
+    assert ing.spec("s2").to_json() == comp.spec("s2").to_json()
+    assert ing.manifest["stats"] == comp.manifest["stats"]
+    for i in ing.ids:  # the same bitstreams, and the other modality stored as it was
+        assert ing.stored(i, "s2") == comp.stored(i, "s2")
+        assert ing.get(i, "s1")["VV"].tobytes() == comp.get(i, "s1")["VV"].tobytes()
+    assert (rep.path / "codec" / "config.json").exists()
+    # the CLI: ingest straight into a compressed archive, then index it from the streams
+    assert main(["ingest", str(arch_dir), "--format", "rsir-archive", "--out", str(tmp_path / "cli"), "--quiet",
+                 "--codec", str(codec_dir)]) == 0
+    assert "bits per pixel per band" in capsys.readouterr().out
+    assert main(["index", str(tmp_path / "cli"), "--out", str(tmp_path / "idx"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["from_stream"] is True
+
+
+def test_ingest_refuses_a_codec_of_other_bands_before_writing(trained: tuple[Path, Path], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from rsir.cli import main
+    from rsir.compression.archive import ingest_with_codec
+
+    arch_dir, codec_dir = trained
+    bad = tmp_path / "codec-bands"
+    shutil.copytree(codec_dir, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["bands"] = cfg["bands"][::-1]
+    (bad / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "out" / "arch"
+    with pytest.raises(CodecError, match="trained on bands"):
+        ingest_with_codec(arch_dir, "rsir-archive", out, bad, progress=False)
+    assert not out.parent.exists()  # nothing written, not even the folder or a hidden partial copy
+    assert main(["ingest", str(arch_dir), "--format", "rsir-archive", "--out", str(out), "--quiet",
+                 "--codec", str(bad)]) == 2
+    assert "trained on bands" in capsys.readouterr().err and not out.parent.exists()
+    cfg["modality"] = "s9"
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CodecError, match="codes 's9'"):
+        ingest_with_codec(arch_dir, "rsir-archive", out, bad, progress=False)
+    assert not out.parent.exists()

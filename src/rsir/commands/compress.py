@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 NAME = "compress"
 HELP = "store an archive's patches as learned-codec bitstreams (indexable without decoding)"
@@ -23,7 +24,12 @@ def run(args: argparse.Namespace) -> int:
 
     r = compress_archive(args.archive, args.codec, args.out, modality=args.modality, overwrite=args.overwrite,
                          progress=not args.no_progress)
-    print(f"compressed {r.n_items} items ({r.modality}): {r.raw_bytes / 1e6:.2f} MB of stored bands -> "
-          f"{r.compressed_bytes / 1e6:.3f} MB of bitstreams ({r.ratio:.1f}x, {r.bpppb:.3f} bits per pixel per "
-          f"band) -> {r.path}")
+    print(describe_compression(r))
     return 0
+
+
+def describe_compression(r: Any) -> str:
+    """One line on a CompressReport (rsir compress, rsir ingest --codec)."""
+    return (f"compressed {r.n_items} items ({r.modality}): {r.raw_bytes / 1e6:.2f} MB of stored bands -> "
+            f"{r.compressed_bytes / 1e6:.3f} MB of bitstreams ({r.ratio:.1f}x, {r.bpppb:.3f} bits per pixel per "
+            f"band) -> {r.path}")

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from rsir.commands import parse_options
+from rsir.commands.compress import describe_compression
 
 NAME = "ingest"
 HELP = "read a source (reBEN LMDB, GeoTIFF folders, captions, ...) and write an rsir archive"
@@ -26,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing archive at --out (only an rsir archive or an empty folder)")
     p.add_argument("--limit", type=int, default=None, help="ingest at most N items")
+    p.add_argument("--codec", default=None, metavar="MODEL",
+                   help="store the codec's modality as bitstreams of this codec (from rsir train-codec): a "
+                        "compressed archive, as rsir compress writes, without a raw copy first")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.epilog = ("format options (--option KEY=VALUE):\n" + describe_all_options() +
                 "\n\nBands stored in another dtype than the archive's are converted exactly, float reflectances "
@@ -40,9 +44,18 @@ def run(args: argparse.Namespace) -> int:
     def tell(kind: str, text: str) -> None:
         print(f"rsir ingest: {kind}: {text}", file=sys.stderr, flush=True)
 
-    rep = ingest(args.source, args.format, args.out, parse_options(args.option), skip_bad=args.skip_bad,
-                 overwrite=args.overwrite, progress=not args.quiet, limit=args.limit, tell=tell)
+    kw = {"skip_bad": args.skip_bad, "overwrite": args.overwrite, "progress": not args.quiet, "limit": args.limit,
+          "tell": tell}
+    if args.codec is not None:
+        from rsir.compression.archive import ingest_with_codec
+
+        rep = ingest_with_codec(args.source, args.format, args.out, args.codec, options=parse_options(args.option),
+                                **kw)
+    else:
+        rep = ingest(args.source, args.format, args.out, parse_options(args.option), **kw)
     print(f"wrote {rep.n_items} items to {rep.path}")
+    if rep.compressed is not None:
+        print(describe_compression(rep.compressed))
     for c in rep.conversions:
         print(f"converted {c['modality']} band {c['band']} of {c['items']} items from {c['from']} to {c['to']}: "
               f"{c['rule']}")

@@ -71,21 +71,33 @@ class CodecTrainConfig:
     quantisation: float = 0.0
 
 
-def load_training_data(arch: Archive, modality: str, max_items: int | None = None,
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised train-split images and their multi-hot labels (all items when there is no train split)."""
+def training_positions(arch: Archive, max_items: int | None = None, seed: int = 0) -> np.ndarray:
+    """Archive positions the codec trains on: the train split (all items without one), at most ``max_items``
+    of them drawn with ``seed``; the rest of the train split is held out from the codec."""
     pos = arch.split_positions("train")
     if len(pos) == 0:
         pos = np.arange(len(arch))
     if max_items is not None and len(pos) > max_items:
         pos = np.sort(np.random.default_rng(seed).choice(pos, max_items, replace=False))
+    return np.asarray(pos)
+
+
+def load_training_data(arch: Archive, modality: str, max_items: int | None = None,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised train-split images and their multi-hot labels (all items when there is no train split)."""
+    pos = training_positions(arch, max_items, seed)
     xs = [x for _, x in arch.batches(256, modality=modality, positions=pos.tolist())]
     return np.concatenate(xs), arch.labels[pos]
 
 
 def train_codec(archive: Archive | str | Path, out: str | Path, cfg: CodecTrainConfig | None = None,
-                log: Callable[[str], None] | None = None) -> Path:
-    """Train a joint codec on an archive's training split in two stages and save it at ``out``."""
+                log: Callable[[str], None] | None = None,
+                on_epoch: Callable[[str, int, JointNet], dict[str, Any] | None] | None = None) -> Path:
+    """Train a joint codec on an archive's training split in two stages and save it at ``out``.
+
+    ``on_epoch(stage, epoch, net)``, when given, runs after every epoch (the net in eval mode; it must not
+    change it) and what it returns is added to that epoch's record in the training history (used to choose the
+    number of epochs on held-out data)."""
     cfg = cfg or CodecTrainConfig()
     arch = archive if isinstance(archive, Archive) else open_archive(archive)
     spec = arch.spec(cfg.modality)
@@ -195,6 +207,10 @@ def train_codec(archive: Archive | str | Path, out: str | Path, cfg: CodecTrainC
                     rec["weights"] = {k: round(acc.get(f"w_{k}", 0.0) / max(nb, 1), 4) for k in objectives}
                 else:
                     rec["conflicting_pairs"] = round(acc.get("conflicts", 0.0) / max(nb, 1), 3)
+            if on_epoch is not None:
+                net.eval()
+                with torch.inference_mode():
+                    rec.update(on_epoch(stage, ep + 1, net) or {})
             history.append(rec)
             if log:
                 log(" ".join(f"{k}={v}" for k, v in rec.items()))

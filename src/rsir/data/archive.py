@@ -24,7 +24,7 @@ import os
 import shutil
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -260,7 +260,9 @@ class ArchiveWriter:
     def __init__(self, path: str | Path, modalities: Sequence[ModalitySpec], nomenclature: Nomenclature,
                  source_format: str, overwrite: bool = False, commit_every: int = 256,
                  info: Mapping[str, Any] | None = None, stats: Mapping[str, Any] | None = None,
-                 compressed: Mapping[str, Any] | None = None) -> None:
+                 compressed: Mapping[str, Any] | None = None,
+                 coders: Mapping[str, Callable[[list[dict[str, np.ndarray]]], list[bytes]]] | None = None,
+                 code_batch: int = 64) -> None:
         self.path = check_output(path, overwrite)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -280,6 +282,11 @@ class ArchiveWriter:
         # a compressed archive (rsir compress) carries its source's statistics and names its codec
         self.stats_override = dict(stats) if stats is not None else None
         self.compressed = dict(compressed or {})
+        # modalities stored in another form than safetensors (rsir ingest --codec: bitstreams): their checked
+        # bands are held back and handed to the coder code_batch items at a time, in order
+        self.coders = dict(coders or {})
+        self.code_batch = max(int(code_batch), 1)
+        self._held: dict[str, list[tuple[str, dict[str, np.ndarray]]]] = {m: [] for m in self.coders}
         self.rows: list[dict[str, Any]] = []
         self.ids: set[str] = set()
         self.skipped: list[SkippedItem] = []
@@ -320,7 +327,10 @@ class ArchiveWriter:
         row["label_vec"] = self.nomenclature.encode(labels).tolist()
         row["modalities"] = sorted(checked)
         for m, bands in checked.items():
-            self._txn.put(f"{m}/{item_id}".encode(), encode_value(bands))
+            if m in self.coders:
+                self._held[m].append((item_id, bands))
+            else:
+                self._txn.put(f"{m}/{item_id}".encode(), encode_value(bands))
             stats = self._stats[m] if row.get("split") == "train" else None
             for b, a in bands.items():
                 self._stats_all[m].update(b, a)
@@ -333,11 +343,30 @@ class ArchiveWriter:
             rec["items"] += 1
             if len(rec["first_items"]) < 5:
                 rec["first_items"].append(item_id)
+        for m, held in self._held.items():
+            if len(held) >= self.code_batch:
+                self._code_held(m)
         self._pending += 1
         if self._pending >= self.commit_every:
             self._txn.commit()
             self._txn = self._env.begin(write=True)
             self._pending = 0
+
+    def _code_held(self, modality: str) -> None:
+        """Store the held-back items of a coded modality as their coder's values."""
+        held = self._held[modality]
+        if held:
+            values = self.coders[modality]([bands for _, bands in held])
+            for (item_id, _), v in zip(held, values, strict=True):
+                self._txn.put(f"{modality}/{item_id}".encode(), bytes(v))
+            held.clear()
+
+    def running_stats(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Per-band statistics of the bands added so far (the train split's when it has items), as close()
+        writes them unless ``stats_override`` is set."""
+        has_train = any(r.get("split") == "train" for r in self.rows)
+        src = self._stats if has_train else self._stats_all
+        return {m: src[m].result() for m in self.specs}
 
     def add_stored(self, row: Mapping[str, Any], values: Mapping[str, bytes]) -> None:
         """Add one item as already-encoded store values per modality (``rsir compress``: bitstreams, or another
@@ -388,6 +417,8 @@ class ArchiveWriter:
             self.abort()
             raise ArchiveError(f"no items were written to {self.path}"
                                + (f" ({len(self.skipped)} skipped)" if self.skipped else ""))
+        for m in self._held:
+            self._code_held(m)
         self._txn.commit()
         self._env.sync(True)
         self._env.close()
@@ -395,7 +426,6 @@ class ArchiveWriter:
         table = _rows_to_table(self.rows)
         pq.write_table(table, self.tmp / CATALOG)
         has_train = any(r.get("split") == "train" for r in self.rows)
-        stats_src = self._stats if has_train else self._stats_all
         splits = pd.Series([r.get("split", "") for r in self.rows]).value_counts().to_dict()
         manifest = {
             "format": FORMAT_NAME,
@@ -407,8 +437,7 @@ class ArchiveWriter:
             "nomenclature": self.nomenclature.to_json(),
             "modalities": {m: s.to_json() for m, s in self.specs.items()},
             "stats_split": "train" if has_train else "all",
-            "stats": (self.stats_override if self.stats_override is not None
-                      else {m: stats_src[m].result() for m in self.specs}),
+            "stats": self.stats_override if self.stats_override is not None else self.running_stats(),
             "resampling": "bilinear",
             "skipped": [{"item": s.item, "problem": s.problem} for s in self.skipped],
             # bands stored in another dtype than the source's, and by which rule (rsir.data.coerce)

@@ -112,22 +112,33 @@ class IngestReport:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     conversions: list[dict[str, Any]] = field(default_factory=list)
+    #: with a ``compressor`` (rsir ingest --codec): what was coded (an rsir.compression.archive.CompressReport)
+    compressed: Any = None
 
 
 def ingest(root: str | Path, fmt: str, out: str | Path, options: Mapping[str, Any] | None = None,
            skip_bad: bool = False, overwrite: bool = False, progress: bool = True,
-           limit: int | None = None, tell: Callable[[str, str], None] | None = None) -> IngestReport:
+           limit: int | None = None, tell: Callable[[str, str], None] | None = None,
+           compressor: Callable[[Sequence[ModalitySpec], str], Any] | None = None) -> IngestReport:
     """Read a source and write it as an archive; bad items raise, or are skipped and reported with skip_bad.
 
     Options and the output path are checked before the source is read. ``tell(kind, text)`` hears each note
     and warning ("note" / "warning") as soon as it is known (the CLI prints them before the progress bar); they
     are also in the report, and the warnings in the manifest's ``info.warnings``.
+
+    ``compressor(modalities, what)``, when given, returns how one modality is stored instead of raw bands (an
+    :class:`rsir.compression.archive.CompressedModality`: ``name``, ``code``, ``finish``, ``report``; it raises
+    when it does not fit the source's modalities, before anything is written): ``rsir ingest --codec`` through
+    :func:`rsir.compression.archive.ingest_with_codec`, so that ``data`` never imports ``compression``.
     """
     check_output(out, overwrite)
     source = open_source(root, fmt, options)
+    # checked against the source's modalities before anything is written (a CodecError when they differ)
+    cm = compressor(source.modalities, f"the {fmt} source {root}") if compressor is not None else None
     writer = ArchiveWriter(out, source.modalities, source.nomenclature, source.format, overwrite=overwrite,
                            info={"source": str(root), **source.info,
-                                 **({"warnings": list(source.warnings)} if source.warnings else {})})
+                                 **({"warnings": list(source.warnings)} if source.warnings else {})},
+                           coders={cm.name: cm.code} if cm is not None else None)
     notes = list(source.notes)
     notes += [f"removed {lo.path.name} ({human_size(lo.size)}), left by an interrupted write whose process "
               f"{lo.pid} is gone" for lo in writer.removed_leftovers]
@@ -164,12 +175,15 @@ def ingest(root: str | Path, fmt: str, out: str | Path, options: Mapping[str, An
                 if not skip_bad:
                     raise err from None
                 writer.skip(it.id, str(err))
+        if cm is not None and writer.rows:
+            cm.finish(writer, writer.running_stats())
         path = writer.close()
     except BaseException:
         writer.abort()
         raise
     return IngestReport(path, len(writer.rows), [(s.item, s.problem) for s in writer.skipped], notes,
-                        list(source.warnings), writer.conversions())
+                        list(source.warnings), writer.conversions(),
+                        cm.report(path, len(writer.rows)) if cm is not None else None)
 
 
 def describe_formats() -> Sequence[tuple[str, str]]:
