@@ -330,3 +330,31 @@ def test_ingest_refuses_a_codec_of_other_bands_before_writing(trained: tuple[Pat
     with pytest.raises(CodecError, match="codes 's9'"):
         ingest_with_codec(arch_dir, "rsir-archive", out, bad, progress=False)
     assert not out.parent.exists()
+
+
+def test_a_diverging_stage_stops_with_its_best_epochs_weights(trained: tuple[Path, Path], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import rsir.compression.train as ct
+
+    real, epochs_done = ct.rate_distortion_loss, [0]
+
+    def exploding(*a: object, **k: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rd, r, d = real(*a, **k)  # type: ignore[arg-type]
+        return (rd * 1e4 if epochs_done[0] >= 2 else rd), r, d  # from epoch 3 on the loss explodes (finite)
+
+    monkeypatch.setattr(ct, "rate_distortion_loss", exploding)
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(stage: str, epoch: int, net: JointNet) -> None:
+        seen[epoch] = {k: v.clone() for k, v in net.g_a.state_dict().items()}
+        epochs_done[0] = epoch
+
+    arch, _ = trained
+    cfg = CodecTrainConfig(bits=16, codec_epochs=6, joint_epochs=0, batch_size=6, n_filters=8, latent=4)
+    out = train_codec(arch, tmp_path / "c", cfg, on_epoch=keep)
+    hist = json.loads((out / "config.json").read_text())["info"]["history"]
+    assert [r["epoch"] for r in hist] == [1, 2, 3] and "diverged" in hist[-1] and "diverged" not in hist[1]
+    best = min((1, 2), key=lambda e: hist[e - 1]["rd"])
+    assert f"epoch {best}'s weights" in hist[-1]["diverged"]
+    for k, v in load_codec(out).net.g_a.state_dict().items():
+        assert torch.equal(v, seen[best][k])

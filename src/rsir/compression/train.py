@@ -21,6 +21,7 @@ The fixed-point coding tables are built from the final entropy model before the 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,6 +89,32 @@ def load_training_data(arch: Archive, modality: str, max_items: int | None = Non
     pos = training_positions(arch, max_items, seed)
     xs = [x for _, x in arch.batches(256, modality=modality, positions=pos.tolist())]
     return np.concatenate(xs), arch.labels[pos]
+
+
+#: an epoch whose mean rate-distortion loss exceeds this multiple of the stage's best epoch has diverged
+DIVERGED = 10.0
+
+
+class DivergenceGuard:
+    """Keeps the weights of a stage's best epoch (lowest mean rate-distortion loss) and tells when an epoch's
+    loss exceeds ``factor`` x that best: the stage has diverged (a loss can explode and stay finite, which the
+    per-batch finiteness check does not catch), and the best epoch's weights are put back."""
+
+    def __init__(self, net: torch.nn.Module, factor: float = DIVERGED) -> None:
+        self.net, self.factor = net, factor
+        self.best, self.best_epoch = math.inf, 0
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def diverged(self, epoch: int, loss: float) -> bool:
+        """Record one epoch's mean loss; True (and the best weights restored) when it has diverged."""
+        if loss < self.best:
+            self.best, self.best_epoch = loss, epoch
+            self.state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+            return False
+        if self.state is not None and not loss <= self.factor * self.best:  # NaN counts as diverged
+            self.net.load_state_dict(self.state)
+            return True
+        return False
 
 
 def train_codec(archive: Archive | str | Path, out: str | Path, cfg: CodecTrainConfig | None = None,
@@ -163,6 +190,7 @@ def train_codec(archive: Archive | str | Path, out: str | Path, cfg: CodecTrainC
 
     def run_stage(stage: str, epochs: int, params: list[torch.nn.Parameter]) -> None:
         opt = torch.optim.Adam(params, lr=cfg.lr)
+        guard = DivergenceGuard(net)
         net_params = [p for p in params if any(p is q for q in net.parameters())]
         for ep in range(epochs):
             net.train()
@@ -211,9 +239,15 @@ def train_codec(archive: Archive | str | Path, out: str | Path, cfg: CodecTrainC
                 net.eval()
                 with torch.inference_mode():
                     rec.update(on_epoch(stage, ep + 1, net) or {})
+            stop = guard.diverged(ep + 1, sums.get("rd", math.nan) / max(nb, 1))
+            if stop:
+                rec["diverged"] = (f"rate-distortion loss over {DIVERGED:g}x epoch {guard.best_epoch}'s: the {stage} "
+                                   f"stage stopped with epoch {guard.best_epoch}'s weights (a lower --lr may help)")
             history.append(rec)
             if log:
                 log(" ".join(f"{k}={v}" for k, v in rec.items()))
+            if stop:
+                return
 
     codec_params = [p for n, p in net.named_parameters() if n.split(".")[0] in ("g_a", "g_s", "entropy")]
     run_stage("codec", cfg.codec_epochs, codec_params)
