@@ -20,7 +20,7 @@ Usage (the numbers in BENCHMARKS.md):
 Writes bench/results/anneal.json (after every run, so an interrupted benchmark keeps what it finished) and
 bench/results/anneal.png. Learned features, label-free (BENCHMARKS.md, "ANNEAL on learned features"):
   rsir train /tmp/anneal/sim6k --method ss-cm --epochs 10 --out /tmp/anneal/sscm
-  rsir index /tmp/anneal/sim6k --model /tmp/anneal/sscm --float --out /tmp/anneal/idx-sscm
+  rsir index /tmp/anneal/sim6k --model /tmp/anneal/sscm --float --modality s2 --out /tmp/anneal/idx-sscm
   nice -n 10 python bench/anneal_bench.py --index /tmp/anneal/idx-sscm --hidden 256 \
       --out bench/results/anneal_sscm_mlp.json
 """
