@@ -5,17 +5,24 @@ pairs, each over several seeds, with two oracles:
 - ``shared``: similar when the two patches share at least one label (mAP relevance: share a label);
 - ``exact``: similar only when their label sets are identical (mAP relevance: identical label sets).
 
-Frozen features: the standardised hand-crafted features of an INDEX built with ``rsir index --method float``.
-Queries: ``--queries`` test-split items; database: every other item; the pool of candidate pairs and every
-annotated pair come from the training split only. Each seed draws its own pool, initial pairs and queries are
-fixed across strategies (seed 0 of the query draw), so the strategies of one seed see the same pool and P0.
+Frozen features: the vectors of INDEX for the archive's items: the standardised hand-crafted features of
+``rsir index --method float``, or learned ones, e.g. the float embeddings of a label-free SS-CM encoder
+(``rsir index --model SSCM --float``). Head: linear, or ``--hidden N`` for a 2-layer MLP. Queries:
+``--queries`` items of ``--query-split`` (test; validation to choose settings); database: every other item;
+the pool of candidate pairs and every annotated pair come from the training split only. Each seed draws its own
+pool, initial pairs and queries are fixed across strategies (seed 0 of the query draw), so the strategies of one
+seed see the same pool and P0.
 
 Usage (the numbers in BENCHMARKS.md):
   rsir simulate --n 6000 --out /tmp/anneal/sim6k --difficulty hard --seed 0 --size 60 --bitemporal 0
   rsir index /tmp/anneal/sim6k --method float --out /tmp/anneal/idx-float
   nice -n 10 python bench/anneal_bench.py --index /tmp/anneal/idx-float
 Writes bench/results/anneal.json (after every run, so an interrupted benchmark keeps what it finished) and
-bench/results/anneal.png.
+bench/results/anneal.png. Learned features, label-free (BENCHMARKS.md, "ANNEAL on learned features"):
+  rsir train /tmp/anneal/sim6k --method ss-cm --epochs 10 --out /tmp/anneal/sscm
+  rsir index /tmp/anneal/sim6k --model /tmp/anneal/sscm --float --modality s2 --out /tmp/anneal/idx-sscm
+  nice -n 10 python bench/anneal_bench.py --index /tmp/anneal/idx-sscm --hidden 256 \
+      --out bench/results/anneal_sscm_mlp.json
 """
 
 from __future__ import annotations
@@ -172,7 +179,7 @@ def diagnose(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.ndarray
             for n, steps in [(n, 100) for n in (100, 450, 900, 2000, 5000, 10000)] + \
                             [(n, 400) for n in (100, 900, 10000)]:
                 n = min(n, pi.size)
-                head = A.train_head(x, pi[:n], pj[:n], y[:n], A.AnnealConfig(seed=seed, steps=steps))
+                head = A.train_head(x, pi[:n], pj[:n], y[:n], A.AnnealConfig(seed=seed, steps=steps, hidden=args.hidden))
                 z = head.embed(x)
                 d = A.pair_distances(z, pi, pj)
                 curve.append({"oracle": oracle, "seed": seed, "pairs": n, "steps": steps,
@@ -214,7 +221,7 @@ def diagnose(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.ndarray
             for name, strat in (("oracle-loss", "uncertainty"), ("oracle-loss+clustering", "anneal-mgue")):
                 for seed in args.seeds:
                     cfg = A.AnnealConfig(strategy=strat, budget=args.budget, rounds=args.rounds,
-                                         initial=args.initial, pool=args.pool, seed=seed)
+                                         initial=args.initial, pool=args.pool, hidden=args.hidden, seed=seed)
                     recs, _ = A.run(x, train, orc, cfg, evaluate=lambda z, o=oracle: {
                         "map20": A.retrieval_map(z, q, db, labels, relevance=o)})
                     reference.append({"oracle": oracle, "strategy": name, "seed": seed,
@@ -303,7 +310,11 @@ def main() -> None:
                     help="start each round's head from the last one instead of retraining from the initialisation")
     ap.add_argument("--candidates", type=int, default=4,
                     help="ANNEAL clusters the candidates x budget most uncertain pairs (default 4)")
+    ap.add_argument("--hidden", type=int, default=0,
+                    help="hidden width of the head (0: linear, the default; e.g. 256: a 2-layer MLP)")
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--query-split", choices=["test", "validation"], default="test",
+                    help="split the mAP queries come from: validation to choose settings, test to report")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--head-ablation", action="store_true",
                     help="instead: linear vs MLP head trained on the first n random pairs (n = 100, 300, 600, 900), "
@@ -329,8 +340,8 @@ def main() -> None:
     x = np.asarray(idx.vectors(ids), np.float32)
     labels = np.asarray(arc.labels)
     train = arc.split_positions("train")
-    test = arc.split_positions("test")
-    q = np.sort(np.random.default_rng(0).choice(test, min(args.queries, test.size), replace=False))
+    held = arc.split_positions(args.query_split)
+    q = np.sort(np.random.default_rng(0).choice(held, min(args.queries, held.size), replace=False))
     db = np.setdiff1d(np.arange(len(ids)), q)
     strategies = args.strategies or list(A.STRATEGIES)
     meta = {"machine": {"cpu": _cpu(), "cores": os.cpu_count(), "torch_threads": args.threads,
@@ -359,7 +370,7 @@ def main() -> None:
                 cfg = A.AnnealConfig(strategy=strat, budget=args.budget, rounds=args.rounds, initial=args.initial,
                                      pool=args.pool, pool_from=args.pool_from, neighbours=args.neighbours,
                                      threshold=args.threshold, candidates=args.candidates,
-                                     fine_tune=args.fine_tune, seed=seed)
+                                     fine_tune=args.fine_tune, hidden=args.hidden, seed=seed)
                 t0 = time.perf_counter()
                 recs, _ = A.run(x, train, orc, cfg, evaluate=lambda z, o=oracle: {
                     "map20": A.retrieval_map(z, q, db, labels, relevance=o)})

@@ -119,6 +119,24 @@ def test_cli_annotate_and_export(sim_float: tuple[Path, Path], tmp_path: Path, c
     assert "5 waiting" in capsys.readouterr().out
     assert main(["annotate", "export", "--index", str(tmp_path / "none"), "--out", str(tmp_path / "x.parquet")]) == 2
     assert main(["annotate", str(arc), "--index", str(copy), "--budget", "0"]) == 2
+    assert main(["annotate", str(arc), "--index", str(copy), "--budget", "5", "--hidden", "-1"]) == 2
+
+
+def test_cli_annotate_mlp_head(sim_float: tuple[Path, Path], tmp_path: Path) -> None:
+    """--hidden N trains and saves a 2-layer MLP head: (F -> N -> dim) weights, unit-norm (items, dim) output."""
+    arc, idx = sim_float
+    copy = tmp_path / "idx"
+    shutil.copytree(idx, copy)
+    model = tmp_path / "mlp"
+    assert main(["annotate", str(arc), "--index", str(copy), "--model", str(model), "--rounds", "1", "--budget", "6",
+                 "--initial", "6", "--oracle", "labels", "--hidden", "16"]) == 0
+    head, manifest = load_head(model)
+    f = int(manifest["features"])
+    assert manifest["hidden"] == 16 and manifest["config"]["hidden"] == 16 and manifest["pairs"] == 12
+    assert head.weights["w1"].shape == (16, f) and head.weights["b1"].shape == (16,)
+    assert head.weights["w2"].shape == (head.dim, 16)
+    z = head.embed(np.random.default_rng(0).normal(size=(5, f)).astype(np.float32))
+    assert z.shape == (5, head.dim) and np.allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
 
 
 def test_rocchio_float_by_hand() -> None:

@@ -41,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool-from", choices=("uniform", "knn"), default="uniform",
                    help="candidate pairs: uniform pairs of training patches (default), or each patch with its "
                         "10 nearest in the frozen features (measured no better; see BENCHMARKS.md)")
+    p.add_argument("--hidden", type=int, default=0,
+                   help="hidden width of the metric head: 0 a linear head (default), N a 2-layer MLP (measured no "
+                        "better; see BENCHMARKS.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--who", default="cli", help="name recorded with the round")
     p.add_argument("--out", default=None, help="export: the Parquet file to write")
@@ -67,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
     from rsir.feedback.anneal import AnnealConfig
     from rsir.feedback.session import AnnotationSession
 
-    if args.rounds < 0 or args.budget < 1 or args.initial < 0:
-        raise RsirError("--rounds must be >= 0, --budget >= 1 and --initial >= 0")
-    cfg = AnnealConfig(strategy=args.strategy, budget=args.budget, pool_from=args.pool_from, seed=args.seed)
+    if args.rounds < 0 or args.budget < 1 or args.initial < 0 or args.hidden < 0:
+        raise RsirError("--rounds must be >= 0, --budget >= 1, --initial >= 0 and --hidden >= 0")
+    cfg = AnnealConfig(strategy=args.strategy, budget=args.budget, pool_from=args.pool_from, hidden=args.hidden,
+                       seed=args.seed)
     s = AnnotationSession.open(args.index, args.archive, db=args.db, model_dir=args.model, config=cfg)
     oracle = args.oracle == "labels"
     if args.initial and s.store.count() == 0:
