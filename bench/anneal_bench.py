@@ -140,7 +140,7 @@ def head_ablation(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.nd
             for n in (100, 300, 600, 900):
                 v = [r["map20"] for r in rows if (r["oracle"], r["hidden"], r["pairs"]) == (oracle, hidden, n)]
                 summary[f"{oracle}/hidden{hidden}/{n}"] = round(float(np.mean(v)), 4)
-    atomic_write_json(Path(args.out).with_name("anneal_head.json"), {**meta, "summary": summary, "runs": rows})
+    atomic_write_json(beside(args.out, "head", ".json"), {**meta, "summary": summary, "runs": rows})
     print(json.dumps(summary, indent=1))
 
 
@@ -165,7 +165,7 @@ def diagnose(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.ndarray
     pool's similar and dissimilar pairs, where MGUE's tau sits, and how uncertain ANNEAL's candidates really
     are (their share of similar answers and its entropy, against random pairs); (3) an unrealisable reference
     selection that knows the answers and asks the pairs with the largest contrastive loss under the current
-    model, with and without ANNEAL's clustering. Writes anneal_diagnosis.json."""
+    model, with and without ANNEAL's clustering. Writes <out>_diagnosis.json and .png."""
     from rsir.feedback import anneal as A
     from rsir.storage import atomic_write_json
 
@@ -242,9 +242,16 @@ def diagnose(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.ndarray
                     "pool_auc": round(float(np.mean([r["pool_auc"] for r in v])), 3)}
     data = {**meta, "summary": summary, "learning_curve": curve, "separation": separation,
             "reference": reference, "loadavg_end": _load()}
-    atomic_write_json(Path(args.out).with_name("anneal_diagnosis.json"), data)
-    plot_diagnosis(data, Path(args.out).with_name("anneal_diagnosis.png"))
+    atomic_write_json(beside(args.out, "diagnosis", ".json"), data)
+    plot_diagnosis(data, beside(args.out, "diagnosis", ".png"))
     print(json.dumps(summary["learning_curve"], indent=1))
+
+
+def beside(out: str, what: str, suffix: str) -> Path:
+    """A side result's path next to ``--out``, named after it (anneal.json -> anneal_diagnosis.json), so variant
+    runs with their own --out do not overwrite the main run's side results."""
+    p = Path(out)
+    return p.with_name(f"{p.stem}_{what}{suffix}")
 
 
 def plot_diagnosis(data: dict[str, Any], path: Path) -> None:
@@ -318,10 +325,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--head-ablation", action="store_true",
                     help="instead: linear vs MLP head trained on the first n random pairs (n = 100, 300, 600, 900), "
-                         "written to anneal_head.json")
+                         "written to <out>_head.json")
     ap.add_argument("--diagnose", action="store_true",
                     help="instead: learning curve of random pairs, metric separation and MGUE's tau, and the "
-                         "oracle-loss reference selection, written to anneal_diagnosis.json")
+                         "oracle-loss reference selection, written to <out>_diagnosis.json/.png")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "anneal.json"))
     args = ap.parse_args()
 
