@@ -28,6 +28,10 @@ def setup(tmp_path_factory):
                           SSCMOptions(bits=16, width=8, blocks=(1, 1), hidden=16))
     idx = root / "i"
     assert main(["index", str(apath), "--model", str(model), "--out", str(idx), "--no-progress"]) == 0
+    # a classic --method beside --model was silently dropped: now refused, nothing written
+    assert main(["index", str(apath), "--model", str(model), "--method", "float", "--out", str(root / "both"),
+                 "--no-progress"]) == 2
+    assert not (root / "both").exists()
     single = build_index(apath, root / "lsh", method="lsh", bits=16, progress=False)
     return root, apath, idx, single
 

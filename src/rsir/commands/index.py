@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from rsir.encoding import load_encoder, model_encoder_type
     from rsir.pipeline import IndexDir, build_index
 
+    if args.model and args.method:
+        raise RsirError(f"--method {args.method} and --model: a model indexes its own codes or features (--method "
+                        "is for the classic methods; --float gives a cross-modal model's embeddings)")
     enc_type = model_encoder_type(args.model) if args.model else None
     if enc_type == "text-itsr":
         return _change_index(args)
