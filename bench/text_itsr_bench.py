@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from rsir.data.archive import open_archive
+from rsir.data.change_grammar import GRAMMAR_VERSION, grammar_size
 from rsir.data.simulate import SimConfig, simulate
 from rsir.eval.recall import cross_modal_recalls
 from rsir.methods.text_itsr import (
@@ -75,6 +76,7 @@ def main() -> int:
     ap.add_argument("--bitemporal", type=float, default=0.7)
     ap.add_argument("--unchanged", type=float, default=0.5)
     ap.add_argument("--after-event", type=float, default=0.5)
+    ap.add_argument("--change-captions", type=int, default=5, help="change captions per pair")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--bits", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
@@ -93,14 +95,19 @@ def main() -> int:
     work = Path(args.work)
     arch_path = work / "archive"
     cfg = SimConfig(n=args.n, seed=args.seed, size=args.size, bitemporal=args.bitemporal, unchanged=args.unchanged,
-                    after_event=args.after_event, difficulty="medium")
+                    after_event=args.after_event, difficulty="medium",
+                    change_captions=args.change_captions)
     if not arch_path.exists():
         simulate(cfg, arch_path)
     arch = open_archive(arch_path)
     made = arch.manifest.get("info", {}).get("simulator", {})
-    differ = [k for k in ("n", "seed", "size", "bitemporal", "unchanged", "after_event") if made.get(k) != getattr(cfg, k)]
+    differ = [k for k in ("n", "seed", "size", "bitemporal", "unchanged", "after_event", "change_captions")
+              if made.get(k) != getattr(cfg, k)]
+    if arch.manifest.get("info", {}).get("change_grammar") != GRAMMAR_VERSION:
+        differ.append("change_grammar")
     if differ:  # an archive of an earlier run with other settings (or of a simulator without unchanged pairs)
         raise SystemExit(f"{arch_path} was simulated with other settings ({', '.join(differ)}): use another --work")
+    train_caps = {c for p in usable_pairs(arch, "s2", "train") for c in p.captions}
     test = usable_pairs(arch, "s2", args.split)
     caps = [c for p in test for c in p.captions]
     owner = np.repeat(np.arange(len(test)), [len(p.captions) for p in test])
@@ -109,6 +116,10 @@ def main() -> int:
     keep = np.flatnonzero(changed)
     sub_caps = np.isin(owner, keep)
     sub_owner = np.searchsorted(keep, owner[sub_caps])
+    wording = {"change_grammar": GRAMMAR_VERSION, **grammar_size(), "distinct_train_captions": len(train_caps),
+               f"distinct_{args.split}_captions": len(set(caps)),
+               f"{args.split}_captions_seen_in_training": len(set(caps) & train_caps)}
+    cache = str(work / "sentences")
     embed_sentences(["warm-up: load the sentence model before timing"])
     t0 = time.perf_counter()
     sent = embed_sentences(caps)
@@ -124,7 +135,7 @@ def main() -> int:
         path = work / f"model-{name}"
         if not args.evaluate_only:
             path = train_text_itsr(arch, path, TrainConfig(epochs=args.epochs, seed=args.seed, progress=False,
-                                   patience=args.epochs), ChangeOptions(fusion, op, args.bits)).path
+                                   patience=args.epochs), ChangeOptions(fusion, op, args.bits, sentence_cache=cache)).path
         train_s = time.perf_counter() - t0
         net, info = load_change_model(path)
         t0 = time.perf_counter()
@@ -149,7 +160,8 @@ def main() -> int:
               f"{100 * row[f'{args.bits}bit']['mR']:.2f} (best epoch {row['best_epoch']}, {train_s:.0f} s)",
               flush=True)
     out = {"dataset": f"SIMULATED archive (rsir simulate --n {args.n} --size {args.size} --bitemporal "
-                      f"{args.bitemporal} --unchanged {args.unchanged} --after-event {args.after_event} --difficulty medium "
+                      f"{args.bitemporal} --unchanged {args.unchanged} --after-event {args.after_event} --change-captions {args.change_captions} "
+                      f"--difficulty medium "
                       f"--seed {args.seed})",
            "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, torch threads "
                       f"{args.threads}, CPU only",
@@ -157,7 +169,7 @@ def main() -> int:
            "test_pairs": len(test), "test_changed_pairs": int(changed.sum()),
            "test_unchanged_pairs": int((~changed).sum()), "test_lookalike_pairs": int(lookalike.sum()),
            "test_sentences": len(caps), "epochs": args.epochs, "bits": args.bits,
-           "sentence_encoding_per_s": round(len(caps) / max(sent_s, 1e-9), 1),
+           "sentence_encoding_per_s": round(len(caps) / max(sent_s, 1e-9), 1), "captions": wording,
            "baseline_gap_mR_points": gaps(rows, args.bits),
            "protocol": "train split minus a seeded 10% selection slice; test split (held-out phrasings) as "
                        "queries and database; R@K: share of queries with a relevant result in the top K; "
