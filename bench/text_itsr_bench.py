@@ -55,6 +55,29 @@ def gaps(rows: dict[str, Any], bits: int) -> dict[str, float]:
             for k in keys}
 
 
+def probe_changed(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+                  ) -> dict[str, float]:
+    """Does "a change happened" survive the frozen sentence encoder? A logistic regression on the frozen
+    embeddings of the training captions (changed pair or not), scored on the evaluated captions."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(x_train.shape[1], 1)
+    opt = torch.optim.LBFGS(lin.parameters(), max_iter=200)
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train.astype(np.float32))
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(lin(xt)[:, 0], yt) + 1e-3 * lin.weight.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        acc = [float(((lin(torch.from_numpy(x))[:, 0] > 0).numpy() == y).mean()) for x, y in
+               ((x_train, y_train), (x_test, y_test))]
+    return {"train_accuracy": round(acc[0], 3), "accuracy": round(acc[1], 3),
+            "majority": round(float(max(y_test.mean(), 1 - y_test.mean())), 3)}
+
+
 def merge(files: list[str], out: str) -> int:
     """One result file from runs over the same archive that trained different variants (--variants)."""
     runs = [json.loads(Path(f).read_text()) for f in files]
@@ -107,7 +130,10 @@ def main() -> int:
         differ.append("change_grammar")
     if differ:  # an archive of an earlier run with other settings (or of a simulator without unchanged pairs)
         raise SystemExit(f"{arch_path} was simulated with other settings ({', '.join(differ)}): use another --work")
-    train_caps = {c for p in usable_pairs(arch, "s2", "train") for c in p.captions}
+    train_pairs = usable_pairs(arch, "s2", "train")
+    train_list = [c for p in train_pairs for c in p.captions]  # the order train_text_itsr embeds (cache hit)
+    train_changed = np.array([p.info.get("kind") != "none" for p in train_pairs for _ in p.captions])
+    train_caps = set(train_list)
     test = usable_pairs(arch, "s2", args.split)
     caps = [c for p in test for c in p.captions]
     owner = np.repeat(np.arange(len(test)), [len(p.captions) for p in test])
@@ -124,6 +150,7 @@ def main() -> int:
     t0 = time.perf_counter()
     sent = embed_sentences(caps)
     sent_s = time.perf_counter() - t0
+    wording["probe_changed"] = probe_changed(embed_sentences(train_list, cache), train_changed, sent, changed[owner])
     images = load_pair_images(arch, test, "s2")
     rows = {}
     wanted = set(filter(None, args.variants.split(",")))
