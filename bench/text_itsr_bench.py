@@ -8,7 +8,10 @@ earlier event at both dates. Besides all test pairs, the scores are split by the
 their sentences as queries against the whole test set ("changed"), unchanged ones likewise ("unchanged"), and the
 changed pairs alone as queries and database ("changed_only", the task of archives without unchanged pairs).
 
-    python bench/text_itsr_bench.py --n 1200 --size 48 --epochs 30 --bits 64 --out bench/results/text_itsr.json
+    python bench/text_itsr_bench.py --n 4300 --size 48 --epochs 40 --bits 64 --out bench/results/text_itsr.json
+
+(BENCHMARKS.md, "Search for change", has the commands of every result file.) Change captions come from
+rsir.data.change_grammar; an archive in --work written by another grammar version or other settings is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 
 from rsir.data.archive import open_archive
+from rsir.data.change_grammar import GRAMMAR_VERSION, grammar_size
 from rsir.data.simulate import SimConfig, simulate
 from rsir.eval.recall import cross_modal_recalls
 from rsir.methods.text_itsr import (
@@ -54,6 +58,29 @@ def gaps(rows: dict[str, Any], bits: int) -> dict[str, float]:
             for k in keys}
 
 
+def probe_changed(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+                  ) -> dict[str, float]:
+    """Does "a change happened" survive the frozen sentence encoder? A logistic regression on the frozen
+    embeddings of the training captions (changed pair or not), scored on the evaluated captions."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(x_train.shape[1], 1)
+    opt = torch.optim.LBFGS(lin.parameters(), max_iter=200)
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train.astype(np.float32))
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(lin(xt)[:, 0], yt) + 1e-3 * lin.weight.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        acc = [float(((lin(torch.from_numpy(x))[:, 0] > 0).numpy() == y).mean()) for x, y in
+               ((x_train, y_train), (x_test, y_test))]
+    return {"train_accuracy": round(acc[0], 3), "accuracy": round(acc[1], 3),
+            "majority": round(float(max(y_test.mean(), 1 - y_test.mean())), 3)}
+
+
 def merge(files: list[str], out: str) -> int:
     """One result file from runs over the same archive that trained different variants (--variants)."""
     runs = [json.loads(Path(f).read_text()) for f in files]
@@ -75,6 +102,7 @@ def main() -> int:
     ap.add_argument("--bitemporal", type=float, default=0.7)
     ap.add_argument("--unchanged", type=float, default=0.5)
     ap.add_argument("--after-event", type=float, default=0.5)
+    ap.add_argument("--change-captions", type=int, default=5, help="change captions per pair")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--bits", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
@@ -93,14 +121,22 @@ def main() -> int:
     work = Path(args.work)
     arch_path = work / "archive"
     cfg = SimConfig(n=args.n, seed=args.seed, size=args.size, bitemporal=args.bitemporal, unchanged=args.unchanged,
-                    after_event=args.after_event, difficulty="medium")
+                    after_event=args.after_event, difficulty="medium",
+                    change_captions=args.change_captions)
     if not arch_path.exists():
         simulate(cfg, arch_path)
     arch = open_archive(arch_path)
     made = arch.manifest.get("info", {}).get("simulator", {})
-    differ = [k for k in ("n", "seed", "size", "bitemporal", "unchanged", "after_event") if made.get(k) != getattr(cfg, k)]
+    differ = [k for k in ("n", "seed", "size", "bitemporal", "unchanged", "after_event", "change_captions")
+              if made.get(k) != getattr(cfg, k)]
+    if arch.manifest.get("info", {}).get("change_grammar") != GRAMMAR_VERSION:
+        differ.append("change_grammar")
     if differ:  # an archive of an earlier run with other settings (or of a simulator without unchanged pairs)
         raise SystemExit(f"{arch_path} was simulated with other settings ({', '.join(differ)}): use another --work")
+    train_pairs = usable_pairs(arch, "s2", "train")
+    train_list = [c for p in train_pairs for c in p.captions]  # the order train_text_itsr embeds (cache hit)
+    train_changed = np.array([p.info.get("kind") != "none" for p in train_pairs for _ in p.captions])
+    train_caps = set(train_list)
     test = usable_pairs(arch, "s2", args.split)
     caps = [c for p in test for c in p.captions]
     owner = np.repeat(np.arange(len(test)), [len(p.captions) for p in test])
@@ -109,10 +145,15 @@ def main() -> int:
     keep = np.flatnonzero(changed)
     sub_caps = np.isin(owner, keep)
     sub_owner = np.searchsorted(keep, owner[sub_caps])
+    wording = {"change_grammar": GRAMMAR_VERSION, **grammar_size(), "distinct_train_captions": len(train_caps),
+               f"distinct_{args.split}_captions": len(set(caps)),
+               f"{args.split}_captions_seen_in_training": len(set(caps) & train_caps)}
+    cache = str(work / "sentences")
     embed_sentences(["warm-up: load the sentence model before timing"])
     t0 = time.perf_counter()
     sent = embed_sentences(caps)
     sent_s = time.perf_counter() - t0
+    wording["probe_changed"] = probe_changed(embed_sentences(train_list, cache), train_changed, sent, changed[owner])
     images = load_pair_images(arch, test, "s2")
     rows = {}
     wanted = set(filter(None, args.variants.split(",")))
@@ -124,7 +165,7 @@ def main() -> int:
         path = work / f"model-{name}"
         if not args.evaluate_only:
             path = train_text_itsr(arch, path, TrainConfig(epochs=args.epochs, seed=args.seed, progress=False,
-                                   patience=args.epochs), ChangeOptions(fusion, op, args.bits)).path
+                                   patience=args.epochs), ChangeOptions(fusion, op, args.bits, sentence_cache=cache)).path
         train_s = time.perf_counter() - t0
         net, info = load_change_model(path)
         t0 = time.perf_counter()
@@ -149,7 +190,8 @@ def main() -> int:
               f"{100 * row[f'{args.bits}bit']['mR']:.2f} (best epoch {row['best_epoch']}, {train_s:.0f} s)",
               flush=True)
     out = {"dataset": f"SIMULATED archive (rsir simulate --n {args.n} --size {args.size} --bitemporal "
-                      f"{args.bitemporal} --unchanged {args.unchanged} --after-event {args.after_event} --difficulty medium "
+                      f"{args.bitemporal} --unchanged {args.unchanged} --after-event {args.after_event} --change-captions {args.change_captions} "
+                      f"--difficulty medium "
                       f"--seed {args.seed})",
            "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, torch threads "
                       f"{args.threads}, CPU only",
@@ -157,7 +199,7 @@ def main() -> int:
            "test_pairs": len(test), "test_changed_pairs": int(changed.sum()),
            "test_unchanged_pairs": int((~changed).sum()), "test_lookalike_pairs": int(lookalike.sum()),
            "test_sentences": len(caps), "epochs": args.epochs, "bits": args.bits,
-           "sentence_encoding_per_s": round(len(caps) / max(sent_s, 1e-9), 1),
+           "sentence_encoding_per_s": round(len(caps) / max(sent_s, 1e-9), 1), "captions": wording,
            "baseline_gap_mR_points": gaps(rows, args.bits),
            "protocol": "train split minus a seeded 10% selection slice; test split (held-out phrasings) as "
                        "queries and database; R@K: share of queries with a relevant result in the top K; "

