@@ -235,12 +235,14 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
         enc = encoder.view(m) if cross else encoder  # type: ignore[attr-defined]
         n0 = len(all_ids)
         if cross:
+            from rsir.models.crossmodal import encode_archive
+
             have = arch.catalog["modalities"].to_numpy()
             pos = [p for p in range(len(arch)) if m in list(have[p])]
-            # reading the next batch (LMDB, decoding, resampling) overlaps with encoding this one
-            for ids, x in prefetch(arch.batches(batch_size, modality=m, positions=pos, progress=progress), depth=2):
+            # native-size band groups through the native stem, batches on two threads or more (encode_archive)
+            for ids, codes in encode_archive(enc, arch, pos, batch_size, progress):  # type: ignore[arg-type]
                 all_ids += [f"{m}/{i}" for i in ids]
-                chunks.append(enc.encode(x))
+                chunks.append(codes)
         elif from_stream:
             # a compressed archive of this codec: codes from the bitstreams, no pixels are reconstructed
             for ids, streams in prefetch(arch.stored_batches(batch_size, modality=m), depth=2):
