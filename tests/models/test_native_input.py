@@ -127,3 +127,15 @@ def test_encode_archive_keeps_order_and_restores_threads(trained) -> None:
         assert [i for ids, _ in got for i in ids] == [arch.ids[p] for p in pos]
         assert np.concatenate([c for _, c in got]).shape == (5, 8)
     assert torch.get_num_threads() == before
+
+
+def test_blocked_stages_equal_the_plain_ones() -> None:
+    from rsir.models.native_input import BlockedStages
+
+    enc = _random_encoder(12, seed=3)
+    x = torch.randn(5, 8, 30, 30).relu_()
+    stages = BlockedStages.build(enc, (8, 30, 30), batch=4)  # another batch size than the one it was built for
+    if not stages:
+        pytest.skip("oneDNN is not available in this torch")
+    with torch.inference_mode():
+        assert torch.allclose(stages(x), enc.stages(x), rtol=1e-6, atol=1e-6)
