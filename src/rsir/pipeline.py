@@ -235,12 +235,11 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
         enc = encoder.view(m) if cross else encoder  # type: ignore[attr-defined]
         n0 = len(all_ids)
         if cross:
-            from rsir.models.crossmodal import encode_archive
-
             have = arch.catalog["modalities"].to_numpy()
             pos = [p for p in range(len(arch)) if m in list(have[p])]
-            # native-size band groups through the native stem, batches on two threads or more (encode_archive)
-            for ids, codes in encode_archive(enc, arch, pos, batch_size, progress):  # type: ignore[arg-type]
+            # the model's view reads the archive itself: native-size band groups through its stem, batches on
+            # two threads or more (rsir.models.crossmodal.encode_archive)
+            for ids, codes in enc.encode_archive(arch, pos, batch_size, progress):  # type: ignore[union-attr]
                 all_ids += [f"{m}/{i}" for i in ids]
                 chunks.append(codes)
         elif from_stream:

@@ -254,6 +254,11 @@ class ModalityView:
                       std: Sequence[float] | None) -> np.ndarray:
         return self.parent.encode_groups(groups, grid, mean, std, self.modality)
 
+    def encode_archive(self, arch: Archive, positions: Sequence[int], batch_size: int = 64,
+                       progress: bool = False) -> Iterator[tuple[list[str], np.ndarray]]:
+        """:func:`encode_archive` of this modality (what ``rsir index`` calls)."""
+        return encode_archive(self, arch, positions, batch_size, progress)
+
     def save(self, path: str | Path) -> Path:
         return self.parent.save(path)
 
