@@ -139,3 +139,29 @@ def test_blocked_stages_equal_the_plain_ones() -> None:
         pytest.skip("oneDNN is not available in this torch")
     with torch.inference_mode():
         assert torch.allclose(stages(x), enc.stages(x), rtol=1e-6, atol=1e-6)
+
+
+def test_real_reben_sample_codes_equal_the_reference(tmp_path) -> None:
+    """The real reBEN sample (BigEarthNet v2.0 S1/S2 at 120 px) through rsir index, against the reference loop."""
+    from rsir.data.formats import ingest
+    from tests.conftest import shared_path
+
+    src = shared_path("reben-sample")
+    ingest(src, "reben", tmp_path / "reben", progress=False)
+    arch = open_archive(tmp_path / "reben")
+    model, _ = train_sscm(arch, tmp_path / "m", TrainConfig(epochs=1, batch_size=8, progress=False, num_workers=0,
+                                                            selection_fraction=0),
+                          SSCMOptions(bits=64, width=8, blocks=(1, 1, 1), hidden=32))
+    enc = load_crossmodal_encoder(model)
+    idx = IndexDir.open(build_index(arch, tmp_path / "i", encoder=enc, progress=False))
+    n = len(arch)
+    for m in ("s1", "s2"):
+        spec = arch.spec(m)
+        order = list(spec.bands)
+        mean, std = arch.band_stats(m, order)
+        stem = enc.native_stem(m, [(g.shape, g.idx) for g in arch.band_groups([0], m)], spec.grid)
+        assert stem is not None and all(p[0] == "native" for p in stem.parts)
+        x = to_grid_batch([arch.get(p, m) for p in range(n)], order, spec.grid, mean=mean, std=std)
+        ref, h = enc.encode(x, m), enc.raw(x, m)
+        flipped = np.unpackbits(ref ^ idx.vectors(arch.ids, m)).reshape(n, -1).astype(bool)
+        assert (np.abs(h[flipped]) < 1e-5).all() and flipped.sum() <= 1
