@@ -165,3 +165,23 @@ def test_real_reben_sample_codes_equal_the_reference(tmp_path) -> None:
         ref, h = enc.encode(x, m), enc.raw(x, m)
         flipped = np.unpackbits(ref ^ idx.vectors(arch.ids, m)).reshape(n, -1).astype(bool)
         assert (np.abs(h[flipped]) < 1e-5).all() and flipped.sum() <= 1
+
+
+def test_training_reads_what_the_reference_encodes(trained) -> None:
+    """Training (PairDataset, preloaded or item by item) sees the assembled, normalised batches that the reference
+    loop encodes, and that the native stem matches: one preprocessing for training and indexing."""
+    from rsir.train.pairs import PairDataset
+
+    _, apath, _ = trained
+    arch = open_archive(apath)
+    pos = np.arange(0, 40, 3)
+    pre = PairDataset(arch, ["s1", "s2"], pos, preload=True)
+    lazy = PairDataset(arch, ["s1", "s2"], pos, preload=False)
+    assert pre.images is not None
+    for k, m in enumerate(("s1", "s2")):
+        spec = arch.spec(m)
+        mean, std = arch.band_stats(m, list(spec.bands))
+        want = to_grid_batch([arch.get(int(p), m) for p in pos], list(spec.bands), spec.grid, mean=mean, std=std)
+        assert np.array_equal(pre.images[k].numpy(), want)
+        key = "x" if k == 0 else "x2"
+        assert np.array_equal(np.stack([lazy[i][key].numpy() for i in range(len(pos))]), want)
