@@ -84,3 +84,19 @@ def test_value_layout() -> None:
     assert np.array_equal(np.frombuffer(v, dt, 6, off), np.arange(6))
     assert value_layout(b"\x05\x00\x00\x00\x00\x00\x00\x00{bad}") is None
     assert value_layout(v[:-4]) is None  # truncated data
+
+
+def test_damaged_value_is_named(arch: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from rsir.errors import ItemError
+
+    a = open_archive(arch)
+    copy = tmp_path / "a"
+    shutil.copytree(arch, copy)
+    env = lmdb.open(str(copy / "patches.lmdb"), subdir=True)
+    with env.begin(write=True) as txn:
+        txn.put(f"s2/{a.ids[5]}".encode(), b"\x07\x00")
+    env.close()
+    with pytest.raises(ItemError, match=a.ids[5]):
+        next(open_archive(copy).batches(8, modality="s2"))
