@@ -15,7 +15,9 @@ alike:
 Each is ``rsir.pipeline.build_index`` (reading, normalising, both encoders, the index written to disk), timed by
 the manifest's ``build_seconds``; the process's CPU seconds and the load average are recorded beside it, and
 the codes of every path are compared with the reference's. Then ``rsir index`` itself runs as a command (process
-start and imports outside ``build_seconds``).
+start and imports outside ``build_seconds``). Before and after the rounds, :func:`capacity` records how many cores
+one and two busy threads of this process actually got: on a shared machine that, not the core count, bounds the
+wall-clock numbers.
 
 Usage: PYTHONPATH=src .venv/bin/python bench/encode_throughput_bench.py [--n 4096] [--size 120] [--width 16]
        [--rounds 3] [--threads 1,2] [--work /tmp/encode-throughput] [--out bench/results/sscm_throughput.json]
@@ -99,6 +101,38 @@ def run_path(name: str, arch_dir: Path, model: Path, out: Path, threads: int) ->
             "loadavg_after": round(os.getloadavg()[0], 2)}
 
 
+def capacity(seconds: float = 1.5) -> dict[str, float]:
+    """How much of the machine this process gets now: CPU seconds per wall second of one and of two threads
+    doing 512 x 512 float32 matmuls (one torch thread each). On a quiet 2-core machine about 1 and 2; on a
+    loaded one what the other processes leave, which bounds every wall-clock number taken beside it."""
+    import threading
+
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    a = torch.randn(512, 512)
+    out: dict[str, float] = {}
+    try:
+        for n in (1, 2):
+            stop = time.perf_counter() + seconds
+
+            def work(stop: float = stop) -> None:
+                while time.perf_counter() < stop:
+                    a @ a
+
+            threads = [threading.Thread(target=work) for _ in range(n)]
+            c0, t0 = time.process_time(), time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            out[f"cores_used_by_{n}_thread(s)"] = round((time.process_time() - c0) / (time.perf_counter() - t0), 2)
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
 def differing_bits(a: Path, b: Path, ids: list[str]) -> dict[str, int]:
     x, y = IndexDir.open(a), IndexDir.open(b)
     return {m: int(np.unpackbits(x.vectors(ids, m) ^ y.vectors(ids, m)).sum()) for m in ("s1", "s2")}
@@ -136,6 +170,8 @@ def main() -> None:
     paths = args.paths.split(",")
     run_path("native", arch, model, work / "warm", 1)  # page cache and first-call costs, not timed
     rows = []
+    probes = [{"when": "start", "loadavg": round(os.getloadavg()[0], 2), **capacity()}]
+    print(json.dumps(probes[-1]), flush=True)
     for r in range(args.rounds):
         for t in threads:
             for name in paths:
@@ -146,6 +182,8 @@ def main() -> None:
                                                                           work / f"index-{name}-{t}", ids)
                 rows.append(rec)
                 print(json.dumps(rec), flush=True)
+    probes.append({"when": "after the rounds", "loadavg": round(os.getloadavg()[0], 2), **capacity()})
+    print(json.dumps(probes[-1]), flush=True)
     cli = []
     for t in threads:
         out = work / f"cli-index-{t}"
@@ -172,7 +210,8 @@ def main() -> None:
            "data": f"SIMULATED hard archive, {args.n} S1/S2 pairs at {args.size} x {args.size} px (reBEN layout: "
                    "S2 bands at 10/20/60 m native sizes as uint16, S1 VV/VH float32 dB); untrained SS-CM model, "
                    f"width {args.width}, 64 bits",
-           "settings": vars(args), "commands": commands, "summary": summary, "rows": rows, "cli": cli}
+           "settings": vars(args), "commands": commands, "capacity": probes, "summary": summary, "rows": rows,
+           "cli": cli}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     for k, v in summary.items():
