@@ -237,10 +237,11 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
         if cross:
             have = arch.catalog["modalities"].to_numpy()
             pos = [p for p in range(len(arch)) if m in list(have[p])]
-            # reading the next batch (LMDB, decoding, resampling) overlaps with encoding this one
-            for ids, x in prefetch(arch.batches(batch_size, modality=m, positions=pos, progress=progress), depth=2):
+            # the model's view reads the archive itself: native-size band groups through its stem, batches on
+            # two threads or more (rsir.models.crossmodal.encode_archive)
+            for ids, codes in enc.encode_archive(arch, pos, batch_size, progress):  # type: ignore[union-attr]
                 all_ids += [f"{m}/{i}" for i in ids]
-                chunks.append(enc.encode(x))
+                chunks.append(codes)
         elif from_stream:
             # a compressed archive of this codec: codes from the bitstreams, no pixels are reconstructed
             for ids, streams in prefetch(arch.stored_batches(batch_size, modality=m), depth=2):

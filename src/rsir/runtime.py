@@ -16,7 +16,7 @@ import ctypes.util
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar, cast
 
 T = TypeVar("T")
@@ -96,3 +96,30 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     finally:
         stop.set()
         t.join(timeout=5)
+
+
+R = TypeVar("R")
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+    """``fn`` over ``items`` on ``workers`` threads, results in the order of ``items``; at most ``2 * workers``
+    items are in flight (read but not yet consumed). With one worker it runs in the caller's thread. An
+    exception in ``fn`` is raised here; closing the generator early cancels what has not started."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pending: deque[Future[R]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rsir-worker") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()

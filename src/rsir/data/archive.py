@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import safetensors.numpy as stnp
 
-from rsir.data.bands import ModalitySpec, quicklook, to_grid, to_grid_batch
+from rsir.data.bands import BandGroup, ModalitySpec, assemble, group_bands, quicklook, to_grid
 from rsir.data.coerce import Conversion, coerce_modality
 from rsir.data.nomenclature import Nomenclature
 from rsir.errors import ArchiveError, ItemError, NotFoundError
@@ -215,6 +215,33 @@ def decode_value(data: bytes, key: str) -> dict[str, np.ndarray]:
         return dict(stnp.load(bytes(data)))
     except Exception as e:  # safetensors raises several error types for bad headers
         raise ItemError(key, f"stored value is not valid safetensors data ({type(e).__name__}: {e})") from None
+
+
+# safetensors dtype names -> numpy (little-endian, as the format stores them)
+_ST_DTYPES = {"U8": "u1", "I8": "i1", "U16": "<u2", "I16": "<i2", "U32": "<u4", "I32": "<i4", "U64": "<u8",
+              "I64": "<i8", "F16": "<f2", "F32": "<f4", "F64": "<f8"}
+
+
+def value_layout(data: memoryview | bytes) -> dict[str, tuple[np.dtype, tuple[int, ...], int]] | None:
+    """{band: (dtype, shape, byte offset)} of a safetensors value without copying its tensors; None when the
+    header is not one this reader handles (the caller then decodes the value with :func:`decode_value`, which
+    names what is wrong)."""
+    try:
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(bytes(data[8:8 + n]))
+        out = {}
+        for band, d in header.items():
+            if band == "__metadata__":
+                continue
+            dt = np.dtype(_ST_DTYPES[d["dtype"]])
+            shape = tuple(int(v) for v in d["shape"])
+            a, b = (int(v) for v in d["data_offsets"])
+            if b - a != dt.itemsize * math.prod(shape) or 8 + n + b > len(data):
+                return None
+            out[str(band)] = (dt, shape, 8 + n + a)
+        return out
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def validate_bands(item: str, spec: ModalitySpec, arrays: Mapping[str, np.ndarray], source: str = "",
@@ -649,6 +676,75 @@ class Archive:
                 raise ItemError(key, f"compressed bitstream cannot be decoded: {e}") from None
         return codec.decode_latents(np.stack(latents)) if latents else []  # type: ignore[no-any-return]
 
+    def band_groups(self, positions: Sequence[int], modality: str | None = None) -> list[BandGroup]:
+        """The bands of several items stacked by native size, in the modality's band order (what
+        :func:`rsir.data.bands.group_bands` makes of :meth:`get`'s dicts, read straight from the store: each band
+        is copied once, from LMDB's memory map into the batch, instead of into bytes, a dict of arrays and a
+        stack). A compressed modality, or a value this reader does not handle, goes through :meth:`get`."""
+        spec = self.spec(modality)
+        m, order = spec.name, list(spec.bands)
+        pos = [int(p) for p in positions]
+        if not pos or self.compressed(m) is not None:
+            return self._grouped_by_get(pos, m, order)
+        groups: list[BandGroup] | None = None
+        where: list[tuple[int, int, str]] = []  # per band of ``order``: (group, slot in group, band name)
+        layouts: dict[bytes, dict[str, tuple[np.dtype, tuple[int, ...], int]] | None] = {}
+        first: dict[str, tuple[np.dtype, tuple[int, ...], int]] | None = None
+        txns: dict[int, Any] = {}
+        try:
+            for j, p in enumerate(pos):
+                env = self._store(p)
+                txn = txns.get(id(env))
+                if txn is None:
+                    txn = txns[id(env)] = env.begin(buffers=True)
+                data = txn.get(f"{m}/{self.ids[p]}".encode())
+                if data is None:
+                    raise NotFoundError(f"item {self.ids[p]!r} has no {m} data in {self.path}")
+                head = bytes(data[:8 + min(int.from_bytes(data[:8], "little"), 1 << 20)])
+                if head not in layouts:
+                    layouts[head] = value_layout(data)
+                lay = layouts[head]
+                if lay is None or set(lay) != set(order):
+                    return self._grouped_by_get(pos, m, order)
+                if first is None:
+                    first = lay
+                    made = self._empty_groups(lay, order, len(pos))
+                    if made is None:
+                        return self._grouped_by_get(pos, m, order)
+                    groups, where = made
+                elif lay is not first and any(lay[b][:2] != first[b][:2] for b in order):
+                    return self._grouped_by_get(pos, m, order)  # another dtype or size: group_bands decides
+                assert groups is not None
+                for (g, k, band) in where:
+                    dt, shape, off = lay[band]
+                    groups[g].data[j, k] = np.frombuffer(data, dt, shape[0] * shape[1], off).reshape(shape)
+        finally:
+            for txn in txns.values():
+                txn.abort()
+        assert groups is not None
+        return groups
+
+    def _grouped_by_get(self, pos: list[int], m: str, order: list[str]) -> list[BandGroup]:
+        return group_bands(self._get_many(pos, m), order)
+
+    @staticmethod
+    def _empty_groups(layout: Mapping[str, tuple[np.dtype, tuple[int, ...], int]], order: Sequence[str], n: int
+                      ) -> tuple[list[BandGroup], list[tuple[int, int, str]]] | None:
+        """Empty band groups for ``n`` items of the first item's layout and where each band goes (None when a
+        band is not 2-D: group_bands says so)."""
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, b in enumerate(order):
+            by_shape.setdefault(layout[b][1], []).append(i)
+        groups, where = [], []
+        for g, (shape, idx) in enumerate(by_shape.items()):
+            if len(shape) != 2:
+                return None
+            # np.stack's dtype for the group, in native byte order
+            dtype = np.result_type(*[layout[order[i]][0] for i in idx]).newbyteorder("=")
+            groups.append(BandGroup((int(shape[0]), int(shape[1])), idx, np.empty((n, len(idx), *shape), dtype)))
+            where += [(g, k, order[i]) for k, i in enumerate(idx)]
+        return groups, where
+
     def stored_batches(self, batch_size: int = 256, modality: str | None = None,
                        positions: Sequence[int] | None = None) -> Iterator[tuple[list[str], list[bytes]]]:
         """Yield (ids, stored values) batches in archive order, without decoding anything."""
@@ -685,8 +781,8 @@ class Archive:
         mean, std = self.band_stats(spec.name, order) if normalized else (None, None)
         for s in it:
             chunk = pos[s:s + batch_size]
-            x = to_grid_batch(self._get_many([int(p) for p in chunk], spec.name), order, spec.grid, mean=mean,
-                              std=std)
+            x = assemble(self.band_groups(chunk.tolist(), spec.name), len(chunk), len(order), spec.grid, mean=mean,
+                         std=std)
             yield [self.ids[p] for p in chunk], x
 
     # -- summaries ------------------------------------------------------------------------------------------

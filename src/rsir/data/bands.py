@@ -124,21 +124,18 @@ def _scale_shift(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Ten
     return 1.0 / torch.where(s > 0, s, torch.ones_like(s)), m
 
 
-def to_grid_batch(items: Sequence[Mapping[str, np.ndarray]], order: Sequence[str], grid: tuple[int, int],
-                  mode: str = RESAMPLING, mean: Sequence[float] | None = None,
-                  std: Sequence[float] | None = None) -> np.ndarray:
-    """Stack ``order`` bands of several items into a float32 NxCxHxW array on ``grid``.
+@dataclass
+class BandGroup:
+    """The bands of one native size of a batch: ``data`` is N x len(idx) x h x w in the stored dtype, ``idx`` their
+    positions in the band order."""
 
-    Bands of one native size (the 20 m and the 60 m bands of Sentinel-2) are stacked in their stored dtype,
-    converted and resampled together, all items at once: one interpolation call per size instead of one per
-    item and size. With ``mean`` and ``std`` the bands are normalised before they are resampled, at their
-    native size (a fraction of the pixels): bilinear, bicubic and nearest interpolation weights sum to one,
-    so this equals normalising afterwards up to float rounding.
-    """
-    import torch
-    import torch.nn.functional as F
+    shape: tuple[int, int]
+    idx: list[int]
+    data: np.ndarray
 
-    grid = (int(grid[0]), int(grid[1]))
+
+def group_bands(items: Sequence[Mapping[str, np.ndarray]], order: Sequence[str]) -> list[BandGroup]:
+    """Stack ``order`` bands of several items ({band: 2-D array} each) by native size, in their stored dtype."""
     by_shape: dict[tuple[int, int], list[int]] = {}
     for i, b in enumerate(order):
         for j, bands in enumerate(items):
@@ -154,27 +151,76 @@ def to_grid_batch(items: Sequence[Mapping[str, np.ndarray]], order: Sequence[str
             elif shape != first:
                 raise RsirError(f"band {b!r} has shape {a.shape} in item {j} of the batch but {first} in its "
                                 "first item")
-    # with bands of one size only, the converted (and resampled) stack is the batch itself: no copy
-    out = None if len(by_shape) == 1 else torch.empty((len(items), len(order), *grid), dtype=torch.float32)
-    scale = shift = None
-    if mean is not None and std is not None:
-        scale, shift = _scale_shift(mean, std)
+    out = []
     for shape, idx in by_shape.items():
         names = [order[i] for i in idx]
         stack = np.stack([bands[b] for bands in items for b in names]).reshape(len(items), len(idx), *shape)
+        out.append(BandGroup(shape, idx, stack))
+    return out
+
+
+def to_grid_batch(items: Sequence[Mapping[str, np.ndarray]], order: Sequence[str], grid: tuple[int, int],
+                  mode: str = RESAMPLING, mean: Sequence[float] | None = None,
+                  std: Sequence[float] | None = None) -> np.ndarray:
+    """Stack ``order`` bands of several items into a float32 NxCxHxW array on ``grid`` (:func:`group_bands`, then
+    :func:`assemble`)."""
+    return assemble(group_bands(items, order), len(items), len(order), grid, mode, mean, std)
+
+
+def group_tensors(groups: Sequence[BandGroup], mean: Sequence[float] | None = None,
+                  std: Sequence[float] | None = None) -> list[torch.Tensor]:
+    """Each group as a float32 tensor at its native size, normalised with ``mean`` / ``std`` (full band order)
+    when given. A group's array is the batch's own (:func:`group_bands` and the archive's reader make new ones): a
+    float32 one is normalised in place."""
+    import torch
+
+    scale = shift = None
+    if mean is not None and std is not None:
+        scale, shift = _scale_shift(mean, std)
+    out = []
+    for g in groups:
+        stack = g.data
         if not stack.dtype.isnative or stack.dtype.name not in _TORCH_READY:
             stack = stack.astype(np.float32)
-        t = torch.from_numpy(stack).to(torch.float32)  # the stack is ours: working in place is safe
+        t = torch.from_numpy(stack).to(torch.float32)
         if scale is not None and shift is not None:
-            t = t.sub_(shift[idx]).mul_(scale[idx])
-        if shape != grid:
-            t = F.interpolate(t, size=grid, mode=mode, align_corners=False) if mode != "nearest" else \
-                F.interpolate(t, size=grid, mode="nearest")
+            t = t.sub_(shift[g.idx]).mul_(scale[g.idx])
+        out.append(t)
+    return out
+
+
+def assemble(groups: Sequence[BandGroup], n: int, channels: int, grid: tuple[int, int], mode: str = RESAMPLING,
+             mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> np.ndarray:
+    """The float32 N x C x H x W batch on ``grid`` from native-size band groups.
+
+    Bands of one native size (the 20 m and the 60 m bands of Sentinel-2) are converted and resampled together,
+    all items at once: one interpolation call per size instead of one per item and size. With ``mean`` and
+    ``std`` the bands are normalised before they are resampled, at their native size (a fraction of the
+    pixels): bilinear, bicubic and nearest interpolation weights sum to one, so this equals normalising
+    afterwards up to float rounding.
+    """
+    import torch
+
+    grid = (int(grid[0]), int(grid[1]))
+    # with bands of one size only, the converted (and resampled) stack is the batch itself: no copy
+    out = None if len(groups) == 1 else torch.empty((n, channels, *grid), dtype=torch.float32)
+    for g, t in zip(groups, group_tensors(groups, mean, std), strict=True):
+        if g.shape != grid:
+            t = resample(t, grid, mode)
         if out is None:
             return t.numpy()
-        out.index_copy_(1, torch.tensor(idx), t)
+        out.index_copy_(1, torch.tensor(g.idx), t)
     assert out is not None
     return out.numpy()
+
+
+def resample(t: torch.Tensor, grid: tuple[int, int], mode: str = RESAMPLING) -> torch.Tensor:
+    """N x C x h x w float32 -> N x C x grid, by ``mode`` (bilinear and bicubic with align_corners=False)."""
+    import torch.nn.functional as F
+
+    if mode == "nearest":
+        return F.interpolate(t, size=grid, mode="nearest")
+    return F.interpolate(t, size=grid, mode=mode, align_corners=False)
 
 
 def normalize(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

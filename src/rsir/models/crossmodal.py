@@ -9,9 +9,10 @@ loads it as a :class:`CrossModalEncoder`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,8 +21,14 @@ from safetensors.torch import save_file
 from torch import nn
 
 from rsir.bits import pack_bits
+from rsir.data.bands import BandGroup, assemble, group_tensors
 from rsir.errors import RsirError
+from rsir.models.native_input import NativeStem
 from rsir.models.resnet import ResNet, ResNetConfig, fuse_for_inference
+from rsir.runtime import ordered_map
+
+if TYPE_CHECKING:
+    from rsir.data.archive import Archive
 from rsir.storage import atomic_dir, atomic_write_json
 
 KIND = "cross-modal"
@@ -165,6 +172,7 @@ class CrossModalEncoder:
         self.method = net.config.method
         self.metric = "hamming" if output == "codes" else "ip"
         self.dim = net.config.bits
+        self._native: dict[Any, NativeStem | None] = {}
 
     def _check(self, modality: str | None) -> str:
         m = (modality or self.modality).lower()
@@ -186,7 +194,32 @@ class CrossModalEncoder:
 
     def encode(self, images: np.ndarray | torch.Tensor, modality: str | None = None) -> np.ndarray:
         """Packed codes or normalised float embeddings, per ``output``."""
-        h = self.raw(images, modality)
+        return self._output(self.raw(images, modality))
+
+    def native_stem(self, modality: str, layout: Sequence[tuple[tuple[int, int], list[int]]],
+                    grid: tuple[int, int]) -> NativeStem | None:
+        """The encoder of ``modality`` reading native-size band groups of ``layout`` (rsir.models.native_input),
+        None when its stem cannot; built once per modality and layout."""
+        key = (modality, tuple((tuple(s), tuple(i)) for s, i in layout), tuple(grid))
+        if key not in self._native:
+            self._native[key] = NativeStem.build(self._fast.encoders[modality], layout, grid)  # type: ignore[arg-type]
+        return self._native[key]
+
+    @torch.inference_mode()
+    def encode_groups(self, groups: Sequence[BandGroup], grid: tuple[int, int], mean: Sequence[float] | None,
+                      std: Sequence[float] | None, modality: str | None = None) -> np.ndarray:
+        """:meth:`encode` of the batch that ``rsir.data.bands.assemble(groups, ...)`` would make, without making
+        it when the stem can read the native-size groups itself (equal up to float rounding)."""
+        m = self._check(modality)
+        stem = self.native_stem(m, [(g.shape, g.idx) for g in groups], grid)
+        n = len(groups[0].data) if groups else 0
+        if stem is None or n == 0 or self.device.type != "cpu":
+            channels = sum(len(g.idx) for g in groups)
+            return self.encode(assemble(groups, n, channels, grid, mean=mean, std=std), m)
+        h = self._fast.heads[m](stem.features(group_tensors(groups, mean, std)))
+        return self._output(h.float().numpy())
+
+    def _output(self, h: np.ndarray) -> np.ndarray:
         if self.output == "codes":
             return pack_bits(h > 0)
         n = np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12)
@@ -217,6 +250,15 @@ class ModalityView:
     def encode(self, images: np.ndarray) -> np.ndarray:
         return self.parent.encode(images, self.modality)
 
+    def encode_groups(self, groups: Sequence[BandGroup], grid: tuple[int, int], mean: Sequence[float] | None,
+                      std: Sequence[float] | None) -> np.ndarray:
+        return self.parent.encode_groups(groups, grid, mean, std, self.modality)
+
+    def encode_archive(self, arch: Archive, positions: Sequence[int], batch_size: int = 64,
+                       progress: bool = False) -> Iterator[tuple[list[str], np.ndarray]]:
+        """:func:`encode_archive` of this modality (what ``rsir index`` calls)."""
+        return encode_archive(self, arch, positions, batch_size, progress)
+
     def save(self, path: str | Path) -> Path:
         return self.parent.save(path)
 
@@ -226,3 +268,39 @@ def load_crossmodal_encoder(path: str | Path, device: str | torch.device = "cpu"
     """A cross-modal model directory as an encoder; ``output`` overrides the saved one (codes or float)."""
     net, meta, saved = load_crossmodal(path, device)
     return CrossModalEncoder(net, meta, output or saved, device=device)
+
+
+def encode_archive(encoder: CrossModalEncoder | ModalityView, arch: Archive, positions: Sequence[int],
+                   batch_size: int = 64, progress: bool = False, workers: int | None = None
+                   ) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(ids, codes or embeddings) of the archive items at ``positions`` for one modality of a cross-modal model,
+    in batches, in order: what ``encoder.encode`` gives for ``arch.batches(...)``, up to float rounding.
+
+    Each batch is read as native-size band groups (``Archive.band_groups``) and encoded through the native stem
+    (:mod:`rsir.models.native_input`), on ``workers`` threads (default: torch's thread count, at least 2, as
+    reading used to run in a thread of its own beside the encoder), each running its torch operations on one
+    thread: on two cores, two batches on one thread each beat one batch on two (rsir index's benchmark,
+    BENCHMARKS.md).
+    """
+    view = encoder if isinstance(encoder, ModalityView) else encoder.view(encoder.modality)
+    spec = arch.spec(view.modality)
+    mean, std = arch.band_stats(spec.name, list(spec.bands))
+    pos = [int(p) for p in positions]
+    chunks: Iterable[list[int]] = [pos[s:s + batch_size] for s in range(0, len(pos), batch_size)]
+    if progress:
+        from tqdm import tqdm
+
+        chunks = tqdm(chunks, desc=f"encoding {spec.name}", unit="batch")
+
+    def job(chunk: list[int]) -> tuple[list[str], np.ndarray]:
+        return [arch.ids[p] for p in chunk], view.encode_groups(arch.band_groups(chunk, spec.name), spec.grid,
+                                                                mean, std)
+
+    threads = torch.get_num_threads()
+    n = workers or max(2, threads)
+    if n > 1:
+        torch.set_num_threads(1)
+    try:
+        yield from ordered_map(job, chunks, n)
+    finally:
+        torch.set_num_threads(threads)

@@ -10,6 +10,8 @@ Memory format: channels-last while training and on CUDA, the default (NCHW) layo
 Measured on the 2-core machine (bench/train_bench.py), oneDNN runs this narrow network's training steps about
 20% faster in channels-last but its inference 1.5-2x slower, so :meth:`ResNet.train` switches the layout with the
 mode. :func:`fuse_for_inference` folds each batch norm into the convolution before it, for encoding.
+``rsir index`` of a cross-modal model goes further (rsir.models.native_input): its stem reads the bands at their
+native sizes and its stages run on oneDNN's blocked layout with the weights reordered once.
 """
 
 from __future__ import annotations
