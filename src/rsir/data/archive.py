@@ -94,6 +94,8 @@ CATALOG_COLUMNS: dict[str, pa.DataType] = {
     "partner_id": pa.string(),            # bitemporal partner item id
     "source": pa.string(),                # the file or key the item came from
 }
+
+
 def catalog_frame(table: pa.Table) -> pd.DataFrame:
     """The catalog table as a DataFrame whose list columns stay in Arrow memory (``pd.ArrowDtype``).
 
@@ -110,12 +112,18 @@ def catalog_frame(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
+def arrow_list(column: pd.Series, type: pa.DataType | None = None) -> pa.Array:
+    """A list column of the catalog as one Arrow list array: the buffers of an Arrow-backed column
+    (:func:`catalog_frame`), or the Python lists of an object column converted (to ``type`` when given)."""
+    arr = (pa.array(column.array) if isinstance(column.dtype, pd.ArrowDtype)
+           else pa.array(column.tolist(), type=type))
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
 def list_matrix(column: pd.Series, width: int, dtype: Any, fill: float) -> np.ndarray:
     """A list column as an N x ``width`` array: rows whose list has exactly ``width`` values are copied, the
     others (missing, empty, other lengths) are ``fill``. Vectorised over the Arrow buffers."""
-    arr = pa.array(column.array) if isinstance(column.dtype, pd.ArrowDtype) else pa.array(column.tolist())
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+    arr = arrow_list(column)
     out = np.full((len(arr), width), fill, dtype=dtype)
     if len(arr) == 0 or width == 0:
         return out

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rsir.data.archive import Archive, list_matrix
+from rsir.data.archive import Archive, arrow_list, list_matrix
 from rsir.errors import RsirError
 
 
@@ -99,8 +99,7 @@ class Coded:
     @classmethod
     def of_lists(cls, column: pd.Series) -> Coded:
         """Lists of strings as tuples (a missing list as ()), keyed with Arrow's list join, no loop over rows."""
-        arr = (pa.array(column.array) if isinstance(column.dtype, pd.ArrowDtype)
-               else pa.array(column.tolist(), type=pa.list_(pa.string())))
+        arr = arrow_list(column, pa.list_(pa.string()))
         joined = pc.fill_null(pc.binary_join(arr, cls.SEP), "")
         codes, uniques = pd.factorize(pd.Series(joined.to_numpy(zero_copy_only=False), dtype=object))
         return cls([tuple(str(k).split(cls.SEP)) if k else () for k in uniques], codes)
@@ -145,7 +144,6 @@ class ItemTable:
         self.split = Coded.of_strings(cat["split"])
         self.country = Coded.of_strings(cat["country"])
         self.date = Coded.of_strings(cat["date"], width=10)  # the day (filters and results need no more)
-        self.month = self.date.per_value(month_of, np.int8)
         self.lon = cat["lon"].astype(float).to_numpy()
         self.lat = cat["lat"].astype(float).to_numpy()
         self.bbox = list_matrix(cat["bbox"], 4, float, np.nan)
@@ -167,7 +165,6 @@ class ItemTable:
         self.split.append(str(meta.get("split", "")))
         self.country.append(str(meta.get("country", "")))
         self.date.append(str(meta.get("date", ""))[:10])
-        self.month = np.append(self.month, np.int8(month_of(self.date[len(self.date) - 1])))
         self.lon = np.append(self.lon, finite_or_nan(meta.get("lon")))
         self.lat = np.append(self.lat, finite_or_nan(meta.get("lat")))
         self.bbox = np.concatenate([self.bbox, np.full((1, 4), np.nan)])
@@ -256,12 +253,13 @@ class ItemTable:
     def month_mask(self, season: str | None, months: list[int] | None) -> np.ndarray:
         """Items acquired in one of ``months`` and in ``season`` (by hemisphere: its months shift by six
         south of the equator); items without a date fail."""
-        ok = self.month > 0
+        month = self.date.per_value(month_of, np.int8)  # once per distinct day, then spread over the rows
+        ok = month > 0
         if months:
             bad = [m for m in months if not (isinstance(m, int) and 1 <= m <= 12)]
             if bad:
                 raise QueryError(f"months must be integers 1-12, got {bad[0]!r}")
-            ok &= np.isin(self.month, months)
+            ok &= np.isin(month, months)
         if season:
             s = season.strip().lower()
             if s not in SEASONS:
@@ -269,7 +267,7 @@ class ItemTable:
             north = np.array(SEASONS[s])
             south = (north + 5) % 12 + 1
             _, lat = self.centres()
-            ok &= np.where(lat < 0, np.isin(self.month, south), np.isin(self.month, north))
+            ok &= np.where(lat < 0, np.isin(month, south), np.isin(month, north))
         return ok
 
 
