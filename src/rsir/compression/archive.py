@@ -145,6 +145,8 @@ def compress_archive(archive: Archive | str | Path, codec_dir: str | Path, out: 
         batch: list[dict[str, Any]] = []
 
         def flush() -> None:
+            if not batch:  # an item without the modality, or the end, right after a full batch
+                return
             raw = [src.stored(r["id"], spec.name) for r in batch]
             streams = cm.code([decode_value(v, f"{spec.name}/{r['id']}") for v, r in zip(raw, batch, strict=True)],
                               [len(v) for v in raw])
