@@ -42,16 +42,25 @@ def test_batches_equal_the_decoding_path(arch: Path, modality: str) -> None:
         assert x.dtype == np.float32 and np.array_equal(x, want)
 
 
-def test_missing_value_is_named(arch: Path, tmp_path: Path) -> None:
+def _copy_with(arch: Path, tmp_path: Path, key: str, value: bytes | None) -> Path:
+    """A copy of the archive whose store holds ``value`` under ``key`` (the key deleted for None)."""
     import shutil
 
-    a = open_archive(arch)
     copy = tmp_path / "a"
     shutil.copytree(arch, copy)
     env = lmdb.open(str(copy / "patches.lmdb"), subdir=True)
     with env.begin(write=True) as txn:
-        txn.delete(f"s1/{a.ids[2]}".encode())
+        if value is None:
+            txn.delete(key.encode())
+        else:
+            txn.put(key.encode(), value)
     env.close()
+    return copy
+
+
+def test_missing_value_is_named(arch: Path, tmp_path: Path) -> None:
+    a = open_archive(arch)
+    copy = _copy_with(arch, tmp_path, f"s1/{a.ids[2]}", None)
     with pytest.raises(NotFoundError, match=f"{a.ids[2]}.*no s1 data"):
         open_archive(copy).band_groups([1, 2], "s1")
 
@@ -59,17 +68,9 @@ def test_missing_value_is_named(arch: Path, tmp_path: Path) -> None:
 def test_odd_values_fall_back_to_decoding(arch: Path, tmp_path: Path) -> None:
     """An item stored with another dtype than the first one of the batch is decoded as get() does, so the batch
     is what group_bands makes of it (np.stack's promotion)."""
-    import shutil
-
     a = open_archive(arch)
     odd = {b: v.astype(np.float64) for b, v in a.get(4, "s1").items()}
-    copy = tmp_path / "a"
-    shutil.copytree(arch, copy)
-    env = lmdb.open(str(copy / "patches.lmdb"), subdir=True)
-    with env.begin(write=True) as txn:
-        txn.put(f"s1/{a.ids[4]}".encode(), encode_value(odd))
-    env.close()
-    b = open_archive(copy)
+    b = open_archive(_copy_with(arch, tmp_path, f"s1/{a.ids[4]}", encode_value(odd)))
     got = b.band_groups([3, 4], "s1")
     ref = group_bands([b.get(3, "s1"), b.get(4, "s1")], list(b.spec("s1").bands))
     assert got[0].data.dtype == ref[0].data.dtype == np.float64
@@ -87,16 +88,9 @@ def test_value_layout() -> None:
 
 
 def test_damaged_value_is_named(arch: Path, tmp_path: Path) -> None:
-    import shutil
-
     from rsir.errors import ItemError
 
     a = open_archive(arch)
-    copy = tmp_path / "a"
-    shutil.copytree(arch, copy)
-    env = lmdb.open(str(copy / "patches.lmdb"), subdir=True)
-    with env.begin(write=True) as txn:
-        txn.put(f"s2/{a.ids[5]}".encode(), b"\x07\x00")
-    env.close()
+    copy = _copy_with(arch, tmp_path, f"s2/{a.ids[5]}", b"\x07\x00")
     with pytest.raises(ItemError, match=a.ids[5]):
         next(open_archive(copy).batches(8, modality="s2"))
