@@ -36,7 +36,7 @@ torch is imported inside the functions that train, so the store and the service 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -134,14 +134,9 @@ def knn_pool(x: np.ndarray, items: np.ndarray, k: int, size: int, rng: np.random
     if items.size < 2:
         raise FeedbackError(f"a pool of pairs needs at least 2 items (got {items.size})")
     k = min(k, items.size - 1)
-    f = np.asarray(x[items], np.float64)
-    sq = (f * f).sum(1)
-    nb = np.empty((items.size, k), np.int64)
-    for s in range(0, items.size, block):
-        d = sq[s:s + block, None] + sq[None] - 2.0 * f[s:s + block] @ f.T
-        d[np.arange(d.shape[0]), np.arange(s, s + d.shape[0])] = np.inf
-        part = np.argpartition(d, k - 1, axis=1)[:, :k]
-        nb[s:s + block] = part
+    local = np.arange(items.size)  # rows of the items' own features, in float64
+    nb = np.concatenate([part for _, _, part in nearest_blocks(np.asarray(x[items], np.float64), local, local, k,
+                                                               block)])
     a = np.repeat(np.arange(items.size), k)
     b = nb.ravel()
     lo, hi = np.minimum(a, b), np.maximum(a, b)
@@ -503,6 +498,20 @@ def run(x: np.ndarray, items: np.ndarray, oracle: Oracle, cfg: AnnealConfig,
     return records, head
 
 
+def nearest_blocks(z: np.ndarray, q_pos: np.ndarray, db_pos: np.ndarray, k: int, block: int = 128
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per block of ``block`` queries (rows ``q_pos`` of ``z``) against the database (rows ``db_pos``):
+    (the block's query positions, their squared Euclidean distances to the database as float64 with a query's
+    own position at inf, the column indices of its ``k`` nearest, unordered). Memory: block x database."""
+    db = z[db_pos]
+    db_sq = (db ** 2).sum(1)
+    for s in range(0, q_pos.size, block):
+        q = q_pos[s:s + block]
+        d = ((z[q] ** 2).sum(1)[:, None] + db_sq[None] - 2.0 * z[q] @ db.T).astype(np.float64)
+        d[q[:, None] == db_pos[None, :]] = np.inf
+        yield q, d, np.argpartition(d, k - 1, axis=1)[:, :k]
+
+
 def retrieval_map(z: np.ndarray, q_pos: np.ndarray, db_pos: np.ndarray, labels: np.ndarray, k: int = 20,
                   relevance: str = "shared", block: int = 128) -> float:
     """mAP@k (variant A) of queries ``q_pos`` over the database ``db_pos`` by Euclidean distance (ties by
@@ -513,15 +522,8 @@ def retrieval_map(z: np.ndarray, q_pos: np.ndarray, db_pos: np.ndarray, labels: 
     if relevance not in ("shared", "exact"):
         raise FeedbackError(f"relevance {relevance!r}: shared or exact")
     lab = np.asarray(labels) > 0
-    db = z[db_pos]
-    db_sq = (db ** 2).sum(1)
     aps = []
-    for s in range(0, q_pos.size, block):
-        q = q_pos[s:s + block]
-        d = ((z[q] ** 2).sum(1)[:, None] + db_sq[None] - 2.0 * z[q] @ db.T).astype(np.float64)
-        d[q[:, None] == db_pos[None, :]] = np.inf
-        kk = min(k + 1, db.shape[0])
-        part = np.argpartition(d, kk - 1, axis=1)[:, :kk]
+    for q, d, part in nearest_blocks(z, q_pos, db_pos, min(k + 1, db_pos.size), block):
         # exact order inside the candidates: distance, then database position
         order = np.lexsort((part, np.take_along_axis(d, part, axis=1)), axis=1)[:, :k]
         top = db_pos[np.take_along_axis(part, order, axis=1)]
