@@ -32,6 +32,11 @@ def setup(tmp_path_factory):
     assert main(["index", str(apath), "--model", str(model), "--method", "float", "--out", str(root / "both"),
                  "--no-progress"]) == 2
     assert not (root / "both").exists()
+    # --modality was ignored with a cross-modal model (both were indexed anyway): now refused, nothing written
+    for m in ("s1", "s2"):
+        assert main(["index", str(apath), "--model", str(model), "--modality", m, "--out", str(root / "one"),
+                     "--no-progress"]) == 2
+        assert not (root / "one").exists()
     single = build_index(apath, root / "lsh", method="lsh", bits=16, progress=False)
     return root, apath, idx, single
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from rsir.data.archive import catalog_frame, list_matrix
+from rsir.data.archive import catalog_frame, list_contains, list_matrix
 from rsir.query.items import Coded, month_of
 
 
@@ -43,6 +43,18 @@ def test_list_matrix_matches_a_loop(arrow: bool) -> None:
     # a slice of a column (offsets not starting at 0) and an empty column
     np.testing.assert_array_equal(list_matrix(col.iloc[3:], 4, float, np.nan), want[3:])
     assert list_matrix(col.iloc[:0], 4, float, np.nan).shape == (0, 4)
+
+
+@pytest.mark.parametrize("arrow", [True, False])
+def test_list_contains_matches_a_loop(arrow: bool) -> None:
+    col = catalog_frame(_table())["modalities"]
+    if not arrow:
+        col = pd.Series([["s2", "s1"], ["s2"], None, ["s2", "s1"], []], dtype=object)
+    for value in ("s1", "s2", "pair"):
+        want = [value in (m if m is not None else []) for m in col]
+        np.testing.assert_array_equal(list_contains(col, value), want)
+    np.testing.assert_array_equal(list_contains(col.iloc[3:], "s1"), [True, False])  # offsets not at 0
+    assert list_contains(col.iloc[:0], "s1").shape == (0,)
 
 
 def test_coded_columns_answer_like_the_rows() -> None:

@@ -210,14 +210,18 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
     elif bits is not None and encoder.metric == "hamming" and bits != encoder.dim:
         raise PipelineError(f"--bits {bits} does not match the model, which makes {encoder.dim}-bit codes "
                             "(leave --bits out with --model)")
+    # a cross-modal encoder (ss-cm) writes the codes of every modality it encodes into one index, keyed
+    # "<modality>/<id>"; items without a modality's data are left out of that modality
+    mods = [m for m in getattr(encoder, "modalities", [encoder.modality])]
+    cross = len(mods) > 1
+    if modality is not None and cross:
+        raise PipelineError(f"--modality {modality}: a cross-modal model indexes all of its modalities "
+                            f"({', '.join(mods)}) into one index; leave --modality out and pick the direction "
+                            "when searching (--from / --target)")
     if modality is not None and modality != encoder.modality:
         raise PipelineError(f"--modality {modality} does not match the encoder, which encodes {encoder.modality}")
     mod = encoder.modality
     arch.spec(mod)  # clear error when the archive lacks the encoder's modality
-    # a cross-modal encoder (ss-cm) writes the codes of every modality it encodes into one index, keyed
-    # "<modality>/<id>"; items without a modality's data are left out of that modality
-    mods = [m for m in getattr(encoder, "modalities", [mod])]
-    cross = len(mods) > 1
     for m in mods:
         if m not in arch.modalities:
             raise PipelineError(f"the model encodes {', '.join(mods)}, but archive {arch.path} has no {m} data "
@@ -235,8 +239,7 @@ def build_index(archive: Archive | str | Path, out: str | Path, method: str = "l
         enc = encoder.view(m) if cross else encoder  # type: ignore[attr-defined]
         n0 = len(all_ids)
         if cross:
-            have = arch.catalog["modalities"].to_numpy()
-            pos = [p for p in range(len(arch)) if m in list(have[p])]
+            pos = np.flatnonzero(arch.has_modality(m)).tolist()
             # the model's view reads the archive itself: native-size band groups through its stem, batches on
             # two threads or more (rsir.models.crossmodal.encode_archive)
             for ids, codes in enc.encode_archive(arch, pos, batch_size, progress):  # type: ignore[union-attr]

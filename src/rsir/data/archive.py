@@ -135,6 +135,17 @@ def list_matrix(column: pd.Series, width: int, dtype: Any, fill: float) -> np.nd
     return out
 
 
+def list_contains(column: pd.Series, value: str) -> np.ndarray:
+    """Boolean mask: which rows' lists (a list<string> column) hold ``value``. Vectorised over the Arrow
+    buffers; a missing list holds nothing."""
+    arr = arrow_list(column, pa.list_(pa.string()))
+    out = np.zeros(len(arr), dtype=bool)
+    if len(arr):
+        hit = pc.fill_null(pc.equal(pc.list_flatten(arr), value), False).to_numpy(zero_copy_only=False)
+        out[pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)[hit]] = True
+    return out
+
+
 _DEFAULTS: dict[str, Any] = {
     "split": "", "labels": [], "label_vec": None, "country": "", "tile": "", "date": "", "lon": math.nan,
     "lat": math.nan, "bbox": None, "crs": "", "transform": None, "modalities": [], "s1_id": "",
@@ -591,6 +602,11 @@ class Archive:
     def position_map(self) -> dict[str, int]:
         """A copy of the id -> position map (it shares the key and position objects: only the table is new)."""
         return dict(self._pos)
+
+    def has_modality(self, modality: str) -> np.ndarray:
+        """Boolean mask over the rows: which items hold ``modality``'s data (vectorised over the catalog's
+        Arrow list column)."""
+        return list_contains(self.catalog["modalities"], modality)
 
     def item(self, item: str | int) -> dict[str, Any]:
         """Catalog row of one item as a plain dict."""

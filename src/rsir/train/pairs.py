@@ -25,8 +25,8 @@ def paired_positions(archive: Archive, modalities: list[str], positions: np.ndar
         if m not in archive.modalities:
             raise RsirError(f"archive {archive.path} has no {m} modality (it has {', '.join(archive.modalities)}); "
                             f"ss-cm trains on co-registered {'/'.join(modalities)} pairs")
-    mods = archive.catalog["modalities"].to_numpy()
-    keep = np.array([all(m in list(mods[p]) for m in modalities) for p in positions], dtype=bool)
+    every = np.logical_and.reduce([archive.has_modality(m) for m in modalities])
+    keep = every[np.asarray(positions, dtype=np.int64)]
     if not keep.any():
         raise RsirError(f"archive {archive.path} has no item with both {' and '.join(modalities)} data (no "
                         f"{modalities[0]} partners); ss-cm trains on co-registered pairs")
