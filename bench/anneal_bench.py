@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,17 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def seed_pools(labels: np.ndarray, train: np.ndarray, args: argparse.Namespace
+               ) -> Iterator[tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(oracle, seed, pool pairs i, j, their answers) for every oracle and seed: the pool each seed draws."""
+    from rsir.feedback import anneal as A
+
+    for oracle in args.oracles:
+        for seed in args.seeds:
+            pi, pj = A.sample_pool(train, args.pool, np.random.default_rng(seed))
+            yield oracle, seed, pi, pj, A.label_oracle(labels, oracle)(pi, pj)
+
+
 def head_ablation(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.ndarray, db: np.ndarray,
                   args: argparse.Namespace, meta: dict[str, Any]) -> None:
     """mAP@20 of heads trained on n random pairs: linear (the default) against one hidden layer of 256."""
@@ -120,20 +132,16 @@ def head_ablation(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.nd
     from rsir.storage import atomic_write_json
 
     rows = []
-    for oracle in args.oracles:
-        for seed in args.seeds:
-            rng = np.random.default_rng(seed)
-            pi, pj = A.sample_pool(train, args.pool, rng)
-            y = A.label_oracle(labels, oracle)(pi, pj)
-            for hidden in (0, 256):
-                for n in (100, 300, 600, 900):
-                    cfg = A.AnnealConfig(hidden=hidden, seed=seed)
-                    t0 = time.process_time()
-                    head = A.train_head(x, pi[:n], pj[:n], y[:n], cfg)
-                    rows.append({"oracle": oracle, "seed": seed, "hidden": hidden, "pairs": n,
-                                 "cpu_s": round(time.process_time() - t0, 2),
-                                 "map20": round(A.retrieval_map(head.embed(x), q, db, labels, relevance=oracle), 4)})
-                    print(rows[-1], flush=True)
+    for oracle, seed, pi, pj, y in seed_pools(labels, train, args):
+        for hidden in (0, 256):
+            for n in (100, 300, 600, 900):
+                cfg = A.AnnealConfig(hidden=hidden, seed=seed)
+                t0 = time.process_time()
+                head = A.train_head(x, pi[:n], pj[:n], y[:n], cfg)
+                rows.append({"oracle": oracle, "seed": seed, "hidden": hidden, "pairs": n,
+                             "cpu_s": round(time.process_time() - t0, 2),
+                             "map20": round(A.retrieval_map(head.embed(x), q, db, labels, relevance=oracle), 4)})
+                print(rows[-1], flush=True)
     summary = {}
     for oracle in args.oracles:
         for hidden in (0, 256):
@@ -155,20 +163,16 @@ def learning_curve(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.n
     metric = model if model is not None else A.FrozenHead(x)
     sizes = [int(v) for v in args.learning_curve.split(",")]
     rows = []
-    for oracle in args.oracles:
-        for seed in args.seeds:
-            rng = np.random.default_rng(seed)
-            pi, pj = A.sample_pool(train, args.pool, rng)
-            y = A.label_oracle(labels, oracle)(pi, pj)
-            for n in sizes:
-                n = min(n, pi.size)
-                cfg = A.AnnealConfig(hidden=args.hidden, seed=seed, **train_cfg)
-                t0 = time.perf_counter()
-                state = metric.fit(pi[:n], pj[:n], y[:n], cfg, seed)
-                rows.append({"oracle": oracle, "seed": seed, "pairs": n,
-                             "map20": round(A.retrieval_map(metric.embed(state), q, db, labels, relevance=oracle), 4),
-                             "seconds": round(time.perf_counter() - t0, 1)})
-                print(rows[-1], flush=True)
+    for oracle, seed, pi, pj, y in seed_pools(labels, train, args):
+        for n in sizes:
+            n = min(n, pi.size)
+            cfg = A.AnnealConfig(hidden=args.hidden, seed=seed, **train_cfg)
+            t0 = time.perf_counter()
+            state = metric.fit(pi[:n], pj[:n], y[:n], cfg, seed)
+            rows.append({"oracle": oracle, "seed": seed, "pairs": n,
+                         "map20": round(A.retrieval_map(metric.embed(state), q, db, labels, relevance=oracle), 4),
+                         "seconds": round(time.perf_counter() - t0, 1)})
+            print(rows[-1], flush=True)
     summary = {}
     for oracle in args.oracles:
         for n in sorted({r["pairs"] for r in rows}):
