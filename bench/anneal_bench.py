@@ -23,6 +23,11 @@ bench/results/anneal.png. Learned features, label-free (BENCHMARKS.md, "ANNEAL o
   rsir index /tmp/anneal/sim6k --model /tmp/anneal/sscm --float --modality s2 --out /tmp/anneal/idx-sscm
   nice -n 10 python bench/anneal_bench.py --index /tmp/anneal/idx-sscm --hidden 256 \
       --out bench/results/anneal_sscm_mlp.json
+The encoder itself trained end to end each round (the SS-CM model's S2 branch; BENCHMARKS.md, "ANNEAL with the
+encoder trained end to end"), and the learning curve of random pairs alone:
+  nice -n 10 python bench/anneal_bench.py --index /tmp/anneal/idx-sscm --encoder /tmp/anneal/sscm --steps 100 \
+      --batch 64 --lr 1e-5 --oracles shared --out bench/results/anneal_e2e.json
+  nice -n 10 python bench/anneal_bench.py ... --learning-curve 100,300,900,3000,10000    # -> <out>_curve.json
 """
 
 from __future__ import annotations
