@@ -23,6 +23,11 @@ bench/results/anneal.png. Learned features, label-free (BENCHMARKS.md, "ANNEAL o
   rsir index /tmp/anneal/sim6k --model /tmp/anneal/sscm --float --modality s2 --out /tmp/anneal/idx-sscm
   nice -n 10 python bench/anneal_bench.py --index /tmp/anneal/idx-sscm --hidden 256 \
       --out bench/results/anneal_sscm_mlp.json
+The encoder itself trained end to end each round (the SS-CM model's S2 branch; BENCHMARKS.md, "ANNEAL with the
+encoder trained end to end"), and the learning curve of random pairs alone:
+  nice -n 10 python bench/anneal_bench.py --index /tmp/anneal/idx-sscm --encoder /tmp/anneal/sscm --steps 100 \
+      --batch 64 --lr 1e-5 --oracles shared --out bench/results/anneal_e2e.json
+  nice -n 10 python bench/anneal_bench.py ... --learning-curve 100,300,900,3000,10000    # -> <out>_curve.json
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +119,17 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def seed_pools(labels: np.ndarray, train: np.ndarray, args: argparse.Namespace
+               ) -> Iterator[tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(oracle, seed, pool pairs i, j, their answers) for every oracle and seed: the pool each seed draws."""
+    from rsir.feedback import anneal as A
+
+    for oracle in args.oracles:
+        for seed in args.seeds:
+            pi, pj = A.sample_pool(train, args.pool, np.random.default_rng(seed))
+            yield oracle, seed, pi, pj, A.label_oracle(labels, oracle)(pi, pj)
+
+
 def head_ablation(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.ndarray, db: np.ndarray,
                   args: argparse.Namespace, meta: dict[str, Any]) -> None:
     """mAP@20 of heads trained on n random pairs: linear (the default) against one hidden layer of 256."""
@@ -120,20 +137,16 @@ def head_ablation(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.nd
     from rsir.storage import atomic_write_json
 
     rows = []
-    for oracle in args.oracles:
-        for seed in args.seeds:
-            rng = np.random.default_rng(seed)
-            pi, pj = A.sample_pool(train, args.pool, rng)
-            y = A.label_oracle(labels, oracle)(pi, pj)
-            for hidden in (0, 256):
-                for n in (100, 300, 600, 900):
-                    cfg = A.AnnealConfig(hidden=hidden, seed=seed)
-                    t0 = time.process_time()
-                    head = A.train_head(x, pi[:n], pj[:n], y[:n], cfg)
-                    rows.append({"oracle": oracle, "seed": seed, "hidden": hidden, "pairs": n,
-                                 "cpu_s": round(time.process_time() - t0, 2),
-                                 "map20": round(A.retrieval_map(head.embed(x), q, db, labels, relevance=oracle), 4)})
-                    print(rows[-1], flush=True)
+    for oracle, seed, pi, pj, y in seed_pools(labels, train, args):
+        for hidden in (0, 256):
+            for n in (100, 300, 600, 900):
+                cfg = A.AnnealConfig(hidden=hidden, seed=seed)
+                t0 = time.process_time()
+                head = A.train_head(x, pi[:n], pj[:n], y[:n], cfg)
+                rows.append({"oracle": oracle, "seed": seed, "hidden": hidden, "pairs": n,
+                             "cpu_s": round(time.process_time() - t0, 2),
+                             "map20": round(A.retrieval_map(head.embed(x), q, db, labels, relevance=oracle), 4)})
+                print(rows[-1], flush=True)
     summary = {}
     for oracle in args.oracles:
         for hidden in (0, 256):
@@ -141,6 +154,37 @@ def head_ablation(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.nd
                 v = [r["map20"] for r in rows if (r["oracle"], r["hidden"], r["pairs"]) == (oracle, hidden, n)]
                 summary[f"{oracle}/hidden{hidden}/{n}"] = round(float(np.mean(v)), 4)
     atomic_write_json(beside(args.out, "head", ".json"), {**meta, "summary": summary, "runs": rows})
+    print(json.dumps(summary, indent=1))
+
+
+def learning_curve(x: np.ndarray, labels: np.ndarray, train: np.ndarray, q: np.ndarray, db: np.ndarray,
+                   args: argparse.Namespace, meta: dict[str, Any], model: Any, train_cfg: dict[str, Any]) -> None:
+    """mAP@20 of the metric model (the head on x, or the end-to-end encoder) trained on the first n random pool
+    pairs of each seed, for each n of --learning-curve: the curve random selection follows, and whether it still
+    climbs where the loop ends."""
+    from rsir.feedback import anneal as A
+    from rsir.storage import atomic_write_json
+
+    metric = model if model is not None else A.FrozenHead(x)
+    sizes = [int(v) for v in args.learning_curve.split(",")]
+    rows = []
+    for oracle, seed, pi, pj, y in seed_pools(labels, train, args):
+        for n in sizes:
+            n = min(n, pi.size)
+            cfg = A.AnnealConfig(hidden=args.hidden, seed=seed, **train_cfg)
+            t0 = time.perf_counter()
+            state = metric.fit(pi[:n], pj[:n], y[:n], cfg, seed)
+            rows.append({"oracle": oracle, "seed": seed, "pairs": n,
+                         "map20": round(A.retrieval_map(metric.embed(state), q, db, labels, relevance=oracle), 4),
+                         "seconds": round(time.perf_counter() - t0, 1)})
+            print(rows[-1], flush=True)
+    summary = {}
+    for oracle in args.oracles:
+        for n in sorted({r["pairs"] for r in rows}):
+            v = [r["map20"] for r in rows if (r["oracle"], r["pairs"]) == (oracle, n)]
+            summary[f"{oracle}/{n}"] = {"mean": round(float(np.mean(v)), 4), "sd": round(float(np.std(v)), 4)}
+    atomic_write_json(beside(args.out, "curve", ".json"), {**meta, "summary": summary, "runs": rows,
+                                                            "loadavg_end": _load()})
     print(json.dumps(summary, indent=1))
 
 
@@ -319,6 +363,19 @@ def main() -> None:
                     help="ANNEAL clusters the candidates x budget most uncertain pairs (default 4)")
     ap.add_argument("--hidden", type=int, default=0,
                     help="hidden width of the head (0: linear, the default; e.g. 256: a 2-layer MLP)")
+    ap.add_argument("--encoder", default=None,
+                    help="end to end: retrain this cross-modal model's S2 branch (encoder + projection, e.g. the "
+                         "label-free SS-CM model the index was built from) each round instead of a head on the "
+                         "index's frozen vectors (rsir.feedback.encoder_metric)")
+    ap.add_argument("--encoder-init", choices=["pretrained", "random"], default="pretrained",
+                    help="start --encoder's branch from its trained weights, or from a seeded random initialisation")
+    ap.add_argument("--encoder-modality", default="s2", help="the branch of --encoder that is trained (default s2)")
+    ap.add_argument("--steps", type=int, default=None, help="optimiser steps per round (default: AnnealConfig's)")
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: AnnealConfig's)")
+    ap.add_argument("--batch", type=int, default=None, help="pairs per step (default: AnnealConfig's)")
+    ap.add_argument("--learning-curve", default=None, metavar="N,N,...",
+                    help="instead: the model trained on the first N random pool pairs of each seed, for each N, "
+                         "written to <out>_curve.json (random pairs only: is the curve still climbing?)")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--query-split", choices=["test", "validation"], default="test",
                     help="split the mAP queries come from: validation to choose settings, test to report")
@@ -344,7 +401,8 @@ def main() -> None:
     if arc is None:
         raise SystemExit(f"{args.index}: the archive it records is gone; pass --archive")
     ids = list(arc.ids)
-    x = np.asarray(idx.vectors(ids), np.float32)
+    # the index's own modality (a cross-modal index holds the vectors of both; vectors() defaults to the first)
+    x = np.asarray(idx.vectors(ids, idx.manifest.get("modality")), np.float32)
     labels = np.asarray(arc.labels)
     train = arc.split_positions("train")
     held = arc.split_positions(args.query_split)
@@ -362,6 +420,22 @@ def main() -> None:
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_start": _load()}
     base = {o: A.retrieval_map(x, q, db, labels, relevance=o) for o in args.oracles}
     meta["frozen_features_map20"] = {o: round(v, 4) for o, v in base.items()}
+    meta["vectors_modality"] = idx.manifest.get("modality")
+    model = None
+    if args.encoder:
+        from rsir.feedback.encoder_metric import from_crossmodal
+
+        model = from_crossmodal(args.encoder, arc, args.encoder_modality, pretrained=args.encoder_init == "pretrained")
+        meta["data"]["encoder"] = {"model": str(args.encoder), "modality": args.encoder_modality,
+                                   "init": args.encoder_init,
+                                   "images": list(model.images.shape),
+                                   "pretrained_map20": {o: round(A.retrieval_map(model.embed(model.pretrained), q, db,
+                                                                                 labels, relevance=o), 4)
+                                                        for o in args.oracles}}
+    train_cfg = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("batch", args.batch)) if v is not None}
+    if args.learning_curve:
+        learning_curve(x, labels, train, q, db, args, meta, model, train_cfg)
+        return
     if args.head_ablation:
         head_ablation(x, labels, train, q, db, args, meta)
         return
@@ -377,10 +451,10 @@ def main() -> None:
                 cfg = A.AnnealConfig(strategy=strat, budget=args.budget, rounds=args.rounds, initial=args.initial,
                                      pool=args.pool, pool_from=args.pool_from, neighbours=args.neighbours,
                                      threshold=args.threshold, candidates=args.candidates,
-                                     fine_tune=args.fine_tune, hidden=args.hidden, seed=seed)
+                                     fine_tune=args.fine_tune, hidden=args.hidden, seed=seed, **train_cfg)
                 t0 = time.perf_counter()
                 recs, _ = A.run(x, train, orc, cfg, evaluate=lambda z, o=oracle: {
-                    "map20": A.retrieval_map(z, q, db, labels, relevance=o)})
+                    "map20": A.retrieval_map(z, q, db, labels, relevance=o)}, model=model)
                 runs.append({"oracle": oracle, "strategy": strat, "seed": seed, "config": cfg.to_json(),
                              "seconds": round(time.perf_counter() - t0, 1), "loadavg": _load(),
                              "curve": [{"round": r.round, "labelled": r.labelled, "similar": r.similar,

@@ -3,9 +3,10 @@
 Hoxha, Sumbul, Henkel, Möllenbrok, Demir, arXiv:2406.10107 (TGRS) and arXiv:2306.11605 (IGARSS). The expert
 labels *pairs* of images as similar or dissimilar (one bit, never a class label). Each round:
 
-1. the metric model is trained on the labelled pairs with the contrastive loss (here a head on rsir's frozen
-   features, :class:`MetricHead`, retrained from its initialisation every round, or with ``fine_tune``
-   from the last round's head);
+1. the metric model is trained on the labelled pairs with the contrastive loss (by default a head on rsir's
+   frozen features, :class:`FrozenHead`, retrained from its initialisation every round, or with ``fine_tune``
+   from the last round's head; or end to end, a CNN encoder and its projection,
+   :class:`rsir.feedback.encoder_metric.EncoderMetric`, passed to :func:`run` as ``model``);
 2. every item is embedded and the unlabelled candidate pairs (the pool) are scored for *uncertainty*:
    - **MGUE** (metric-guided): a threshold tau on embedding distances that separates similar from dissimilar
      pairs is estimated from the current metric space (:func:`mgue_threshold`, from the labelled pairs'
@@ -26,7 +27,7 @@ the papers: the pool (``pool`` uniform random pairs of training items, or with `
 with its ``neighbours`` nearest in the frozen features), P0 = ``initial`` random pairs, ``budget`` pairs per
 round, ``candidates * budget`` uncertain pairs clustered, tau as the midpoint of the class means, the head
 retrained from its seeded initialisation each round (``fine_tune`` starts from the last head), a linear head
-on frozen features instead of an end-to-end CNN, the contrastive margin 1 on L2-normalised embeddings, and no
+on frozen features by default (the end-to-end CNN is the option above), the contrastive margin 1 on L2-normalised embeddings, and no
 transitive expansion of the answers (valid only when "similar" is an equivalence, e.g. identical label sets).
 
 Pair representation (for clustering and for the BCGUE classifier) is symmetric in the two items, since a pair
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -423,6 +424,31 @@ def train_head(x: np.ndarray, i: np.ndarray, j: np.ndarray, y: np.ndarray, cfg: 
     return HeadState(weights, cfg.hidden, cfg.dim, losses)
 
 
+class MetricModel(Protocol):
+    """What the loop retrains each round: ``fit`` on the labelled pairs (from its initialisation, or from
+    ``init``, the last round's state, when ``cfg.fine_tune``) returns a state; ``embed`` gives every item's
+    embedding under a state (rows in the order of the loop's ``x``)."""
+
+    def fit(self, i: np.ndarray, j: np.ndarray, y: np.ndarray, cfg: AnnealConfig, seed: int,
+            init: Any | None = None) -> Any: ...
+
+    def embed(self, state: Any) -> np.ndarray: ...
+
+
+class FrozenHead:
+    """The default metric model: :func:`train_head` on the frozen features ``x``."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = x
+
+    def fit(self, i: np.ndarray, j: np.ndarray, y: np.ndarray, cfg: AnnealConfig, seed: int,
+            init: HeadState | None = None) -> HeadState:
+        return train_head(self.x, i, j, y, cfg, seed=seed, init=init if cfg.fine_tune else None)
+
+    def embed(self, state: HeadState) -> np.ndarray:
+        return state.embed(self.x)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------------------
@@ -459,10 +485,13 @@ def label_oracle(labels: np.ndarray, mode: str = "shared") -> Oracle:
 
 def run(x: np.ndarray, items: np.ndarray, oracle: Oracle, cfg: AnnealConfig,
         evaluate: Callable[[np.ndarray], dict[str, float]] | None = None,
-        on_round: Callable[[RoundRecord, HeadState], None] | None = None) -> tuple[list[RoundRecord], HeadState]:
-    """The full loop on frozen features ``x``: P0 random pairs, then ``cfg.rounds`` rounds of train, embed,
-    select ``cfg.budget`` pairs, ask the oracle. The model is trained once more after the last answers, so the
-    records hold ``rounds + 1`` evaluations (after 0, 1, ..., rounds selections)."""
+        on_round: Callable[[RoundRecord, Any], None] | None = None,
+        model: MetricModel | None = None) -> tuple[list[RoundRecord], Any]:
+    """The full loop: P0 random pairs, then ``cfg.rounds`` rounds of train, embed, select ``cfg.budget`` pairs,
+    ask the oracle. The model is trained once more after the last answers, so the records hold ``rounds + 1``
+    evaluations (after 0, 1, ..., rounds selections). ``model`` is retrained each round (default: a head on the
+    frozen features ``x``, :class:`FrozenHead`; e.g. :class:`rsir.feedback.encoder_metric.EncoderMetric` end to
+    end); ``x`` also gives the "knn" pool its neighbours. Returns the records and the last model state."""
     import time
 
     rng = np.random.default_rng(cfg.seed)
@@ -473,14 +502,15 @@ def run(x: np.ndarray, items: np.ndarray, oracle: Oracle, cfg: AnnealConfig,
     answers[first] = oracle(pi[first], pj[first])
     labelled[first] = True
     records: list[RoundRecord] = []
+    metric: MetricModel = model if model is not None else FrozenHead(x)
     head = None
     new_similar = int(answers[first].sum())
     tau: float | None = None
     for t in range(cfg.rounds + 1):
         t0 = time.perf_counter()
         li, lj, ly = pi[labelled], pj[labelled], answers[labelled]
-        head = train_head(x, li, lj, ly, cfg, seed=cfg.seed + t, init=head if cfg.fine_tune else None)
-        z = head.embed(x)
+        head = metric.fit(li, lj, ly, cfg, cfg.seed + t, head)
+        z = metric.embed(head)
         metrics = evaluate(z) if evaluate is not None else {}
         rec = RoundRecord(t, int(labelled.sum()), int(ly.sum()), new_similar, tau, metrics,
                           time.perf_counter() - t0)
