@@ -199,6 +199,16 @@ def main() -> None:
     ap.add_argument("--quantisation", type=float, default=0.0,
                     help="rsir's own quantisation term in the joint stage (rsir train-codec --quantisation)")
     ap.add_argument("--joint-seed", type=int, default=0, help="seed of the joint stage (rsir train-codec --seed)")
+    ap.add_argument("--head", default="conv", choices=["conv", "resnet"], help="hashing head (rsir train-codec --head)")
+    ap.add_argument("--head-blocks", type=int, nargs="+", default=[2], help="rsir train-codec --head-blocks")
+    ap.add_argument("--recipe", default="codec", choices=["codec", "milan"],
+                    help="joint stage's data: codec = the codec's --max-items items and --codec-batch, a fixed "
+                         "--joint-epochs; milan = what MiLAN's classifier trains on (the training split less "
+                         "rsir train's 10%% selection slice, flips and rotations), batch --joint-batch, up to "
+                         "--joint-epochs with the epoch chosen on the slice (patience 5, as rsir train)")
+    ap.add_argument("--joint-batch", type=int, default=32, help="joint-stage batch size of --recipe milan")
+    ap.add_argument("--patience", type=int, default=5,
+                    help="--recipe milan: stop after N joint epochs without a better selection score")
     ap.add_argument("--select", nargs="+", metavar="LATENT:LAMBDA", default=None,
                     help="choose the operating point instead: stage 1 at each latent width and lambda, then a "
                          "joint stage of up to --joint-epochs at 32 bits scored after every epoch on a slice of the "
@@ -262,11 +272,20 @@ def main() -> None:
         f"-q{args.quantisation:g}" if args.quantisation else "") + (f"-seed{args.joint_seed}" if args.joint_seed else "")
     quant = (["--quantisation", f"{args.quantisation:g}"] if args.quantisation else []) + (
         ["--seed", str(args.joint_seed)] if args.joint_seed else [])
+    joint_common = common
+    if args.head != "conv":
+        wtag += f"-{args.head}" + "".join(map(str, args.head_blocks))
+        quant += ["--head", args.head, "--head-blocks", *map(str, args.head_blocks)]
+    if args.recipe == "milan":
+        wtag += f"-milan-b{args.joint_batch}" + ("" if args.patience == 5 else f"-p{args.patience}")
+        joint_common = ["--filters", str(args.filters), "--latent", str(args.latent), "--batch-size",
+                        str(args.joint_batch), "--selection-fraction", "0.1", "--augment", "--patience",
+                        str(args.patience)]
     for bits in args.bits:
         d = work / f"codec-jci{bits}{wtag}"
         rec = run("train-codec", str(sim), "--out", str(d), "--bits", str(bits), "--lambda", f"{args.main_lambda:g}",
                   "--init", str(stage1[args.main_lambda]), "--codec-epochs", "0", "--joint-epochs",
-                  str(args.joint_epochs), "--weighting", args.weighting, *quant, *common, skip_if=d)
+                  str(args.joint_epochs), "--weighting", args.weighting, *quant, *joint_common, skip_if=d)
         joint[bits] = d
         res.setdefault("train_seconds", {})[d.name] = rec["seconds"]
 
@@ -302,6 +321,9 @@ def main() -> None:
     res["hash_outputs"] = {str(bits): hash_stats(d, comp[bits]) for bits, d in joint.items()}
     res["joint_history"] = {str(bits): json.loads((d / "config.json").read_text())["info"]["history"]
                             for bits, d in joint.items()}
+    res["joint_chosen"] = {str(bits): {k: v for k, v in json.loads((d / "config.json").read_text())["info"].items()
+                                       if k in ("chosen_joint_epoch", "selection_map20", "train_items")}
+                           for bits, d in joint.items()}
     print(json.dumps(res["hash_outputs"], indent=1), flush=True)
 
     # 4. retrieval: codes from the stream vs MiLAN on decoded (and raw) pixels

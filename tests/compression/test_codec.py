@@ -358,3 +358,60 @@ def test_a_diverging_stage_stops_with_its_best_epochs_weights(trained: tuple[Pat
     assert f"epoch {best}'s weights" in hist[-1]["diverged"]
     for k, v in load_codec(out).net.g_a.state_dict().items():
         assert torch.equal(v, seen[best][k])
+
+
+def test_residual_head_codes_survive_save_and_load(tmp_path: Path) -> None:
+    from rsir.compression.codec import save_codec
+
+    torch.manual_seed(0)
+    cfg = CodecConfig(in_channels=3, n_filters=8, latent=4, bits=16, n_classes=2, head="resnet", head_width=8,
+                      head_blocks=[1, 1])
+    net = JointNet(cfg)
+    y = torch.randn(5, 4, 3, 3) * 3
+    net.train()
+    net.hash(y)  # moves the batch-norm running statistics away from their initial values
+    net.eval()
+    with torch.no_grad():
+        h = net.hash(y)
+    assert h.shape == (5, 16) and float(h.abs().max()) <= 1.0
+    assert net.head[0][1].conv1.stride == (2, 2)  # the second stage halves the resolution, as in rsir's ResNet
+    meta = CodecMeta(bands=["a", "b", "c"], dtype="float32", grid=(24, 24), mean=[0.0] * 3, std=[1.0] * 3,
+                     classes=["x", "y"])
+    codec = load_codec(save_codec(tmp_path / "c", net, meta))
+    assert codec.net.cfg.head == "resnet" and codec.net.cfg.head_blocks == [1, 1]
+    with torch.no_grad():
+        assert torch.equal(codec.net.hash(y), h)
+    with pytest.raises(CodecError, match="unknown hashing head"):
+        JointNet(CodecConfig(in_channels=3, latent=4, bits=8, head="mlp"))
+
+
+def test_selection_slice_chooses_the_joint_epoch_and_is_never_trained_on(trained: tuple[Path, Path],
+                                                                         tmp_path: Path) -> None:
+    from rsir.compression.train import training_positions
+    from rsir.train.selection import selection_slice
+    from rsir.train.validation import validation_map
+
+    arch_dir, codec_dir = trained
+    arch = open_archive(arch_dir)
+    train = arch.split_positions("train")
+    sel = train[selection_slice([arch.ids[int(p)] for p in train], 0.25)]
+    fit = training_positions(arch, selection_fraction=0.25)
+    assert len(sel) > 0 and not set(sel.tolist()) & set(fit.tolist())
+    assert sorted(sel.tolist() + fit.tolist()) == sorted(train.tolist())
+    cfg = CodecTrainConfig(bits=8, codec_epochs=0, joint_epochs=4, batch_size=2, n_filters=8, latent=4,
+                           init=str(codec_dir), weighting="pcgrad", head="resnet", head_width=8,
+                           selection_fraction=0.25, augment=True, patience=10)
+    out = train_codec(arch, tmp_path / "c", cfg)
+    info = json.loads((out / "config.json").read_text())["info"]
+    scores = {r["epoch"]: r["selection_map20"] for r in info["history"] if r["stage"] == "joint"}
+    assert list(scores) == [1, 2, 3, 4] and info["train_items"] == len(fit)
+    best = max(scores, key=lambda e: (scores[e], -e))
+    assert info["chosen_joint_epoch"] == best and info["selection_map20"] == scores[best]
+    # the saved codec holds the chosen epoch's weights: its codes give the recorded selection score again
+    codec = load_codec(out)
+    codes = lambda pos: np.unpackbits(codec.hash_images(np.concatenate(  # noqa: E731
+        [x for _, x in arch.batches(64, modality="s2", positions=pos.tolist())])), axis=1).astype(np.float32)
+    db_pos = np.concatenate([fit, sel])
+    db = np.concatenate([codes(fit), codes(sel)])
+    got = validation_map(codes(sel), arch.labels[sel], sel, db, arch.labels[db_pos], db_pos, "hamming")
+    assert round(got, 5) == info["selection_map20"]

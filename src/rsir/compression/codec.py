@@ -7,9 +7,13 @@ Network (:class:`JointNet`):
 - quantisation: y + U(-1/2, 1/2) in training, rounding at coding time (values kept in the int16 range);
 - entropy model: :class:`rsir.compression.entropy.FactorizedDensity`, the rate term and the coding tables;
 - synthesis transform g_s: three 5x5 stride-2 transposed convolutions with inverse GDN back to C bands;
-- hashing head on the quantised latent y_hat (never on the reconstruction): 3x3 convolution, ReLU, global
-  average pooling, linear to K bits, tanh; code bit k = h_k > 0. A linear classifier on h serves the
-  classification loss.
+- hashing head on the quantised latent y_hat (never on the reconstruction), ``CodecConfig.head``:
+  ``conv`` (the first codecs): 3x3 convolution, ReLU, global average pooling, linear to K bits, tanh;
+  ``resnet``: stages of rsir's residual blocks (:func:`rsir.models.resnet.residual_stages`, ``head_blocks``
+  blocks per stage from ``head_width`` channels, at the latent's resolution), global average pooling, linear to
+  K bits, tanh: the part of rsir's ResNet that the analysis transform does not replace (g_a downsamples 8x like
+  the ResNet's stem and second stage; what remains is its last stage). Code bit k = h_k > 0. A linear
+  classifier on h serves the classification loss.
 
 A codec directory holds ``config.json`` (format ``rsir-codec``: sizes, bits, modality, bands, dtype, grid,
 per-band mean/std, classes, training record) and ``model.safetensors`` (weights and the coding tables).
@@ -31,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from rsir.bits import pack_bits
 from rsir.compression.entropy import INT16, BitstreamError, FactorizedDensity, LatentCoder
 from rsir.errors import RsirError
+from rsir.models.resnet import init_residual, residual_stages
 from rsir.storage import atomic_dir, atomic_write_json
 
 FORMAT = "rsir-codec"
@@ -68,6 +73,28 @@ class CodecConfig:
     bits: int = 64
     n_classes: int = 19
     head_width: int = 128
+    #: "conv" (one 3x3 convolution) or "resnet" (residual stages, see the module docstring)
+    head: str = "conv"
+    head_blocks: list[int] = field(default_factory=lambda: [2])
+
+
+HEADS = ("conv", "resnet")
+
+
+def hash_head(cfg: CodecConfig) -> torch.nn.Sequential:
+    """The hashing head from the latent (M channels) to the K pre-tanh outputs (see the module docstring)."""
+    m = cfg.latent
+    if cfg.head == "conv":  # flat, so that the weight names of the first saved codecs stay valid
+        trunk: list[torch.nn.Module] = [torch.nn.Conv2d(m, cfg.head_width, 3, 1, 1), torch.nn.ReLU()]
+        width = cfg.head_width
+    elif cfg.head == "resnet":
+        stages = residual_stages(m, cfg.head_width, list(cfg.head_blocks))
+        init_residual(stages)
+        trunk, width = [stages], cfg.head_width * 2 ** (len(cfg.head_blocks) - 1)
+    else:
+        raise CodecError(f"unknown hashing head {cfg.head!r}: one of {', '.join(HEADS)}")
+    return torch.nn.Sequential(*trunk, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                               torch.nn.Linear(width, cfg.bits))
 
 
 class JointNet(torch.nn.Module):
@@ -86,9 +113,7 @@ class JointNet(torch.nn.Module):
             torch.nn.ConvTranspose2d(n, n, 5, 2, 2, output_padding=1), GDN(n, inverse=True),
             torch.nn.ConvTranspose2d(n, c, 5, 2, 2, output_padding=1))
         self.entropy = FactorizedDensity(m)
-        self.head = torch.nn.Sequential(
-            torch.nn.Conv2d(m, cfg.head_width, 3, 1, 1), torch.nn.ReLU(),
-            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(cfg.head_width, cfg.bits))
+        self.head = hash_head(cfg)
         self.classifier = torch.nn.Linear(cfg.bits, cfg.n_classes)
 
     @staticmethod

@@ -43,6 +43,9 @@ from rsir.losses.jci import (
     rate_distortion_loss,
     soft_pairwise_loss,
 )
+from rsir.train.data import dihedral
+from rsir.train.selection import RULE, selection_slice
+from rsir.train.validation import validation_map
 
 OBJECTIVES = ["rd", "pairwise", "balance", "classification"]
 WEIGHTINGS = {"uncertainty": "uncertainty (Kendall et al. 2018), learned in the joint stage",
@@ -70,25 +73,44 @@ class CodecTrainConfig:
     weighting: str = "uncertainty"
     #: rsir's addition, not in the papers: > 0 adds beta * quantisation_loss(h) as a fifth objective
     quantisation: float = 0.0
+    #: the hashing head on the latent (CodecConfig.head: "conv" or "resnet") and its width / blocks per stage
+    head: str = "conv"
+    head_width: int = 128
+    head_blocks: tuple[int, ...] = (2,)
+    #: > 0: leave out the model-selection slice of rsir.train.selection (this fraction of the train split, the
+    #: slice rsir train holds out for MiLAN and the classifier), so epochs can be chosen on it like theirs
+    selection_fraction: float = 0.0
+    #: random flips and 90-degree rotations of the training patches (rsir train's augmentation)
+    augment: bool = False
+    #: with selection_fraction > 0: stop the joint stage after this many epochs without a better selection score
+    patience: int = 5
 
 
-def training_positions(arch: Archive, max_items: int | None = None, seed: int = 0) -> np.ndarray:
-    """Archive positions the codec trains on: the train split (all items without one), at most ``max_items``
-    of them drawn with ``seed``; the rest of the train split is held out from the codec."""
+def training_positions(arch: Archive, max_items: int | None = None, seed: int = 0,
+                       selection_fraction: float = 0.0) -> np.ndarray:
+    """Archive positions the codec trains on: the train split (all items without one) less, when
+    ``selection_fraction`` > 0, the model-selection slice of :func:`rsir.train.selection.selection_slice` (seed
+    0, as rsir train), at most ``max_items`` of them drawn with ``seed``; the rest is held out from the codec."""
     pos = arch.split_positions("train")
     if len(pos) == 0:
         pos = np.arange(len(arch))
+    if selection_fraction > 0:
+        pos = pos[~selection_slice([arch.ids[int(p)] for p in pos], selection_fraction)]
     if max_items is not None and len(pos) > max_items:
         pos = np.sort(np.random.default_rng(seed).choice(pos, max_items, replace=False))
     return np.asarray(pos)
 
 
+def load_images(arch: Archive, modality: str, positions: np.ndarray) -> np.ndarray:
+    """Normalised N x C x H x W images of archive positions."""
+    return np.concatenate([x for _, x in arch.batches(256, modality=modality, positions=positions.tolist())])
+
+
 def load_training_data(arch: Archive, modality: str, max_items: int | None = None,
                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised train-split images and their multi-hot labels (all items when there is no train split)."""
+    """Normalised images of :func:`training_positions` and their multi-hot labels."""
     pos = training_positions(arch, max_items, seed)
-    xs = [x for _, x in arch.batches(256, modality=modality, positions=pos.tolist())]
-    return np.concatenate(xs), arch.labels[pos]
+    return load_images(arch, modality, pos), arch.labels[pos]
 
 
 #: an epoch whose mean rate-distortion loss exceeds this multiple of the stage's best epoch has diverged
@@ -117,6 +139,45 @@ class DivergenceGuard:
         return False
 
 
+class EpochSelection:
+    """The joint stage's epoch choice on rsir train's model-selection slice (rsir.train.selection): after every
+    epoch, mAP@20 (A) of the slice's codes (rounded latents, as a bitstream holds them) against the whole training
+    split, query left out (rsir.train.validation, the score MiLAN and the classifier are chosen by); keeps the best
+    epoch's weights and tells when ``patience`` epochs have passed without a better one."""
+
+    def __init__(self, net: JointNet, arch: Archive, modality: str, fit: tuple[np.ndarray, np.ndarray],
+                 fraction: float, patience: int) -> None:
+        train = arch.split_positions("train")
+        self.sel_pos = train[selection_slice([arch.ids[int(p)] for p in train], fraction)]
+        self.fit_pos, self.fit_x = fit
+        self.sel_x = load_images(arch, modality, self.sel_pos)
+        self.labels = arch.labels
+        self.net, self.patience = net, patience
+        self.best, self.best_epoch = -math.inf, 0
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def codes(self, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            h = torch.cat([self.net.hash(self.net.quantise(self.net.g_a(torch.from_numpy(x[s:s + 256]))))
+                           for s in range(0, len(x), 256)])
+        return (h > 0).float().numpy()
+
+    def score(self, epoch: int) -> tuple[float, bool]:
+        """(the epoch's selection mAP@20, whether to stop now)."""
+        qs = self.codes(self.sel_x)
+        db = np.concatenate([self.codes(self.fit_x), qs])
+        db_pos = np.concatenate([self.fit_pos, self.sel_pos])
+        m = validation_map(qs, self.labels[self.sel_pos], self.sel_pos, db, self.labels[db_pos], db_pos, "hamming")
+        if m > self.best:
+            self.best, self.best_epoch = m, epoch
+            self.state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        return m, epoch - self.best_epoch >= self.patience
+
+    def restore(self) -> None:
+        if self.state is not None:
+            self.net.load_state_dict(self.state)
+
+
 def train_codec(archive: Archive | str | Path, out: str | Path, cfg: CodecTrainConfig | None = None,
                 log: Callable[[str], None] | None = None,
                 on_epoch: Callable[[str, int, JointNet], dict[str, Any] | None] | None = None) -> Path:
@@ -135,10 +196,12 @@ def train_codec(archive: Archive | str | Path, out: str | Path, cfg: CodecTrainC
     if cfg.weighting not in WEIGHTINGS:
         raise CodecError(f"unknown weighting {cfg.weighting!r}: one of {', '.join(WEIGHTINGS)}")
     torch.manual_seed(cfg.seed)
-    x_all, y_all = load_training_data(arch, spec.name, cfg.max_items, cfg.seed)
+    fit_pos = training_positions(arch, cfg.max_items, cfg.seed, cfg.selection_fraction)
+    x_all, y_all = load_images(arch, spec.name, fit_pos), arch.labels[fit_pos]
     x_t, y_t = torch.from_numpy(x_all), torch.from_numpy(y_all.astype(np.float32))
     net = JointNet(CodecConfig(in_channels=len(spec.bands), n_filters=cfg.n_filters, latent=cfg.latent,
-                               bits=cfg.bits, n_classes=len(arch.nomenclature)))
+                               bits=cfg.bits, n_classes=len(arch.nomenclature), head_width=cfg.head_width,
+                               head=cfg.head, head_blocks=list(cfg.head_blocks)))
     if cfg.init is not None:
         from rsir.compression.codec import load_codec
 
@@ -203,6 +266,9 @@ def train_codec(archive: Archive | str | Path, out: str | Path, cfg: CodecTrainC
                 if len(idx) < 2:
                     continue
                 xb, yb = x_t[idx], y_t[idx]
+                if cfg.augment:
+                    ks = torch.randint(0, 8, (len(idx),), generator=gen).tolist()
+                    xb = torch.stack([dihedral(xb[i], k) for i, k in enumerate(ks)])
                 out = net(xb, noise=True)
                 rd, r, d = rate_distortion_loss(out["likelihoods"], xb, out["x_hat"], cfg.lmbda)
                 parts = {"rd": rd, "bpp": r, "mse": d}
@@ -239,6 +305,11 @@ def train_codec(archive: Archive | str | Path, out: str | Path, cfg: CodecTrainC
                 net.eval()
                 with torch.inference_mode():
                     rec.update(on_epoch(stage, ep + 1, net) or {})
+            patience_over = False
+            if stage == "joint" and selection is not None:
+                net.eval()
+                sel_map, patience_over = selection.score(ep + 1)
+                rec["selection_map20"] = round(sel_map, 5)
             stop = guard.diverged(ep + 1, sums.get("rd", math.nan) / max(nb, 1))
             if stop:
                 rec["diverged"] = (f"rate-distortion loss over {DIVERGED:g}x epoch {guard.best_epoch}'s: the {stage} "
@@ -248,18 +319,31 @@ def train_codec(archive: Archive | str | Path, out: str | Path, cfg: CodecTrainC
                 log(" ".join(f"{k}={v}" for k, v in rec.items()))
             if stop:
                 return
+            if patience_over:
+                if log:
+                    log(f"no better selection mAP@20 for {cfg.patience} epochs: the joint stage stops")
+                return
 
+    selection: EpochSelection | None = None
     codec_params = [p for n, p in net.named_parameters() if n.split(".")[0] in ("g_a", "g_s", "entropy")]
     run_stage("codec", cfg.codec_epochs, codec_params)
     joint_params = list(net.parameters()) + (list(weights.parameters()) if cfg.weighting == "uncertainty" else [])
+    selection = (EpochSelection(net, arch, spec.name, (fit_pos, x_all), cfg.selection_fraction, cfg.patience)
+                 if cfg.selection_fraction > 0 and cfg.joint_epochs > 0 else None)
     run_stage("joint", cfg.joint_epochs, joint_params)
+    chosen: dict[str, Any] = {}
+    if selection is not None:
+        selection.restore()
+        chosen = {"chosen_joint_epoch": selection.best_epoch, "selection_map20": round(selection.best, 5),
+                  "selection": {"fraction": cfg.selection_fraction, "items": int(len(selection.sel_pos)),
+                                "rule": RULE}}
     net.eval()
     net.entropy.update_tables()
     mean, std = arch.band_stats(spec.name)
     meta = CodecMeta(modality=spec.name, bands=list(spec.bands), dtype=spec.dtype, grid=spec.grid,
                      mean=[float(v) for v in mean], std=[float(v) for v in std],
                      classes=list(arch.nomenclature.classes), method="sci-cbir",
-                     info={"archive": str(arch.path), "train_items": int(len(x_t)),
+                     info={"archive": str(arch.path), "train_items": int(len(x_t)), **chosen,
                            "config": {k: v for k, v in vars(cfg).items()}, "history": history,
                            "weighting": WEIGHTINGS[cfg.weighting]
                            + (f"; rsir's own quantisation term, beta {cfg.quantisation:g}" if cfg.quantisation else "")})

@@ -66,6 +66,28 @@ class BasicBlock(nn.Module):
         return self.act(y + self.short(x))
 
 
+def residual_stages(cin: int, width: int, blocks: list[int], first_stride: int = 1) -> nn.Sequential:
+    """Stages of basic blocks: stage i has ``width * 2**i`` channels and ``blocks[i]`` blocks; the first block of
+    every stage after the first halves the resolution (the first stage's first block uses ``first_stride``)."""
+    layers: list[nn.Module] = []
+    for i, n in enumerate(blocks):
+        cout = width * 2 ** i
+        for j in range(n):
+            layers.append(BasicBlock(cin, cout, (2 if i > 0 else first_stride) if j == 0 else 1))
+            cin = cout
+    return nn.Sequential(*layers)
+
+
+def init_residual(module: nn.Module) -> None:
+    """He (fan-out) initialisation of every convolution, unit-scale zero-shift batch norms (He et al. 2016)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class ResNet(nn.Module):
     """Multispectral ResNet encoder: N x C x H x W -> N x feature_dim (global average pooled)."""
 
@@ -78,21 +100,9 @@ class ResNet(nn.Module):
             nn.Conv2d(config.in_channels, w, kernel_size=max(s, 3), stride=s, padding=(max(s, 3) - s) // 2,
                       bias=False),
             nn.BatchNorm2d(w), nn.ReLU(inplace=True))
-        stages: list[nn.Module] = []
-        cin = w
-        for i, n in enumerate(config.blocks):
-            cout = w * 2 ** i
-            for j in range(n):
-                stages.append(BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
-                cin = cout
-        self.stages = nn.Sequential(*stages)
+        self.stages = residual_stages(w, w, config.blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_residual(self)
         self.memory_format = torch.contiguous_format
         self._use_format(torch.channels_last)
 
