@@ -112,9 +112,11 @@ class IndexDir:
         return [str(m).lower() for m in mods] if mods else [self.modality.lower()]
 
     def vectors(self, ids: list[str], modality: str | None = None) -> np.ndarray:
-        """Stored codes / vectors of archive items, in the order given, for one of the indexed modalities."""
+        """Stored codes / vectors of archive items, in the order given, for one of the indexed modalities
+        (default: the index's own modality, the model's home one in a cross-modal index)."""
         mods = self.modalities
-        modality = (modality or mods[0]).lower()
+        own = self.modality.lower()
+        modality = (modality or (own if own in mods else mods[0])).lower()
         if modality not in mods:
             raise PipelineError(f"{self.path} holds codes of {', '.join(mods)}, not {modality}")
         keys = [f"{modality}/{i}" for i in ids] if len(mods) > 1 else [str(i) for i in ids]

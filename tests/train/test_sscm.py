@@ -100,6 +100,10 @@ def test_cli_train_resume_index_both_modalities(apath, tmp_path, capsys):
     enc = load_crossmodal_encoder(out)
     assert np.array_equal(d.vectors(a.ids[:3], "s1"), enc.encode(np.stack([a.image(p, "s1") for p in range(3)]),
                                                                      "s1"))
+    # without a modality: the index's own (the model's home modality), not the first one listed (s1)
+    assert d.modality == "s2"
+    assert np.array_equal(d.vectors(a.ids[:3]), d.vectors(a.ids[:3], "s2"))
+    assert not np.array_equal(d.vectors(a.ids[:3]), d.vectors(a.ids[:3], "s1"))
 
 
 def test_an_archive_without_s1_is_refused_and_nothing_written(tmp_path, capsys):
