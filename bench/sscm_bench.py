@@ -84,7 +84,7 @@ def _score(model: Path) -> float:
 
 
 def selection_stage(run: Runner, archive: Path, work: Path, epochs: int, taus: list[float],
-                    weights: list[float], seed: int, batch: int) -> dict[str, Any]:
+                    weights: list[float], seed: int, batch: int, terms_on: str = "projection") -> dict[str, Any]:
     """Choose tau and the objective weights on the held-out slice of the TRAINING split, label-free.
 
     Short runs (``epochs``, the weight ramp over them, training seed ``seed``), each scored by the partner MRR
@@ -102,14 +102,18 @@ def selection_stage(run: Runner, archive: Path, work: Path, epochs: int, taus: l
             extra += ["--w-de", str(w_de), "--ramp"]
         if w_intra is not None:
             extra += ["--w-intra", str(w_intra)]
+        on = terms_on != "projection" and w_de is not None
+        if on:
+            extra += ["--terms-on", terms_on]
         slug = f"{terms.replace('+', '')}-t{tau}" + ("" if w_de is None else f"-de{w_de}") + \
-            ("" if w_intra is None else f"-in{w_intra}")
+            ("" if w_intra is None else f"-in{w_intra}") + (f"-{terms_on}" if on else "")
         model = gdir / f"model-{slug}"
         tr = run("train", str(archive), "--method", "ss-cm", "--epochs", str(epochs), "--patience", str(epochs),
                  "--out", str(model), "--seed", str(seed), "--batch-size", str(batch), "--width", str(WIDTH),
                  "--workers", "0", "--quiet", *extra, skip_if=model / "config.json")
         sc = _score(model)
         rows.append({"objectives": terms, "tau": tau, "w_de": w_de, "w_intra": w_intra,
+                     "terms_on": terms_on if w_de is not None else None,
                      "sel_partner_mrr": round(sc, 4), "best_epoch": model_summary(model)["best_epoch"],
                      "train_wall_s": tr.get("seconds")})
         return sc
@@ -121,7 +125,8 @@ def selection_stage(run: Runner, archive: Path, work: Path, epochs: int, taus: l
         "rule": "label-free: partner MRR (Hamming on sign codes, both directions) of the best epoch on the 10 % "
                 "selection slice held out of the TRAINING split; no labels, no validation/test item; "
                 f"{epochs}-epoch runs, training seed {seed}, weight ramp on for the de/intra weights; tau chosen "
-                "on InfoNCE alone, then w_de (mim+de) and (w_de, w_intra) (all) at that tau",
+                "on InfoNCE alone, then w_de (mim+de) and (w_de, w_intra) (all) at that tau; de and intra "
+                f"act on the {terms_on} outputs",
         "grid": {"tau": taus, "weights": weights, "epochs": epochs},
         "trials": rows,
         "chosen": {"tau": tau, "mim+de": {"w_de": w_de_mimde}, "all": {"w_de": full[0], "w_intra": full[1]}},
@@ -313,6 +318,8 @@ def main() -> None:
     ap.add_argument("--weights", default=None, metavar="JSON",
                     help='the objective weights outright, in the form of selection.chosen: {"tau": 0.5, '
                          '"mim+de": {"w_de": 1}, "all": {"w_de": 1, "w_intra": 1}} (not with --select)')
+    ap.add_argument("--terms-on", default="projection", choices=["projection", "encoder"],
+                    help="where full and mim+de place the discrepancy and intra-modal terms (rsir train --terms-on)")
     ap.add_argument("--select-epochs", type=int, default=20)
     ap.add_argument("--select-taus", type=lambda v: [float(x) for x in v.split(",")], default=[0.1, 0.5])
     ap.add_argument("--select-weights", type=lambda v: [float(x) for x in v.split(",")], default=[0.3, 1.0, 3.0])
@@ -321,6 +328,9 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma list of stages to skip: sscm,milan,throughput,ablations,bits (bits: the 32 / 128-bit "
                                                "and constant-weight rows) "
                                                "(a second process can run the others beside the first)")
+    ap.add_argument("--variants", default="full-64,random,mim-64,mim+de-64",
+                    help="comma list: the 64-bit variants to train (and again per --extra-seeds); models already in "
+                         "--work are reused")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sscm.json"))
     ap.add_argument("--width", type=int, default=16, help="encoder base width (ss-cm, classifier, throughput)")
     ap.add_argument("--assemble", action="store_true",
@@ -343,7 +353,7 @@ def main() -> None:
     hp: dict[str, list[str]] = {"all": [], "mim": [], "mim+de": []}
     if args.select:
         selection = selection_stage(run, archive, work, args.select_epochs, args.select_taus,
-                                    args.select_weights, args.seed, args.batch)
+                                    args.select_weights, args.seed, args.batch, args.terms_on)
         ch = selection["chosen"]
         tau = ["--tau", str(ch["tau"])]
         hp = {"mim": tau, "mim+de": [*tau, "--w-de", str(ch["mim+de"]["w_de"])],
@@ -353,12 +363,19 @@ def main() -> None:
         tau = ["--tau", str(w["tau"])]
         hp = {"mim": tau, "mim+de": [*tau, "--w-de", str(w["mim+de"]["w_de"])],
               "all": [*tau, "--w-de", str(w["all"]["w_de"]), "--w-intra", str(w["all"]["w_intra"])]}
+    if args.terms_on != "projection":
+        hp["all"] = [*hp["all"], "--terms-on", args.terms_on]
+        hp["mim+de"] = [*hp["mim+de"], "--terms-on", args.terms_on]
     variants = [("full-64", [*ramp, *hp["all"]]), ("random", [])]
     if "ablations" not in skip:
         variants += [("mim-64", ["--objectives", "mim", *hp["mim"]]),
                      ("mim+de-64", ["--objectives", "mim+de", *ramp, *hp["mim+de"]])]
     # every variant again with other training seeds (same archive): the spread of the numbers, paired by seed
     seeded = ("full-64", "mim-64", "mim+de-64", "random")
+    wanted = set(filter(None, args.variants.split(",")))
+    if wanted - set(seeded):
+        ap.error(f"--variants: unknown {', '.join(sorted(wanted - set(seeded)))} (of {', '.join(seeded)})")
+    variants = [(name, extra) for name, extra in variants if name in wanted]
     for s in [s for s in args.extra_seeds if s != args.seed]:
         variants += [(f"{name} seed {s}", [*extra, "--seed", str(s)]) for name, extra in variants
                      if name in seeded]
@@ -374,7 +391,8 @@ def main() -> None:
         "protocol": "rsim: validation queries against the test split; mAP@20 variant A, RSiM P/R/F1@20; "
                     "relevance = any shared label; labels used only here (and by the MiLAN reference)",
         "settings": {"epochs": args.epochs, "batch": args.batch, "seed": args.seed, "extra_seeds": args.extra_seeds, "ramp": args.ramp,
-                     "max_steps_per_epoch": args.max_steps, "width": args.width, "classifier_epochs": args.cls_epochs,
+                     "max_steps_per_epoch": args.max_steps, "width": args.width, "terms_on": args.terms_on,
+                     "variants": args.variants, "classifier_epochs": args.cls_epochs,
                      "milan_epochs": args.milan_epochs,
                      "objective_defaults": "tau 0.5, w_de 1, w_intra 1, no quantisation term",
                      "objective_args": hp},

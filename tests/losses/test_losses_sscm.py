@@ -99,3 +99,27 @@ def test_bad_batches_are_refused():
         SSCMLoss()(torch.zeros(1, 4), torch.zeros(1, 4))
     with pytest.raises(ValueError, match="objective set"):
         SSCMLoss(SSCMWeights(terms="nope"))
+
+
+def test_extra_terms_on_the_encoder_features():
+    z1, z2 = _pairs()
+    f1, f2 = _pairs(6, 9, seed=7)  # encoder features: another width than the projections
+    w = SSCMWeights(tau=0.5, w_de=0.7, w_intra=0.3, terms_on="encoder")
+    loss = SSCMLoss(w)
+    assert loss.needs_features
+    total, parts = loss(z1, z2, f1, f2)
+    # InfoNCE stays on the projections; the discrepancy and intra-modal terms move to the features (the DA4DTE
+    # port's placement)
+    want = (inter_modal_infonce(z1, z2, 0.5) - 0.7 * inter_modal_discrepancy(f1, f2)
+            - 0.3 * 0.5 * (most_similar_cosine(f1) + most_similar_cosine(f2)))
+    assert torch.isclose(total, want)
+    assert parts["de"] == pytest.approx(inter_modal_discrepancy(f1, f2).item())
+    # on the projections (the default) the features are not used
+    on_proj, _ = SSCMLoss(SSCMWeights(tau=0.5, w_de=0.7, w_intra=0.3))(z1, z2, f1, f2)
+    assert torch.isclose(on_proj, SSCMLoss(SSCMWeights(tau=0.5, w_de=0.7, w_intra=0.3))(z1, z2)[0])
+    # InfoNCE alone needs no features wherever the (absent) extra terms would act
+    assert not SSCMLoss(SSCMWeights(terms="mim", terms_on="encoder")).needs_features
+    with pytest.raises(ValueError, match="encoder features"):
+        loss(z1, z2)
+    with pytest.raises(ValueError, match="place for the extra terms"):
+        SSCMLoss(SSCMWeights(terms_on="head"))

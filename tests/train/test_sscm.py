@@ -132,3 +132,33 @@ def test_train_takes_split_lists(apath, tmp_path, capsys):
     assert "split lists: train 12, validation 0, test 0" in capsys.readouterr().out
     info = json.loads((out / "config.json").read_text())["info"]
     assert info["train_pairs"] + info["selection"]["n_selection"] == 12
+
+
+def test_terms_on_the_encoder_leave_the_heads_to_infonce(apath, tmp_path):
+    """With --terms-on encoder the discrepancy and intra-modal terms act on the encoder features: their gradient
+    reaches the encoders but not the projection heads, and the choice is recorded in the model."""
+    import torch
+
+    from rsir.losses.sscm import SSCMWeights
+    from rsir.methods.sscm import SSCMRecipe, crossmodal_config
+
+    a = open_archive(apath)
+    ds = PairDataset(a, ["s1", "s2"], a.split_positions("train")[:6])
+    batch = {k: torch.stack([ds[i][k] for i in range(6)]) for k in ("x", "x2")}
+    cfg = crossmodal_config(a, OPTS)
+    grads = {}
+    for terms in ("mim", "all"):
+        torch.manual_seed(0)
+        r = SSCMRecipe(cfg, SSCMWeights(terms=terms, w_de=5.0, w_intra=5.0, terms_on="encoder"))
+        r.model.train()
+        loss, parts = r.loss(batch)
+        loss.backward()
+        grads[terms] = {n: p.grad.clone() for n, p in r.model.named_parameters() if p.grad is not None}
+    heads = [n for n in grads["all"] if n.startswith("heads.")]
+    encs = [n for n in grads["all"] if n.startswith("encoders.")]
+    assert heads and encs
+    assert all(torch.allclose(grads["all"][n], grads["mim"][n], atol=1e-6) for n in heads)
+    assert any(not torch.allclose(grads["all"][n], grads["mim"][n], atol=1e-6) for n in encs)
+    w = SSCMWeights(terms_on="encoder", ramp=True)
+    path, _ = train_sscm(a, tmp_path / "m", CFG, SSCMOptions(bits=8, width=8, blocks=(1, 1), hidden=16, weights=w))
+    assert json.loads((path / "config.json").read_text())["info"]["objective"]["terms_on"] == "encoder"

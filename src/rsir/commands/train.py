@@ -81,6 +81,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     x.add_argument("--ramp", action="store_true",
                    help="raise the discrepancy and intra-modal weights geometrically from 1e-4x to 1x over the "
                         "epochs, as the public RSiM port (DA4DTE) does")
+    x.add_argument("--terms-on", default="projection", choices=["projection", "encoder"],
+                   help="where the discrepancy and intra-modal terms act: the projections, like InfoNCE "
+                        "(default), or the encoder features before the heads (the public RSiM port, DA4DTE)")
     x.add_argument("--pair", default="s1,s2", help="the two modalities of a pair (default s1,s2)")
 
     c = p.add_argument_group("text-itsr (text <-> bitemporal pairs, self-supervised)")
@@ -193,7 +196,7 @@ def _sscm_options(args: argparse.Namespace, opts: object) -> object:
     if args.tau <= 0:
         raise RsirError(f"--tau {args.tau}: must be positive")
     w = SSCMWeights(tau=args.tau, w_de=args.w_de, w_intra=args.w_intra, w_quant=args.w_quant,
-                    terms=args.objectives, ramp=args.ramp)
+                    terms=args.objectives, ramp=args.ramp, terms_on=args.terms_on)
     preload = {"auto": None, "yes": True, "no": False}[args.preload]
     return SSCMOptions(bits=args.bits, modalities=(pair[0], pair[1]), width=args.width, weights=w,
                        preload=preload, augment=not args.no_augment)

@@ -13,6 +13,11 @@ places, all measured by cosine similarity:
   similarity is *increased*, as the paper states. The public RSiM port (DA4DTE ``duch.py``) adds +MSP instead,
   which decreases it; rsir follows the paper (../shared/METHODS.md section 4).
 
+Where the two extra terms act (``terms_on``): on the projections h, like InfoNCE (``"projection"``, the default),
+or on the encoder features f before the projection heads (``"encoder"``): the public RSiM port (DA4DTE
+``duch.py``) computes NT-Xent on the projections but the discrepancy and intra-modal terms on the encoders'
+outputs. The paper's text available here (its abstract) does not say which; both are offered and benchmarked.
+
 Total: L = L_MIM - w_de * M - w_intra * 0.5 (s_1 + s_2) [+ w_q * quantisation]. The paper's weights are not
 public; the DA4DTE port ramps w_de and w_intra geometrically from 1e-4 to 1 over training (``ramp=True``). The quantisation term
 (mean (|h| - 1)^2 of the tanh outputs, pulling them towards the binary codes sign(h)) is rsir's addition, not part
@@ -75,6 +80,11 @@ class SSCMWeights:
     w_quant: float = 0.0    # rsir's addition, off by default
     terms: str = "all"
     ramp: bool = False      # w_de and w_intra rise geometrically from 1e-4 x to 1 x over the epochs (DA4DTE port)
+    terms_on: str = "projection"  # where de and intra act: "projection" (h) or "encoder" (f, the DA4DTE port)
+
+
+#: where the discrepancy and intra-modal terms may act
+TERMS_ON = ("projection", "encoder")
 
 
 def ramp_factor(epoch: int, epochs: int, start: float = 1e-4) -> float:
@@ -93,6 +103,8 @@ class SSCMLoss(nn.Module):
         self.w = weights or SSCMWeights()
         if self.w.terms not in TERM_SETS:
             raise ValueError(f"unknown objective set {self.w.terms!r} (one of {', '.join(TERM_SETS)})")
+        if self.w.terms_on not in TERMS_ON:
+            raise ValueError(f"unknown place for the extra terms {self.w.terms_on!r} (one of {', '.join(TERMS_ON)})")
         self.terms = TERM_SETS[self.w.terms]
         self.scale = 1.0  # the ramp factor of the current epoch (1 without a ramp)
 
@@ -100,19 +112,32 @@ class SSCMLoss(nn.Module):
         """Apply the weight ramp (when configured) for ``epoch`` of ``epochs``."""
         self.scale = ramp_factor(epoch, epochs) if self.w.ramp else 1.0
 
-    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    @property
+    def needs_features(self) -> bool:
+        """Whether :meth:`forward` needs the encoder features f1, f2 (extra terms placed on the encoders)."""
+        return self.w.terms_on == "encoder" and len(self.terms) > 1
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor, f1: torch.Tensor | None = None,
+                f2: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """z1, z2: the projections (InfoNCE, quantisation); f1, f2: the encoder features, where the discrepancy
+        and intra-modal terms act when ``terms_on == "encoder"``."""
         if len(z1) < 2 or z1.shape != z2.shape:
             raise ValueError(f"SS-CM needs two paired batches of at least 2 items, got {tuple(z1.shape)} and "
                              f"{tuple(z2.shape)}")
+        a1, a2 = z1, z2
+        if self.needs_features:
+            if f1 is None or f2 is None or len(f1) != len(z1) or f1.shape != f2.shape:
+                raise ValueError("terms_on='encoder' needs the paired encoder features f1, f2 of the batch")
+            a1, a2 = f1, f2
         mim = inter_modal_infonce(z1, z2, self.w.tau)
         total = mim
         parts = {"mim": float(mim.detach())}
         if "de" in self.terms:
-            m = inter_modal_discrepancy(z1, z2)
+            m = inter_modal_discrepancy(a1, a2)
             total = total - self.scale * self.w.w_de * m
             parts["de"] = float(m.detach())
         if "intra" in self.terms:
-            s = 0.5 * (most_similar_cosine(z1) + most_similar_cosine(z2))
+            s = 0.5 * (most_similar_cosine(a1) + most_similar_cosine(a2))
             total = total - self.scale * self.w.w_intra * s  # the paper's sign: similarity increased (the port adds it)
             parts["intra"] = float(s.detach())
         if self.w.w_quant:

@@ -70,8 +70,12 @@ class SSCMRecipe:
         self.objective.set_epoch(epoch, epochs)
 
     def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        z1 = self.model(batch["x"], self.m1).float()
-        z2 = self.model(batch["x2"], self.m2).float()
+        f1 = self.model.encoders[self.m1](batch["x"])
+        f2 = self.model.encoders[self.m2](batch["x2"])
+        z1 = self.model.heads[self.m1](f1).float()
+        z2 = self.model.heads[self.m2](f2).float()
+        if self.objective.needs_features:
+            return self.objective(z1, z2, f1.float(), f2.float())
         return self.objective(z1, z2)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,7 +143,8 @@ def train_sscm(archive: Archive, out: Path, cfg: TrainConfig, opts: SSCMOptions)
     info: dict[str, Any] = {
         "method": "ss-cm", "archive": str(archive.path), "bits": opts.bits, "modalities": list(opts.modalities),
         "objective": {"terms": list(TERM_SETS[w.terms]), "tau": w.tau, "w_de": w.w_de, "w_intra": w.w_intra,
-                      "w_quant_rsir": w.w_quant, "ramp": w.ramp},
+                      "w_quant_rsir": w.w_quant, "ramp": w.ramp,
+                      "terms_on": w.terms_on},
         "intra_modal_sign": "paper (similarity increased); the DA4DTE port adds +MSP",
         "train_split": split or "all", "train_pairs": int(len(train_pos)), "augment": opts.augment,
         "selection": {**selection.to_json(),
