@@ -95,6 +95,28 @@ def merge(files: list[str], out: str) -> int:
     return 0
 
 
+def selection_curves(works: list[str], out: str) -> int:
+    """The selection slice's mR after each epoch of the models trained in each --work folder, and the best epoch
+    and mR within every 20 epochs: does a longer run still gain, and does the bitemporal models' lead grow with it?
+    (No test pair is read.)"""
+    res: dict[str, Any] = {}
+    for w in works:
+        runs = {}
+        for path in sorted(Path(w).glob("model-*")):
+            info = load_change_model(path)[1]
+            curve = [round(float(h["select_mR"]), 4) for h in info["history"]]
+            runs[path.name.removeprefix("model-")] = {
+                "select_mR": curve,
+                "best_within": {str(e): {"epoch": int(np.argmax(curve[:e])) + 1, "select_mR": max(curve[:e])}
+                                for e in range(20, len(curve) + 1, 20)}}
+        res[w] = runs
+    atomic_write_json(out, res)
+    for w, runs in res.items():
+        for name, r in runs.items():
+            print(w, name, {e: b["select_mR"] for e, b in r["best_within"].items()})
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1200)
@@ -114,9 +136,13 @@ def main() -> int:
                     help="pairs to score (validation: unseen pairs described in training phrasings, a diagnostic)")
     ap.add_argument("--evaluate-only", action="store_true", help="score the models already trained in --work")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="merge these result files into --out and stop")
+    ap.add_argument("--selection-curves", nargs="+", metavar="WORK",
+                    help="write the selection-slice mR per epoch of the models in these --work folders to --out")
     args = ap.parse_args()
     if args.merge:
         return merge(args.merge, args.out)
+    if args.selection_curves:
+        return selection_curves(args.selection_curves, args.out)
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     arch_path = work / "archive"

@@ -12,6 +12,7 @@ from rsir.data.change_grammar import (
     FRAMES,
     FRAMES_NONE,
     FRAMES_NONE_NAMED,
+    GRAMMAR_VERSION,
     _fragments,
     amount,
     change_captions,
@@ -86,4 +87,4 @@ def test_archive_test_split_wording_is_disjoint_from_training_and_seeded(tmp_pat
     arch = open_archive(out)
     later = arch.catalog[arch.catalog["id"].str.endswith("_t2")]
     assert len(later) and all(len(c) == 2 for c in later["change_captions"])
-    assert arch.manifest["info"]["change_grammar"] == 2
+    assert arch.manifest["info"]["change_grammar"] == GRAMMAR_VERSION == 3

@@ -19,6 +19,7 @@ from rsir.data.simulate import (
     BLOCK,
     CHANGE_KINDS,
     SimConfig,
+    _persisting_covers,
     class_shares,
     class_spectrum,
     generate_block,
@@ -193,17 +194,52 @@ def test_bitemporal_partners_are_consistent():
             new = set(np.unique(it.class_map[changed]).tolist())
             old = set(np.unique(t1.class_map[changed]).tolist())
             assert len(new) == 1
-            expected = {"deforestation": {C["Transitional woodland, shrub"]},
+            expected = {"deforestation": {C["Transitional woodland, shrub"], 2, 4},  # regrowth, fields, pasture
                         "urban growth": {C["Urban fabric"], C["Industrial or commercial units"]},
                         "flooding": {C["Inland waters"]},
-                        "crop change": {2, 4, 5, 6} - old,
-                        "water loss": {C["Inland wetlands"], C["Natural grassland and sparsely vegetated areas"]},
+                        "crop change": {2, 3, 4, 5, 6} - old,
+                        "water loss": {C["Inland wetlands"], C["Natural grassland and sparsely vegetated areas"], 2,
+                                       4},
                         }[kind]
             assert new <= expected, (kind, new)
     assert kinds_changed >= len(t2) // 2
     assert len(kinds_seen) >= 4, kinds_seen
     singles = [it for it in items if not it.id.endswith("_t2") and it.id + "_t2" not in by_id]
     assert all(it.meta["partner_id"] == "" for it in singles)
+
+
+def test_change_events_start_from_several_earlier_land_covers():
+    # Real archives build on fields, scrub, bare land or forest and clear forest for regrowth or for fields; when
+    # every event of a kind starts from the same cover, the later image alone tells what the caption's earlier
+    # state was (change events version 3).
+    pairs = _unchanged_pairs(SimConfig(n=384, seed=4, size=24, bitemporal=1.0, unchanged=0.0))
+    before: dict[str, set[int]] = {}
+    after: dict[str, set[int]] = {}
+    gone = 0
+    for a, b in pairs:
+        moved = a.class_map != b.class_map
+        if not moved.any():
+            continue
+        kind = b.meta["change_kind"]
+        src = int(np.bincount(a.class_map[moved]).argmax())
+        before.setdefault(kind, set()).add(src)
+        after.setdefault(kind, set()).update(np.unique(b.class_map[moved]).tolist())
+        gone += not (b.class_map == src).any()
+    assert len(before["urban growth"]) >= 5 and before["urban growth"] & {8, 9, 10, 11, 12, 13}, before
+    assert len(before["deforestation"]) >= 2 and len(after["deforestation"]) >= 2, (before, after)
+    assert len(before["crop change"]) >= 3 and len(before["flooding"]) >= 3, before
+    assert gone > 0  # some events take the whole earlier land cover: only the earlier image shows it
+
+
+def test_unchanged_captions_name_only_land_covers_the_patch_shows():
+    shares = np.zeros(len(BEN19.classes))
+    shares[[2, 9, 13]] = 0.5, 0.3, 0.2
+    assert _persisting_covers(shares, 9, 13, 0.05) == (9, 13)  # forest partly cleared earlier: both still there
+    assert _persisting_covers(shares, 8, 13, 0.05) == (13, 2)  # the earlier event took all of its forest
+    assert _persisting_covers(shares, -1, -1, 0.05) == (2, 9)  # no earlier event: the two main covers
+    only = np.zeros(len(BEN19.classes))
+    only[0] = 1.0
+    assert _persisting_covers(only, 2, 0, 0.05) == (0, -1)  # all built over: one cover to name
 
 
 def _unchanged_pairs(cfg: SimConfig) -> list[tuple]:
@@ -222,7 +258,7 @@ def test_unchanged_pairs_name_the_persisting_state_and_some_show_an_earlier_even
     prior = [(a, b) for a, b in still if b.meta["prior_change"]]
     assert 0.25 <= len(prior) / len(still) <= 0.75
     assert len({b.meta["prior_change"] for _, b in prior}) >= 4
-    lookalike = {"deforestation": C["Transitional woodland, shrub"], "flooding": C["Inland waters"],
+    lookalike = {"deforestation": (C["Transitional woodland, shrub"], 2, 4), "flooding": C["Inland waters"],
                  "urban growth": (C["Urban fabric"], C["Industrial or commercial units"])}
     for a, b in still:
         assert (a.class_map == b.class_map).all()  # nothing changed but the season and the radiometry

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-GRAMMAR_VERSION = 2  # 1: five fixed sentences per kind (3 held out); 2: frames x clauses x amounts
+# 1: five fixed sentences per kind (3 held out); 2: frames x clauses x amounts; 3: the simulator's events start from
+# several earlier land covers each (rsir.data.simulate._change) and clauses name forest cleared for fields
+GRAMMAR_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,11 @@ CLAUSES: dict[str, Bank] = {
         ("{amt} the {src} has been cleared", "{amt} the {src} was cut down", "trees were felled in the {src}",
          "a clearing has appeared in the {src}", "the {src} was logged and {dst} is left",
          "{dst} now grows where the {src} stood", "forest loss: {amt} the {src} is gone",
-         "the {src} was thinned out by logging", "loggers removed {amt} the {src}"),
+         "the {src} was thinned out by logging", "loggers removed {amt} the {src}",
+         "the {src} was cleared to make room for {dst}"),
         ("{amt} the {src} was chopped down", "the woods were stripped, leaving {dst}",
-         "timber harvesting opened a gap in the {src}", "the tree cover of the {src} vanished in places")),
+         "timber harvesting opened a gap in the {src}", "the tree cover of the {src} vanished in places",
+         "{dst} took over the felled {src}")),
     "urban growth": Bank(
         ("new buildings were constructed on the {src}", "{dst} has been built on {amt} the {src}",
          "houses appear on the former {src}", "the built-up area expanded into the {src}",

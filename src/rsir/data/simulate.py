@@ -646,13 +646,20 @@ def _render(cfg: SimConfig, lvl: _Level, site: _Site, idx: np.ndarray, cmap: np.
 # ---------------------------------------------------------------------------------------------------------------
 # bitemporal changes
 FORESTS = (8, 9, 10)
-FARMLAND = (2, 4, 5, 6)
+# Earlier land covers of the events (change events version 3): real archives build on fields, bare land, scrub or
+# forest, clear forest for fields as well as for regrowth, and drain marshes as well as lakes (LEVIR-CC: "houses
+# were built on the bare land", "the trees were removed and a road appeared"). Each kind of event starts from
+# several land covers, so the caption's earlier state is often one that only the earlier image shows.
+BUILDABLE = (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
+CROPS = (2, 3, 4, 5, 6)
+CLEARED_TO = (13, 2, 4)  # regrowing scrub after clear-cutting, or fields and pasture
+WATER_LOSS_TO = {17: (15, 11, 4), 15: (11, 4, 2)}  # lake -> marsh, dry grassland, meadow; marsh -> drained land
 CHANGE_KINDS = ("deforestation", "urban growth", "flooding", "crop change", "water loss", "none")
 # Change captions: rsir.data.change_grammar (frames x clauses x amounts; TRAIN pieces describe the training and
 # validation pairs, every test-split caption holds a HELDOUT frame or clause). SimConfig.change_captions per pair.
 
 
-CHANGE_WEIGHTS = {"deforestation": 1.0, "urban growth": 1.0, "flooding": 0.4, "crop change": 1.0, "water loss": 2.0}
+CHANGE_WEIGHTS = {"deforestation": 1.0, "urban growth": 0.6, "flooding": 0.4, "crop change": 1.0, "water loss": 2.0}
 # Unchanged pairs (SimConfig.unchanged, default 0.5). LEVIR-CC, the real change-captioning archive
 # (../shared/data/levir-cc), has 5,039 unchanged pairs among its 10,077 (50.0 %, and 50 % in each split). Of the
 # unchanged pairs, a share SimConfig.after_event (default 0.5) shows at both dates the state one of the change
@@ -674,16 +681,20 @@ def _change(rng: np.random.Generator, cmap: np.ndarray, smooth: np.ndarray, medi
             ) -> tuple[np.ndarray, str, int, int]:
     """A later class map with one land-cover change event: (map, kind, from class, to class).
 
-    Kinds: deforestation (forest -> transitional woodland), urban growth (farmland -> urban fabric or industry, a
-    rectangle), flooding (low smooth ground -> inland water), crop change (one agricultural class -> another),
-    water loss (part of a lake -> wetland or grassland); "none" when the patch offers none of them."""
+    Kinds: deforestation (forest -> transitional woodland, arable land or pasture), urban growth (fields, scrub,
+    grassland or forest -> urban fabric or industry, a rectangle), flooding (low smooth ground -> inland water), crop
+    change (one agricultural class -> another), water loss (part of a lake or marsh -> wetland, grassland, pasture or
+    fields); "none" when the patch offers none of them. The earlier land cover is drawn among those the patch holds,
+    and the changed share of it reaches the whole, so that it need not survive in the later image."""
     s = cmap.shape[0]
     shares = class_shares(cmap)
     land = ~np.isin(cmap, (17, 18))
     forests = [c for c in FORESTS if shares[c] >= 0.1]
-    farms = [c for c in FARMLAND if shares[c] >= 0.1]
-    options = [k for k, ok in (("deforestation", forests), ("urban growth", farms), ("flooding", land.mean() >= 0.2),
-                               ("crop change", farms), ("water loss", shares[17] >= 0.1)) if ok]
+    build = [c for c in BUILDABLE if shares[c] >= 0.1]
+    farms = [c for c in CROPS if shares[c] >= 0.1]
+    waters = [c for c in WATER_LOSS_TO if shares[c] >= 0.1]
+    options = [k for k, ok in (("deforestation", forests), ("urban growth", build), ("flooding", land.mean() >= 0.2),
+                               ("crop change", farms), ("water loss", waters)) if ok]
     if not options:
         return cmap.copy(), "none", -1, -1
     # flooding is possible on almost every patch: a lower weight keeps the kinds of change balanced
@@ -692,23 +703,24 @@ def _change(rng: np.random.Generator, cmap: np.ndarray, smooth: np.ndarray, medi
     new = cmap.copy()
     if kind == "deforestation":
         src = int(rng.choice(forests))
-        mask, dst = _region_mask(rng, cmap == src, medium, 0.3, 0.7), 13
+        mask, dst = _region_mask(rng, cmap == src, medium, 0.4, 1.0), int(rng.choice(CLEARED_TO))
     elif kind == "urban growth":
-        src = int(rng.choice(farms))
+        src = int(rng.choice(build))
         region = cmap == src
         ys, xs = np.nonzero(region)
         j = int(rng.integers(len(ys)))
-        h, w = (rng.uniform(0.2, 0.45, 2) * s).astype(int)
+        h, w = (rng.uniform(0.25, 0.6, 2) * s).astype(int)
         yy, xx = np.mgrid[0:s, 0:s]
         rect = (np.abs(yy - ys[j]) <= h // 2) & (np.abs(xx - xs[j]) <= w // 2)
         mask, dst = region & rect, int(rng.choice([0, 1]))
     elif kind == "crop change":
         src = int(rng.choice(farms))
-        dst = int(rng.choice([c for c in FARMLAND if c != src]))
-        mask = _region_mask(rng, cmap == src, medium, 0.4, 0.9)
+        dst = int(rng.choice([c for c in CROPS if c != src]))
+        mask = _region_mask(rng, cmap == src, medium, 0.5, 1.0)
     elif kind == "water loss":
-        src, dst = 17, int(rng.choice([15, 11]))
-        mask = _region_mask(rng, cmap == 17, smooth, 0.25, 0.6)
+        src = int(rng.choice(waters))
+        dst = int(rng.choice(WATER_LOSS_TO[src]))
+        mask = _region_mask(rng, cmap == src, smooth, 0.3, 0.8)
     else:
         thr = np.quantile(smooth[land], rng.uniform(0.15, 0.4))
         mask, dst = land & (smooth <= thr), 17
@@ -914,6 +926,20 @@ def _main_covers(shares: np.ndarray, threshold: float) -> tuple[int, int]:
     return int(order[0]), (int(order[1]) if shares[order[1]] >= threshold else -1)
 
 
+def _persisting_covers(shares: np.ndarray, src: int, dst: int, threshold: float) -> tuple[int, int]:
+    """The two land covers an unchanged pair's captions name: an earlier event's (src, dst) when the patch still
+    shows both; its outcome dst and the largest other cover when the event took all of src; without an earlier
+    event (src < 0) the patch's two main covers."""
+    if src < 0:
+        return _main_covers(shares, threshold)
+    if shares[src] >= threshold:
+        return src, dst
+    rest = shares.copy()
+    rest[dst] = 0.0
+    other = int(rest.argmax())
+    return dst, (other if rest[other] >= threshold else -1)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # blocks, items, archive
 def _doy(d: date) -> int:
@@ -1017,7 +1043,8 @@ def generate_block(cfg: SimConfig, block: int, with_maps: bool = False) -> list[
             kind, src, dst = changes[j]
             before_kind = ""
             if kind == "none":  # name the persisting land covers: those of the earlier event, or the two main ones
-                before_kind, src, dst = prior.get(i) or ("", *_main_covers(shares[i], cfg.label_threshold))
+                before_kind, src, dst = prior.get(i) or ("", -1, -1)
+                src, dst = _persisting_covers(shares[i], src, dst, cfg.label_threshold)
             moved = p_maps[j] != site.class_map[i]
             pct = int(round(100 * float(moved.mean())))
             crng = np.random.default_rng(np.random.SeedSequence([int(cfg.seed) & 0xFFFFFFFF, block, 0xCAB, i]))
