@@ -8,7 +8,7 @@ earlier event at both dates. Besides all test pairs, the scores are split by the
 their sentences as queries against the whole test set ("changed"), unchanged ones likewise ("unchanged"), and the
 changed pairs alone as queries and database ("changed_only", the task of archives without unchanged pairs).
 
-    python bench/text_itsr_bench.py --n 4300 --size 48 --epochs 40 --bits 64 --out bench/results/text_itsr.json
+    python bench/text_itsr_bench.py --n 4300 --size 48 --epochs 100 --bits 64 --variants later,tff,gff-concat --out bench/results/text_itsr.json
 
 (BENCHMARKS.md, "Search for change", has the commands of every result file.) Change captions come from
 rsir.data.change_grammar; an archive in --work written by another grammar version or other settings is refused.
