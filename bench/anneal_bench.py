@@ -366,7 +366,7 @@ def main() -> None:
     ap.add_argument("--encoder", default=None,
                     help="end to end: retrain this cross-modal model's S2 branch (encoder + projection, e.g. the "
                          "label-free SS-CM model the index was built from) each round instead of a head on the "
-                         "index's frozen vectors (rsir.feedback.encoder_metric)")
+                         "index's frozen vectors (rsir.methods.anneal_encoder)")
     ap.add_argument("--encoder-init", choices=["pretrained", "random"], default="pretrained",
                     help="start --encoder's branch from its trained weights, or from a seeded random initialisation")
     ap.add_argument("--encoder-modality", default="s2", help="the branch of --encoder that is trained (default s2)")
@@ -423,7 +423,7 @@ def main() -> None:
     meta["vectors_modality"] = idx.manifest.get("modality")
     model = None
     if args.encoder:
-        from rsir.feedback.encoder_metric import from_crossmodal
+        from rsir.methods.anneal_encoder import from_crossmodal
 
         model = from_crossmodal(args.encoder, arc, args.encoder_modality, pretrained=args.encoder_init == "pretrained")
         meta["data"]["encoder"] = {"model": str(args.encoder), "modality": args.encoder_modality,

@@ -115,7 +115,7 @@ class IndexDir:
         """Stored codes / vectors of archive items, in the order given, for one of the indexed modalities
         (default: the index's own modality, the model's home one in a cross-modal index)."""
         mods = self.modalities
-        own = self.modality.lower()
+        own = str(self.manifest.get("modality") or mods[0]).lower()
         modality = (modality or (own if own in mods else mods[0])).lower()
         if modality not in mods:
             raise PipelineError(f"{self.path} holds codes of {', '.join(mods)}, not {modality}")

@@ -6,7 +6,7 @@ labels *pairs* of images as similar or dissimilar (one bit, never a class label)
 1. the metric model is trained on the labelled pairs with the contrastive loss (by default a head on rsir's
    frozen features, :class:`FrozenHead`, retrained from its initialisation every round, or with ``fine_tune``
    from the last round's head; or end to end, a CNN encoder and its projection,
-   :class:`rsir.feedback.encoder_metric.EncoderMetric`, passed to :func:`run` as ``model``);
+   :class:`rsir.methods.anneal_encoder.EncoderMetric`, passed to :func:`run` as ``model``);
 2. every item is embedded and the unlabelled candidate pairs (the pool) are scored for *uncertainty*:
    - **MGUE** (metric-guided): a threshold tau on embedding distances that separates similar from dissimilar
      pairs is estimated from the current metric space (:func:`mgue_threshold`, from the labelled pairs'
@@ -490,7 +490,7 @@ def run(x: np.ndarray, items: np.ndarray, oracle: Oracle, cfg: AnnealConfig,
     """The full loop: P0 random pairs, then ``cfg.rounds`` rounds of train, embed, select ``cfg.budget`` pairs,
     ask the oracle. The model is trained once more after the last answers, so the records hold ``rounds + 1``
     evaluations (after 0, 1, ..., rounds selections). ``model`` is retrained each round (default: a head on the
-    frozen features ``x``, :class:`FrozenHead`; e.g. :class:`rsir.feedback.encoder_metric.EncoderMetric` end to
+    frozen features ``x``, :class:`FrozenHead`; e.g. :class:`rsir.methods.anneal_encoder.EncoderMetric` end to
     end); ``x`` also gives the "knn" pool its neighbours. Returns the records and the last model state."""
     import time
 

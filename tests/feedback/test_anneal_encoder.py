@@ -1,4 +1,4 @@
-"""ANNEAL's end-to-end metric model (rsir.feedback.encoder_metric): the symmetries it trains with, where each
+"""ANNEAL's end-to-end metric model (rsir.methods.anneal_encoder): the symmetries it trains with, where each
 round starts from, that training on pairs separates them while the batch-norm statistics stay put, that a
 cross-modal model's branch embeds like the model's own encoder, and the loop with it in place of the head."""
 
@@ -11,7 +11,7 @@ from torch import nn
 
 from rsir.feedback import FeedbackError
 from rsir.feedback import anneal as A
-from rsir.feedback.encoder_metric import EmbeddingNet, EncoderMetric, dihedral_batch, from_crossmodal
+from rsir.methods.anneal_encoder import EmbeddingNet, EncoderMetric, dihedral_batch, from_crossmodal
 from rsir.models.resnet import ResNet, ResNetConfig
 from rsir.train.data import dihedral
 
