@@ -190,6 +190,10 @@ def main() -> None:
     ap.add_argument("--codec-batch", type=int, default=8, help="codec batch size (small: more steps per epoch)")
     ap.add_argument("--cls-epochs", type=int, default=20)
     ap.add_argument("--milan-epochs", type=int, default=30)
+    ap.add_argument("--baseline-epochs", type=int, default=None,
+                    help="train the classifier and MiLAN (the pixel baselines) for up to N epochs each with "
+                         "patience 20, best epoch on the selection slice, instead of --cls-epochs / --milan-epochs; "
+                         "the same budget as a long joint stage (models and rows tagged -eN)")
     ap.add_argument("--bits", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--j2k-levels", type=float, nargs="+", default=[25, 30, 35, 40, 45, 50, 60])
     ap.add_argument("--reben", action="store_true", help="also the real reBEN sample (../shared/data)")
@@ -327,15 +331,17 @@ def main() -> None:
     print(json.dumps(res["hash_outputs"], indent=1), flush=True)
 
     # 4. retrieval: codes from the stream vs MiLAN on decoded (and raw) pixels
-    cls = work / "classifier"
-    run("train", str(sim), "--method", "classifier", "--epochs", str(args.cls_epochs), "--out", str(cls),
-        "--quiet", skip_if=cls)
+    btag = f"-e{args.baseline_epochs}" if args.baseline_epochs else ""
+    budget = (["--patience", "20"] if args.baseline_epochs else [])
+    cls = work / f"classifier{btag}"
+    run("train", str(sim), "--method", "classifier", "--epochs", str(args.baseline_epochs or args.cls_epochs),
+        *budget, "--out", str(cls), "--quiet", skip_if=cls)
     res["retrieval"] = {}
     milan: dict[int, Path] = {}
     for bits in args.bits:
-        m = work / f"milan{bits}"
+        m = work / f"milan{bits}{btag}"
         run("train", str(sim), "--method", "milan", "--features", str(cls), "--bits", str(bits), "--epochs",
-            str(args.milan_epochs), "--out", str(m), "--quiet", skip_if=m)
+            str(args.baseline_epochs or args.milan_epochs), *budget, "--out", str(m), "--quiet", skip_if=m)
         milan[bits] = m
         rows = {}
         for name, archive, model in [(f"SCI-CBIR {bits} (codes from the compressed stream)", comp[bits], None),
@@ -344,6 +350,8 @@ def main() -> None:
             tag = name.split(" (")[0].lower().replace(" ", "-")
             if "raw" not in tag:
                 tag += wtag
+            if model is not None:
+                tag += btag
             idx = work / f"idx-{tag}"
             cmd = ["index", str(archive), "--out", str(idx), "--no-progress"] + (["--model", str(model)] if model else [])
             rec = run(*cmd, skip_if=idx)
