@@ -11,9 +11,9 @@ from torch import nn
 
 from rsir.feedback import FeedbackError
 from rsir.feedback import anneal as A
-from rsir.methods.anneal_encoder import EmbeddingNet, EncoderMetric, dihedral_batch, from_crossmodal
+from rsir.methods.anneal_encoder import EmbeddingNet, EncoderMetric, from_crossmodal
 from rsir.models.resnet import ResNet, ResNetConfig
-from rsir.train.data import dihedral
+from rsir.train.data import dihedral, dihedral_batch
 
 
 def _toy(n: int = 40, seed: int = 0) -> tuple[EncoderMetric, np.ndarray]:

@@ -43,7 +43,7 @@ from rsir.losses.jci import (
     rate_distortion_loss,
     soft_pairwise_loss,
 )
-from rsir.train.data import dihedral
+from rsir.train.data import dihedral_batch
 from rsir.train.selection import RULE, selection_slice
 from rsir.train.validation import validation_map
 
@@ -267,8 +267,7 @@ def train_codec(archive: Archive | str | Path, out: str | Path, cfg: CodecTrainC
                     continue
                 xb, yb = x_t[idx], y_t[idx]
                 if cfg.augment:
-                    ks = torch.randint(0, 8, (len(idx),), generator=gen).tolist()
-                    xb = torch.stack([dihedral(xb[i], k) for i, k in enumerate(ks)])
+                    xb = dihedral_batch(xb, torch.randint(0, 8, (len(idx),), generator=gen))
                 out = net(xb, noise=True)
                 rd, r, d = rate_distortion_loss(out["likelihoods"], xb, out["x_hat"], cfg.lmbda)
                 parts = {"rd": rd, "bpp": r, "mse": d}

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from rsir.feedback import FeedbackError
+from rsir.train.data import dihedral_batch
 
 if TYPE_CHECKING:
     from rsir.data.archive import Archive
@@ -55,18 +56,6 @@ def _freeze_batch_norm_stats(net: nn.Module) -> None:
     for m in net.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
-
-
-def dihedral_batch(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Each image ``x[n]`` under the symmetry ``k[n]`` of the square (rotation by 90*(k%4), flip when k >= 4)."""
-    from rsir.train.data import dihedral
-
-    out = torch.empty_like(x)
-    for s in range(8):
-        sel = (k == s).nonzero().flatten()
-        if sel.numel():
-            out[sel] = dihedral(x[sel], s)
-    return out
 
 
 class EncoderMetric:

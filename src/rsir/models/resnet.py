@@ -66,14 +66,14 @@ class BasicBlock(nn.Module):
         return self.act(y + self.short(x))
 
 
-def residual_stages(cin: int, width: int, blocks: list[int], first_stride: int = 1) -> nn.Sequential:
+def residual_stages(cin: int, width: int, blocks: list[int]) -> nn.Sequential:
     """Stages of basic blocks: stage i has ``width * 2**i`` channels and ``blocks[i]`` blocks; the first block of
-    every stage after the first halves the resolution (the first stage's first block uses ``first_stride``)."""
+    every stage after the first halves the resolution."""
     layers: list[nn.Module] = []
     for i, n in enumerate(blocks):
         cout = width * 2 ** i
         for j in range(n):
-            layers.append(BasicBlock(cin, cout, (2 if i > 0 else first_stride) if j == 0 else 1))
+            layers.append(BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
             cin = cout
     return nn.Sequential(*layers)
 

@@ -21,6 +21,17 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.flip(y, dims=(-1,)) if k >= 4 else y
 
 
+def dihedral_batch(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Each image ``x[n]`` under the symmetry ``k[n]`` of the square (:func:`dihedral`), one call per symmetry
+    present instead of one per image."""
+    out = torch.empty_like(x)
+    for s in range(8):
+        sel = (k == s).nonzero().flatten()
+        if sel.numel():
+            out[sel] = dihedral(x[sel], s)
+    return out
+
+
 class SplitDataset(torch.utils.data.Dataset):
     """Items of one archive split as {"x": CxHxW float32, "label": multi-hot float32, "index": position}."""
 
